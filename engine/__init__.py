@@ -1,0 +1,20 @@
+"""The in-process engine of `assistant`: the public surface the TUI and the CLI use."""
+
+from engine.config import Settings, load_settings
+from engine.engine import Engine
+from engine.errors import AssistantError
+from engine.events import Event, Failed, Finished, Started, Timings, Token, Usage
+
+__all__ = [
+    "AssistantError",
+    "Engine",
+    "Event",
+    "Failed",
+    "Finished",
+    "Settings",
+    "Started",
+    "Timings",
+    "Token",
+    "Usage",
+    "load_settings",
+]

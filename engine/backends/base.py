@@ -1,0 +1,46 @@
+"""What every backend offers the engine: load, fit a prompt, stream an answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import AsyncIterator, Protocol
+
+from engine.context import FittedPrompt, Message
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int
+    temperature: float
+    top_p: float
+    seed: int | None
+
+
+@dataclass
+class StreamResult:
+    """Filled in by a backend as it streams; read by the engine when the stream ends."""
+
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+
+
+class Backend(Protocol):
+    name: str  # "local", or a provider name
+    model_name: str
+    n_ctx: int
+
+    @property
+    def loaded(self) -> bool: ...
+
+    async def load(self) -> None:
+        """Make the model ready; raise a ModelError naming the file if it cannot be."""
+
+    async def fit(
+        self, system: str, history: list[Message], question: str, max_tokens: int
+    ) -> FittedPrompt:
+        """Fit the conversation into this model's context window."""
+
+    def stream(
+        self, messages: list[Message], params: SamplingParams, result: StreamResult
+    ) -> AsyncIterator[str]:
+        """Yield the answer's text pieces; stop decoding when the consumer stops."""

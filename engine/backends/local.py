@@ -1,0 +1,208 @@
+"""The local backend: a GGUF model run in-process by llama-cpp-python.
+
+llama.cpp blocks and is not thread-safe, so one dedicated worker thread owns the model: it loads
+it, counts tokens and decodes. Text pieces travel to the event loop through an asyncio queue;
+setting a stop flag ends decoding after the current token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import threading
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, TypeVar
+
+from engine.backends.base import SamplingParams, StreamResult
+from engine.context import FittedPrompt, Message, fit_messages
+from engine.errors import GenerationError, ModelLoadError
+from engine.gguf import GGUFInfo, read_gguf
+from engine.models import DEFAULT_MODEL_FILE, resolve_model
+
+T = TypeVar("T")
+_DONE = object()
+
+
+def default_threads() -> int:
+    """Decoding is memory-bound: one thread per physical core is fastest. Up to 4 logical CPUs
+    are usually all physical; beyond that, assume two hardware threads per core."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return available if available <= 4 else available // 2
+
+
+def gpu_offload_supported() -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        models_dir: str | Path | None = None,
+        n_ctx: int = 4096,
+        n_gpu_layers: int | None = None,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+    ) -> None:
+        # Resolved at load time, so a bad `model` setting is reported like any load error.
+        self.model = str(model) if model else None
+        self.models_dir = models_dir
+        self.model_path: Path | None = None
+        self.model_name = Path(self.model).stem if self.model else Path(DEFAULT_MODEL_FILE).stem
+        self.n_ctx = n_ctx
+        self.n_gpu_layers = n_gpu_layers
+        self.n_threads = n_threads or default_threads()
+        self.n_batch = n_batch
+        self.info: GGUFInfo | None = None
+        self._llm: Any = None
+        self._formatter: Any = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="llama")
+        self._load_lock = asyncio.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._llm is not None
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def load(self) -> None:
+        async with self._load_lock:
+            if self._llm is None:
+                await self._run(self._load_sync)
+
+    def _load_sync(self) -> None:
+        self.model_path = resolve_model(self.model, self.models_dir)
+        self.model_name = self.model_path.stem
+        self.info = read_gguf(self.model_path)  # a damaged file never reaches llama.cpp
+        import llama_cpp  # imported here: it takes a while, and the UI must draw first
+
+        n_gpu_layers = self.n_gpu_layers
+        if n_gpu_layers is None:
+            n_gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=str(self.model_path),
+                n_ctx=self.n_ctx,
+                n_gpu_layers=n_gpu_layers,
+                n_threads=self.n_threads,
+                n_batch=min(self.n_batch, self.n_ctx),
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, MemoryError) as exc:
+            raise ModelLoadError(
+                f"llama.cpp could not load the model {self.model_path}: {exc}.",
+                hint="The file may need a newer llama-cpp-python, or more memory: "
+                "try a smaller quantization or a lower n_ctx / n_gpu_layers.",
+            ) from exc
+        self.n_gpu_layers = n_gpu_layers
+        self._formatter = self._make_formatter()
+
+    def _make_formatter(self) -> Any:
+        """The model's own chat template, used to count prompt tokens exactly as llama.cpp will."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        meta = self._llm.metadata
+        template = meta.get("tokenizer.chat_template")
+        if not template:
+            return None
+
+        def token_text(key: str) -> str:
+            token_id = int(meta.get(key, -1))
+            return self._llm._model.token_get_text(token_id) if token_id != -1 else ""
+
+        return Jinja2ChatFormatter(
+            template, token_text("tokenizer.ggml.eos_token_id"), token_text("tokenizer.ggml.bos_token_id")
+        )
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        """Prompt tokens for `messages`; call from the model's worker thread."""
+        if self._formatter is not None:
+            formatted = self._formatter(messages=messages)
+            return len(self._tokenize(formatted.prompt, add_bos=not formatted.added_special))
+        # No template in the file: llama-cpp-python falls back to a generic format; allow for
+        # its role markers generously.
+        return sum(len(self._tokenize(m["content"], add_bos=False)) + 8 for m in messages) + 4
+
+    def _tokenize(self, text: str, add_bos: bool) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    async def fit(
+        self, system: str, history: list[Message], question: str, max_tokens: int
+    ) -> FittedPrompt:
+        await self.load()
+        return await self._run(
+            fit_messages, system, history, question, self.count_tokens, self.n_ctx, max_tokens
+        )
+
+    async def stream(
+        self, messages: list[Message], params: SamplingParams, result: StreamResult
+    ) -> AsyncIterator[str]:
+        await self.load()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+
+        def send(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the event loop is gone: nobody is listening any more
+                stop.set()
+
+        def decode() -> None:
+            pieces: list[str] = []
+            try:
+                chunks = self._llm.create_chat_completion(
+                    messages=messages,
+                    stream=True,
+                    max_tokens=params.max_tokens,
+                    temperature=params.temperature,
+                    top_p=params.top_p,
+                    seed=params.seed,
+                )
+                try:
+                    for chunk in chunks:
+                        choice = chunk["choices"][0]
+                        result.finish_reason = choice.get("finish_reason") or result.finish_reason
+                        text = choice.get("delta", {}).get("content")
+                        if text:
+                            pieces.append(text)
+                            send(text)
+                        if stop.is_set():
+                            result.finish_reason = "cancelled"
+                            break
+                finally:
+                    chunks.close()  # ends llama.cpp's decoding loop now, not at garbage collection
+                result.completion_tokens = len(self._tokenize("".join(pieces), add_bos=False))
+                send(_DONE)
+            except Exception as exc:  # handed to the event loop, translated there
+                send(exc)
+
+        decoding = loop.run_in_executor(self._executor, decode)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise GenerationError(
+                        f"The local model {self.model_name} failed while answering: {item}."
+                    ) from item
+                yield item
+        finally:
+            stop.set()
+            # Return only once decoding has really stopped (at most one more token), so the
+            # model is free for the next question; shielded so a second cancel cannot skip it.
+            await asyncio.shield(decoding)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None

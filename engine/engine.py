@@ -1,0 +1,235 @@
+"""The orchestration of one answer, and the engine's view of history for the TUI and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, TypeVar
+
+from engine.backends.base import Backend, SamplingParams, StreamResult
+from engine.backends.local import LocalBackend
+from engine.config import Settings
+from engine.errors import AssistantError
+from engine.events import Event, Failed, Finished, Started, Timings, Token, Usage
+from engine.paths import database_file, ensure_private_dir
+from memory.store import Store
+
+T = TypeVar("T")
+SYSTEM_TEMPLATE = "system"
+
+
+def local_backend(settings: Settings) -> LocalBackend:
+    return LocalBackend(
+        settings.model,
+        models_dir=settings.models_dir,
+        n_ctx=settings.n_ctx,
+        n_gpu_layers=settings.n_gpu_layers,
+        n_threads=settings.n_threads,
+        n_batch=settings.n_batch,
+    )
+
+
+class Engine:
+    """Answers questions with a backend and records every answer in the store.
+
+    Every method is async and runs blocking work (SQLite, llama.cpp) off the event loop.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        backend: Backend | None = None,
+        database: str | Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self.backend: Backend = backend or local_backend(settings)
+        self._database = Path(database) if database else database_file()
+        self._store: Store | None = None
+        self._store_lock = asyncio.Lock()
+        self._model_hash: asyncio.Task[str | None] | None = None
+
+    # set-up ------------------------------------------------------------------------------------
+
+    async def store(self) -> Store:
+        async with self._store_lock:
+            if self._store is None:
+                ensure_private_dir(self._database.parent)
+                self._store = await asyncio.to_thread(Store, self._database)
+        return self._store
+
+    async def _db(self, method: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(method, *args)
+
+    async def load_model(self) -> None:
+        """Load the model (a no-op once loaded); raises a ModelError naming the file."""
+        await self.backend.load()
+        path = getattr(self.backend, "model_path", None)
+        if self._model_hash is None and path is not None:
+            store = await self.store()
+            self._model_hash = asyncio.create_task(asyncio.to_thread(_file_sha256, store, path))
+
+    @property
+    def template_version(self) -> str:
+        return hashlib.sha256(self.settings.system_prompt.encode()).hexdigest()[:12]
+
+    async def close(self) -> None:
+        if self._model_hash is not None:
+            await asyncio.gather(self._model_hash, return_exceptions=True)
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)
+        if self._store is not None:
+            self._store.close()
+
+    # one answer --------------------------------------------------------------------------------
+
+    async def ask(self, question: str, conversation_id: int | None = None) -> AsyncIterator[Event]:
+        """Answer `question`, continuing `conversation_id` or starting a new conversation.
+
+        Yields Started, Token..., then Finished or Failed. The question is saved before anything
+        else, and one response row is written however the answer ends; if the consumer cancels,
+        the row says "cancelled" and the partial answer is kept.
+        """
+        started_at = time.perf_counter()
+        store = await self.store()
+        if conversation_id is None:
+            conversation_id = await self._db(store.create_conversation, question)
+            history: list[dict[str, str]] = []
+        else:
+            history = _context_messages(await self._db(store.messages, conversation_id))
+        prompt_message_id = await self._db(store.add_message, conversation_id, "user", question)
+
+        settings = self.settings
+        params = SamplingParams(settings.max_tokens, settings.temperature, settings.top_p, settings.seed)
+        result = StreamResult()
+        pieces: list[str] = []
+        first_at = last_at = None
+        prompt_tokens = None
+        status, error = "cancelled", None
+        try:
+            await self.load_model()
+            fitted = await self.backend.fit(settings.system_prompt, history, question, params.max_tokens)
+            prompt_tokens = fitted.prompt_tokens
+            yield Started(
+                conversation_id,
+                prompt_message_id,
+                self.backend.name,
+                self.backend.model_name,
+                fitted.prompt_tokens,
+                self.backend.n_ctx,
+                fitted.dropped_messages,
+                fitted.question_truncated,
+            )
+            async with contextlib.aclosing(self.backend.stream(fitted.messages, params, result)) as stream:
+                async for piece in stream:
+                    last_at = time.perf_counter()
+                    first_at = first_at or last_at
+                    pieces.append(piece)
+                    yield Token(piece)
+            status = "ok"
+        except AssistantError as exc:
+            status, error = "error", exc
+        except Exception as exc:  # a bug: record it, then let it crash loudly
+            status, error = "error", exc
+            raise
+        finally:
+            ended_at = time.perf_counter()
+            tokens = result.completion_tokens
+            timings = Timings(
+                ttft_ms=(first_at - started_at) * 1000 if first_at else None,
+                total_ms=(ended_at - started_at) * 1000,
+                tokens_per_s=(tokens - 1) / (last_at - first_at)
+                if first_at and last_at and last_at > first_at and tokens > 1
+                else None,
+            )
+            row = {
+                "prompt_message_id": prompt_message_id,
+                "status": status,
+                "error": str(error) if error else None,
+                "backend": self.backend.name,
+                "model": self.backend.model_name,
+                "model_hash": await self._known_model_hash(),
+                "template": SYSTEM_TEMPLATE,
+                "template_version": self.template_version,
+                "input_tokens": prompt_tokens,
+                "output_tokens": tokens,
+                "ttft_ms": timings.ttft_ms,
+                "total_ms": timings.total_ms,
+                "tokens_per_s": timings.tokens_per_s,
+                "cost": 0.0,  # local answers are free
+                "trace_id": uuid.uuid4().hex,
+            }
+            text = "".join(pieces)
+            # Shielded: a second cancel must not lose the row.
+            saving = asyncio.ensure_future(
+                self._db(store.record_answer, conversation_id, text, status != "ok", row)
+            )
+            try:
+                message_id, response_id = await asyncio.shield(saving)
+            except AssistantError as exc:  # the disk is full, the database locked...
+                if status != "ok":
+                    raise
+                status, error, message_id, response_id = "error", exc, None, None
+        if status == "ok":
+            usage = Usage(prompt_tokens or 0, tokens)
+            yield Finished(response_id, conversation_id, message_id, text, usage, timings)
+        else:
+            yield Failed(response_id, conversation_id, error, text)
+
+    async def _known_model_hash(self) -> str | None:
+        if self._model_hash is None:
+            return None
+        try:
+            return await asyncio.shield(self._model_hash)
+        except OSError:
+            return None
+
+    # history -----------------------------------------------------------------------------------
+
+    async def conversations(self, limit: int = 100) -> list[dict[str, Any]]:
+        return await self._db((await self.store()).conversations, limit)
+
+    async def messages(self, conversation_id: int) -> list[dict[str, Any]]:
+        return await self._db((await self.store()).messages, conversation_id)
+
+    async def rename_conversation(self, conversation_id: int, title: str) -> None:
+        await self._db((await self.store()).rename_conversation, conversation_id, title)
+
+    async def delete_conversation(self, conversation_id: int) -> None:
+        await self._db((await self.store()).delete_conversation, conversation_id)
+
+    async def rate(self, response_id: int, rating: int, comment: str | None = None) -> int:
+        """Thumbs up (+1) or down (-1) on a response, with an optional comment."""
+        return await self._db((await self.store()).add_feedback, response_id, rating, comment)
+
+    async def response(self, response_id: int) -> dict[str, Any]:
+        return await self._db((await self.store()).response, response_id)
+
+
+def _context_messages(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The turns the model sees again: complete user and assistant messages."""
+    return [
+        {"role": r["role"], "content": r["content"]}
+        for r in rows
+        if r["status"] == "complete" and r["role"] in ("user", "assistant")
+    ]
+
+
+def _file_sha256(store: Store, path: Path) -> str:
+    """SHA-256 of a model file, cached by path, size and mtime: hashing gigabytes is slow."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    cached = store.cached_model_hash(*key)
+    if cached:
+        return cached
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    store.save_model_hash(*key, digest.hexdigest())
+    return digest.hexdigest()

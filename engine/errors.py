@@ -1,0 +1,76 @@
+"""The one error tree of `assistant`.
+
+Every error meant for the user derives from `AssistantError`; its message names the thing that
+went wrong and what to do. Library exceptions (llama_cpp, sqlite3, httpx, ...) are translated into
+this tree in the one module that owns the library, with `raise ... from exc`. Anything else that
+escapes is a bug.
+
+    AssistantError                      (memory/errors.py: the bottom layer owns the root)
+    +-- ConfigError                     a bad config file or environment variable
+    +-- ModelError
+    |   +-- ModelNotFoundError          no file at the configured path or name
+    |   +-- InvalidModelError           not a GGUF file, truncated, or a damaged header
+    |   +-- ModelLoadError              llama.cpp refused the file (out of memory, unsupported)
+    +-- GenerationError                 a backend failed while answering
+    |   +-- ContextOverflowError        the prompt cannot fit the model's context window
+    +-- StoreError                      (memory/errors.py)
+        +-- DatabaseLockedError
+        +-- StorageFullError
+        +-- CorruptDatabaseError
+        +-- NotFoundError
+"""
+
+from __future__ import annotations
+
+from memory.errors import (
+    AssistantError,
+    CorruptDatabaseError,
+    DatabaseLockedError,
+    NotFoundError,
+    StorageFullError,
+    StoreError,
+)
+
+__all__ = [
+    "AssistantError",
+    "ConfigError",
+    "ContextOverflowError",
+    "CorruptDatabaseError",
+    "DatabaseLockedError",
+    "GenerationError",
+    "InvalidModelError",
+    "ModelError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "NotFoundError",
+    "StorageFullError",
+    "StoreError",
+]
+
+
+class ConfigError(AssistantError):
+    """The config file or an ASSISTANT_* variable holds a value we cannot use."""
+
+
+class ModelError(AssistantError):
+    """A model file could not be used."""
+
+
+class ModelNotFoundError(ModelError):
+    """No model file at the configured path, or no model of that name."""
+
+
+class InvalidModelError(ModelError):
+    """The file is not a usable GGUF model (wrong magic, truncated, damaged header)."""
+
+
+class ModelLoadError(ModelError):
+    """llama.cpp could not load a file that looked valid."""
+
+
+class GenerationError(AssistantError):
+    """A backend failed while producing an answer."""
+
+
+class ContextOverflowError(GenerationError):
+    """Even the system prompt and the newest message cannot fit the context window."""

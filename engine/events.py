@@ -1,0 +1,59 @@
+"""The events of one answer, as `Engine.ask()` yields them: Started, Token..., then Finished or
+Failed. The TUI and the CLI consume the same stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.errors import AssistantError
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Timings:
+    ttft_ms: float | None  # time to first token, from the question
+    total_ms: float
+    tokens_per_s: float | None  # decode speed, first token to last
+
+
+@dataclass(frozen=True)
+class Started:
+    conversation_id: int
+    prompt_message_id: int
+    backend: str
+    model: str
+    prompt_tokens: int
+    n_ctx: int
+    dropped_messages: int  # older messages left out to fit the context window
+    question_truncated: bool
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    response_id: int
+    conversation_id: int
+    message_id: int | None
+    text: str
+    usage: Usage
+    timings: Timings
+
+
+@dataclass(frozen=True)
+class Failed:
+    response_id: int | None
+    conversation_id: int | None
+    error: AssistantError
+    partial_text: str  # kept in the conversation, marked partial
+
+
+Event = Started | Token | Finished | Failed

@@ -1,0 +1,283 @@
+"""The SQLite store: the source of truth for conversations, responses and feedback.
+
+One connection per `Store`, shared by worker threads under a lock (callers on an event loop use
+`asyncio.to_thread`). WAL lets other processes read while we write; `busy_timeout` makes writers
+wait for each other instead of failing; every write is one short transaction, so a crash loses
+at most the turn in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sqlite3
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+import sqlite_utils
+
+from memory.errors import (
+    CorruptDatabaseError,
+    DatabaseLockedError,
+    NotFoundError,
+    StorageFullError,
+    StoreError,
+)
+from memory.migrations import MIGRATIONS
+
+BUSY_TIMEOUT_S = 10.0
+T = TypeVar("T")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _translated(method: Callable[..., T]) -> Callable[..., T]:
+    """Turn sqlite3 errors into the project's error tree, naming the database file."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Store", *args: Any, **kwargs: Any) -> T:
+        try:
+            with self._lock:
+                return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+
+    return wrapper
+
+
+def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
+    code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+    text = str(exc)
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in text:
+        return DatabaseLockedError(
+            f"The database {path} is locked by another program.",
+            hint="Another assistant may be writing; try again in a moment.",
+        )
+    if code == sqlite3.SQLITE_FULL or "disk is full" in text:
+        return StorageFullError(
+            f"The disk holding {path} is full; nothing more can be saved.",
+            hint="Free some space; what you typed is kept in the prompt.",
+        )
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "not a database" in text:
+        return CorruptDatabaseError(
+            f"The database {path} is damaged or not a SQLite database ({text}).",
+            hint="Move it aside and start again; `assistant doctor` checks it.",
+        )
+    return StoreError(f"The database {path} failed: {text}.")
+
+
+class Store:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None
+            )
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(
+                f"The database {self.path} cannot be opened: {exc}.",
+                hint="Check that the data folder exists and is writable (ASSISTANT_HOME).",
+            ) from exc
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self._setup()
+
+    @_translated
+    def _setup(self) -> None:
+        os.chmod(self.path, 0o600)
+        self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        self.conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a power cut loses at most the last commit
+        self._migrate()
+
+    def _migrate(self) -> None:
+        for number in range(self.schema_version + 1, len(MIGRATIONS) + 1):
+            # BEGIN IMMEDIATE takes the write lock first, so two processes starting at once
+            # cannot both apply the same migration.
+            with self._transaction():
+                if self.schema_version >= number:  # another process got there first
+                    continue
+                for statement in _statements(MIGRATIONS[number - 1]):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {number}")
+
+    @property
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    # conversations and messages -------------------------------------------------------------
+
+    @_translated
+    def create_conversation(self, title: str) -> int:
+        stamp = now()
+        row = {"title": _title(title), "created_at": stamp, "updated_at": stamp}
+        return self.db["conversations"].insert(row).last_pk
+
+    @_translated
+    def conversation(self, conversation_id: int) -> dict[str, Any]:
+        return self._get("conversations", conversation_id, "conversation")
+
+    @_translated
+    def conversations(self, limit: int = 100) -> list[dict[str, Any]]:
+        sql = """
+            SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS messages
+            FROM conversations c ORDER BY c.updated_at DESC, c.id DESC LIMIT ?
+        """
+        return list(self.db.query(sql, [limit]))
+
+    @_translated
+    def rename_conversation(self, conversation_id: int, title: str) -> None:
+        self._get("conversations", conversation_id, "conversation")
+        self.db["conversations"].update(conversation_id, {"title": _title(title)})
+
+    @_translated
+    def delete_conversation(self, conversation_id: int) -> None:
+        self._get("conversations", conversation_id, "conversation")
+        self.conn.execute("DELETE FROM conversations WHERE id = ?", [conversation_id])
+
+    @_translated
+    def add_message(
+        self, conversation_id: int, role: str, content: str, status: str = "complete"
+    ) -> int:
+        with self._transaction():
+            return self._insert_message(conversation_id, role, content, status)
+
+    def _insert_message(self, conversation_id: int, role: str, content: str, status: str) -> int:
+        stamp = now()
+        message_id = self._insert(
+            "messages",
+            {
+                "conversation_id": conversation_id,
+                "role": role,
+                "content": content,
+                "status": status,
+                "created_at": stamp,
+            },
+        )
+        self.conn.execute(
+            "UPDATE conversations SET updated_at = ? WHERE id = ?", [stamp, conversation_id]
+        )
+        return message_id
+
+    @_translated
+    def messages(self, conversation_id: int) -> list[dict[str, Any]]:
+        """The conversation's messages in order; assistant messages carry their response id and
+        latest rating."""
+        sql = """
+            SELECT m.*, r.id AS response_id,
+                (SELECT f.rating FROM feedback f WHERE f.response_id = r.id
+                 ORDER BY f.id DESC LIMIT 1) AS rating
+            FROM messages m LEFT JOIN responses r ON r.message_id = m.id
+            WHERE m.conversation_id = ? ORDER BY m.id
+        """
+        return list(self.db.query(sql, [conversation_id]))
+
+    # responses and feedback ------------------------------------------------------------------
+
+    @_translated
+    def record_answer(
+        self, conversation_id: int, text: str, partial: bool, response: dict[str, Any]
+    ) -> tuple[int | None, int]:
+        """Save an answer (complete, or partial after an error or cancel) and its response row in
+        one transaction; returns (message id or None when there is no text, response id)."""
+        with self._transaction():
+            message_id = None
+            if text:
+                status = "partial" if partial else "complete"
+                message_id = self._insert_message(conversation_id, "assistant", text, status)
+            row = {**response, "conversation_id": conversation_id, "message_id": message_id}
+            row.setdefault("created_at", now())
+            return message_id, self._insert("responses", row)
+
+    @_translated
+    def response(self, response_id: int) -> dict[str, Any]:
+        return self._get("responses", response_id, "response")
+
+    @_translated
+    def add_feedback(self, response_id: int, rating: int, comment: str | None = None) -> int:
+        if rating not in (-1, 1):
+            raise ValueError(f"rating must be +1 or -1, not {rating!r}")
+        self._get("responses", response_id, "response")
+        row = {"response_id": response_id, "rating": rating, "comment": comment, "created_at": now()}
+        return self.db["feedback"].insert(row).last_pk
+
+    @_translated
+    def feedback(self, response_id: int) -> list[dict[str, Any]]:
+        return list(self.db["feedback"].rows_where("response_id = ?", [response_id], order_by="id"))
+
+    # model file hashes, cached because hashing gigabytes is slow ------------------------------
+
+    @_translated
+    def cached_model_hash(self, path: str, size: int, mtime_ns: int) -> str | None:
+        row = self.conn.execute(
+            "SELECT sha256 FROM model_files WHERE path = ? AND size = ? AND mtime_ns = ?",
+            [path, size, mtime_ns],
+        ).fetchone()
+        return row[0] if row else None
+
+    @_translated
+    def save_model_hash(self, path: str, size: int, mtime_ns: int, sha256: str) -> None:
+        row = {"path": path, "size": size, "mtime_ns": mtime_ns, "sha256": sha256}
+        self.db["model_files"].upsert(row, pk="path")
+
+    # health ------------------------------------------------------------------------------------
+
+    @_translated
+    def health(self) -> dict[str, Any]:
+        counts = {
+            table: self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            for table in ("conversations", "messages", "responses", "feedback")
+        }
+        return {
+            "path": str(self.path),
+            "schema_version": self.schema_version,
+            "journal_mode": self.conn.execute("PRAGMA journal_mode").fetchone()[0],
+            "integrity": self.conn.execute("PRAGMA quick_check").fetchone()[0],
+            **counts,
+        }
+
+    # helpers -------------------------------------------------------------------------------------
+
+    def _get(self, table: str, row_id: int, what: str) -> dict[str, Any]:
+        try:
+            return self.db[table].get(row_id)
+        except sqlite_utils.db.NotFoundError:
+            raise NotFoundError(f"There is no {what} with id {row_id}.") from None
+
+    def _insert(self, table: str, row: dict[str, Any]) -> int:
+        # Raw SQL: sqlite-utils commits on its own, which would end our transaction early.
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        sql = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+        return self.conn.execute(sql, list(row.values())).lastrowid
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _title(text: str) -> str:
+    line = " ".join(text.split())
+    return (line[:77] + "...") if len(line) > 80 else (line or "New chat")
