@@ -207,6 +207,10 @@ class Engine:
         """Thumbs up (+1) or down (-1) on a response, with an optional comment."""
         return await self._db((await self.store()).add_feedback, response_id, rating, comment)
 
+    async def comment(self, feedback_id: int, comment: str) -> None:
+        """Attach a comment to feedback given a moment ago."""
+        await self._db((await self.store()).set_feedback_comment, feedback_id, comment)
+
     async def response(self, response_id: int) -> dict[str, Any]:
         return await self._db((await self.store()).response, response_id)
 

@@ -214,6 +214,11 @@ class Store:
         return self.db["feedback"].insert(row).last_pk
 
     @_translated
+    def set_feedback_comment(self, feedback_id: int, comment: str) -> None:
+        self._get("feedback", feedback_id, "feedback")
+        self.db["feedback"].update(feedback_id, {"comment": comment})
+
+    @_translated
     def feedback(self, response_id: int) -> list[dict[str, Any]]:
         return list(self.db["feedback"].rows_where("response_id = ?", [response_id], order_by="id"))
 

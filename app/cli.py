@@ -1,0 +1,188 @@
+"""The `assistant` command: the TUI by default, and ask / feedback / history / doctor."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from importlib import metadata
+from typing import Any
+
+import click
+
+from engine import AssistantError, Engine, Failed, Finished, Started, Token, load_settings
+
+
+def _settings(**overrides: Any):
+    try:
+        return load_settings().replace(**overrides)
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(metadata.version("assistant"), prog_name="assistant")
+@click.option("--model", "-m", help="GGUF file path, or a model name in models_dir.")
+@click.pass_context
+def main(ctx: click.Context, model: str | None) -> None:
+    """A local-first AI assistant. With no command, opens the chat app.
+
+    \b
+    Keys in the chat app: Enter sends, Ctrl+J inserts a newline, Esc stops the answer,
+    Ctrl+G / Ctrl+B rate an answer up / down, Ctrl+P opens the command palette.
+    """
+    ctx.obj = {"model": model}
+    if ctx.invoked_subcommand is None:
+        from app.tui import AssistantApp  # Textual is only imported for the TUI
+
+        AssistantApp(Engine(_settings(model=model))).run()
+
+
+@main.command()
+@click.argument("question")
+@click.option("--model", "-m", help="GGUF file path, or a model name in models_dir.")
+@click.option("--conversation", "-c", type=int, help="Continue this conversation id.")
+@click.option("--max-tokens", type=int, help="Longest answer in tokens.")
+@click.option("--temperature", "-t", type=float, help="Sampling temperature (0: deterministic).")
+@click.option("--seed", type=int, help="Sampling seed.")
+@click.option("--system", help="System prompt for this answer.")
+@click.option("--stats/--no-stats", default=None, help="Print response id, tokens and speed to stderr (default: when stderr is a terminal).")
+@click.pass_context
+def ask(ctx: click.Context, question: str, model: str | None, conversation: int | None,
+        max_tokens: int | None, temperature: float | None, seed: int | None,
+        system: str | None, stats: bool | None) -> None:
+    """Answer QUESTION on stdout as it streams ("-" reads the question from stdin).
+
+    \b
+    assistant ask "What is a GGUF file?"
+    git diff | assistant ask -
+    assistant ask -c 3 "and in one sentence?"
+    """
+    if question == "-":
+        question = sys.stdin.read()
+    if not question.strip():
+        raise click.UsageError("The question is empty.")
+    settings = _settings(
+        model=model or ctx.obj["model"], max_tokens=max_tokens, temperature=temperature,
+        seed=seed, system_prompt=system,
+    )
+    show_stats = sys.stderr.isatty() if stats is None else stats
+    try:
+        code = _run(_ask(Engine(settings), question, conversation, show_stats))
+    except KeyboardInterrupt:
+        click.echo("\nStopped; the partial answer is saved.", err=True)
+        sys.exit(130)
+    sys.exit(code)
+
+
+async def _ask(engine: Engine, question: str, conversation: int | None, show_stats: bool) -> int:
+    out = sys.stdout
+    try:
+        async with contextlib.aclosing(engine.ask(question, conversation)) as events:
+            async for event in events:
+                if isinstance(event, Token):
+                    out.write(event.text)
+                    out.flush()
+                elif isinstance(event, Started) and event.question_truncated:
+                    click.echo("Note: the question was shortened to fit the context window.", err=True)
+                elif isinstance(event, Finished):
+                    out.write("\n")
+                    if show_stats:
+                        t = event.timings
+                        speed = f"{t.tokens_per_s:.1f} tok/s" if t.tokens_per_s else "-"
+                        ttft = f"{t.ttft_ms:.0f} ms" if t.ttft_ms is not None else "-"
+                        click.echo(
+                            f"[response {event.response_id} · conversation {event.conversation_id} · "
+                            f"{event.usage.prompt_tokens}+{event.usage.completion_tokens} tokens · "
+                            f"first token {ttft} · {speed}]",
+                            err=True,
+                        )
+                elif isinstance(event, Failed):
+                    if event.partial_text:
+                        out.write("\n")
+                    click.echo(f"Error: {event.error}", err=True)
+                    return 1
+        return 0
+    finally:
+        await engine.close()
+
+
+@main.command()
+@click.argument("response_id", type=int)
+@click.argument("rating", type=click.Choice(["up", "down"]))
+@click.option("--comment", help="Why: what was good or wrong.")
+def feedback(response_id: int, rating: str, comment: str | None) -> None:
+    """Rate an answer (RESPONSE_ID is printed by `ask --stats` and shown in `history`)."""
+
+    async def rate() -> None:
+        engine = Engine(_settings())
+        try:
+            await engine.rate(response_id, 1 if rating == "up" else -1, comment)
+        finally:
+            await engine.close()
+
+    _run(rate())
+    click.echo(f"Saved: response {response_id} rated {rating}.")
+
+
+@main.command()
+@click.option("--limit", "-n", default=20, show_default=True, help="How many conversations.")
+@click.option("--conversation", "-c", type=int, help="Show this conversation's messages.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def history(limit: int, conversation: int | None, as_json: bool) -> None:
+    """List recent conversations, or show one with -c ID."""
+
+    async def read() -> list[dict[str, Any]]:
+        engine = Engine(_settings())
+        try:
+            if conversation is not None:
+                return await engine.messages(conversation)
+            return await engine.conversations(limit)
+        finally:
+            await engine.close()
+
+    rows = _run(read())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if conversation is not None:
+        for row in rows:
+            tag = " (partial)" if row["status"] == "partial" else ""
+            rid = f" [response {row['response_id']}]" if row["response_id"] else ""
+            click.secho(f"{row['role']}{tag}{rid}:", bold=True)
+            click.echo(row["content"] + "\n")
+        return
+    if not rows:
+        click.echo("No conversations yet. Start one with `assistant` or `assistant ask`.")
+    for row in rows:
+        click.echo(f"{row['id']:>5}  {row['updated_at'][:16].replace('T', ' ')}  "
+                   f"{row['messages']:>3} msgs  {row['title']}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def doctor(as_json: bool) -> None:
+    """Check the installation: versions, llama.cpp build and GPU offload, model file, paths, database."""
+    from engine.doctor import diagnose
+
+    checks = diagnose(_settings())
+    if as_json:
+        click.echo(json.dumps([c.__dict__ for c in checks], indent=2))
+    else:
+        section = None
+        for check in checks:
+            if check.section != section:
+                section = check.section
+                click.secho(f"\n{section}", bold=True)
+            mark = click.style("ok  ", fg="green") if check.ok else click.style("FAIL", fg="red")
+            click.echo(f"  {mark} {check.name:<16} {check.value}")
+    if not all(c.ok for c in checks):
+        sys.exit(1)

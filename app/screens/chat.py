@@ -1,0 +1,306 @@
+"""The chat screen: past conversations on the left, the conversation, the prompt, a status bar."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Markdown
+
+from app.screens.modals import ConfirmDialog, TextDialog
+from app.widgets.chat_log import AnswerClicked, AnswerMessage, ChatLog, UserMessage
+from app.widgets.conversation_list import ConversationList
+from app.widgets.prompt import PromptInput
+from app.widgets.status_bar import StatusBar
+from engine import AssistantError, Engine, Failed, Finished, Started, Token
+
+
+class ChatScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "stop", "Stop"),
+        Binding("ctrl+n", "new_chat", "New chat"),
+        Binding("ctrl+g", "rate(1)", "👍"),
+        Binding("ctrl+b", "rate(-1)", "👎"),
+        Binding("alt+up", "select_answer(-1)", "Earlier answer", show=False),
+        Binding("alt+down", "select_answer(1)", "Later answer", show=False),
+        Binding("ctrl+o", "copy_answer", "Copy answer"),
+        Binding("ctrl+s", "toggle_sidebar", "Sidebar"),
+        Binding("f2", "rename_conversation", "Rename", show=False),
+    ]
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine = engine
+        self.conversation_id: int | None = None
+        self.selected: AnswerMessage | None = None
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            yield ConversationList(id="sidebar")
+            with Vertical(id="main"):
+                yield ChatLog(id="log")
+                yield PromptInput(id="prompt")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.prompt.focus()
+        self.status.model = self.engine.backend.model_name
+        self.status.backend = self.engine.backend.name
+        self.load_model()
+        self.refresh_conversations()
+
+    @property
+    def prompt(self) -> PromptInput:
+        return self.query_one(PromptInput)
+
+    @property
+    def status(self) -> StatusBar:
+        return self.query_one(StatusBar)
+
+    @property
+    def log_view(self) -> ChatLog:
+        return self.query_one(ChatLog)
+
+    @property
+    def answering(self) -> bool:
+        return any(w.group == "answer" and w.is_running for w in self.workers)
+
+    # background work ----------------------------------------------------------------------------
+
+    @work(group="load", exit_on_error=False)
+    async def load_model(self) -> None:
+        try:
+            await self.engine.load_model()
+        except AssistantError as exc:
+            self.status.state = "model failed to load"
+            self.notify(str(exc), title="Model", severity="error", timeout=15)
+            return
+        self.status.model = self.engine.backend.model_name
+        if not self.answering:
+            self.status.state = "ready"
+
+    @work(group="history", exclusive=True, exit_on_error=False)
+    async def refresh_conversations(self) -> None:
+        try:
+            rows = await self.engine.conversations()
+        except AssistantError as exc:
+            self.notify(str(exc), title="History", severity="error")
+            return
+        self.query_one(ConversationList).show(rows, self.conversation_id)
+
+    @on(PromptInput.Submitted)
+    def submit(self, event: PromptInput.Submitted) -> None:
+        question = event.text.strip()
+        if not question:
+            return
+        event.prompt.clear()
+        self.answer(question)
+
+    @work(group="answer", exclusive=True, exit_on_error=False)
+    async def answer(self, question: str) -> None:
+        log = self.log_view
+        answer = AnswerMessage()
+        await log.mount_all([UserMessage(question), answer])
+        log.scroll_end(animate=False)
+        self.select(None)
+        self.status.state = "loading model…" if not self.engine.backend.loaded else "answering…"
+        stream = Markdown.get_stream(answer.markdown)
+        try:
+            async with contextlib.aclosing(self.engine.ask(question, self.conversation_id)) as events:
+                async for event in events:
+                    if isinstance(event, Token):
+                        await stream.write(event.text)
+                        log.scroll_end(animate=False)
+                    elif isinstance(event, Started):
+                        self._started(event)
+                    elif isinstance(event, Finished):
+                        answer.text, answer.response_id = event.text, event.response_id
+                        answer.refresh_footer()
+                        self.status.ttft_ms = event.timings.ttft_ms
+                        self.status.tokens_per_s = event.timings.tokens_per_s
+                    elif isinstance(event, Failed):
+                        answer.text, answer.response_id = event.partial_text, event.response_id
+                        answer.state = "error"
+                        self.notify(str(event.error), title="Answer failed", severity="error", timeout=15)
+                        if not event.partial_text:
+                            self.prompt.restore(question)
+        except asyncio.CancelledError:
+            answer.state = "stopped"
+            raise
+        except AssistantError as exc:  # the store failed while saving a stopped answer
+            answer.state = "error"
+            self.notify(str(exc), title="Answer", severity="error", timeout=15)
+            self.prompt.restore(question)
+        finally:
+            await stream.stop()
+            self.status.state = "ready" if self.engine.backend.loaded else self.status.state
+            self.refresh_conversations()
+
+    def _started(self, event: Started) -> None:
+        if self.conversation_id != event.conversation_id:
+            self.conversation_id = event.conversation_id
+        self.status.model = event.model
+        self.status.state = "answering…"
+        self.status.context = (event.prompt_tokens, event.n_ctx)
+        if event.question_truncated:
+            self.notify("The question was too long and was shortened to fit the context window.",
+                        severity="warning")
+        elif event.dropped_messages:
+            self.notify(f"{event.dropped_messages} older messages left out to fit the context window.",
+                        severity="information", timeout=4)
+
+    # actions ------------------------------------------------------------------------------------
+
+    def action_stop(self) -> None:
+        if self.answering:
+            self.workers.cancel_group(self, "answer")
+        elif self.selected is not None:
+            self.select(None)
+
+    async def action_new_chat(self) -> None:
+        self.workers.cancel_group(self, "answer")
+        self.conversation_id = None
+        self.select(None)
+        await self.log_view.remove_children()
+        self.status.context = None
+        self.query_one(ConversationList).index = None
+        self.prompt.focus()
+
+    @on(ConversationList.Selected)
+    async def open_selected(self, event: ConversationList.Selected) -> None:
+        item = self.query_one(ConversationList).highlighted_conversation
+        if item is not None:
+            await self.open_conversation(item.conversation_id)
+
+    async def open_conversation(self, conversation_id: int) -> None:
+        self.workers.cancel_group(self, "answer")
+        try:
+            rows = await self.engine.messages(conversation_id)
+        except AssistantError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.conversation_id = conversation_id
+        self.select(None)
+        log = self.log_view
+        await log.remove_children()
+        widgets = []
+        for row in rows:
+            if row["role"] == "user":
+                widgets.append(UserMessage(row["content"]))
+            elif row["role"] == "assistant":
+                answer = AnswerMessage(row["content"], row["response_id"])
+                answer.set_reactive(AnswerMessage.rating, row["rating"])
+                answer.set_reactive(AnswerMessage.state, "partial" if row["status"] == "partial" else "")
+                widgets.append(answer)
+        await log.mount_all(widgets)
+        log.scroll_end(animate=False)
+        self.prompt.focus()
+
+    def select(self, answer: AnswerMessage | None) -> None:
+        if self.selected is not None:
+            self.selected.remove_class("-selected")
+        self.selected = answer
+        if answer is not None:
+            answer.add_class("-selected")
+            answer.scroll_visible()
+
+    def action_select_answer(self, step: int) -> None:
+        answers = [a for a in self.log_view.answers() if a.response_id is not None]
+        if not answers:
+            return
+        if self.selected in answers:
+            index = max(0, min(len(answers) - 1, answers.index(self.selected) + step))
+        else:
+            index = len(answers) - 1
+        self.select(answers[index])
+
+    @on(AnswerClicked)
+    def answer_clicked(self, event: AnswerClicked) -> None:
+        self.select(None if event.answer is self.selected else event.answer)
+
+    def target_answer(self) -> AnswerMessage | None:
+        """The selected answer, else the latest one that has a response row."""
+        if self.selected is not None:
+            return self.selected
+        answers = [a for a in self.log_view.answers() if a.response_id is not None]
+        return answers[-1] if answers else None
+
+    @work(group="feedback", exit_on_error=False)
+    async def action_rate(self, rating: int) -> None:
+        answer = self.target_answer()
+        if answer is None:
+            self.notify("There is no answer to rate yet.", severity="warning")
+            return
+        try:
+            feedback_id = await self.engine.rate(answer.response_id, rating)
+        except AssistantError as exc:
+            self.notify(str(exc), title="Feedback", severity="error")
+            return
+        answer.rating = rating
+        comment = await self.app.push_screen_wait(
+            TextDialog("Saved. Add a comment? (optional)", placeholder="What was good or wrong?")
+        )
+        if comment and comment.strip():
+            try:
+                await self.engine.comment(feedback_id, comment.strip())
+            except AssistantError as exc:
+                self.notify(str(exc), title="Feedback", severity="error")
+
+    def action_copy_answer(self) -> None:
+        answer = self.target_answer() or next(reversed(self.log_view.answers()), None)
+        if answer is None or not answer.text:
+            self.notify("There is no answer to copy yet.", severity="warning")
+            return
+        self.app.copy_to_clipboard(answer.text)
+        self.notify("Answer copied to the clipboard.", timeout=2)
+
+    def action_toggle_sidebar(self) -> None:
+        sidebar = self.query_one(ConversationList)
+        sidebar.display = not sidebar.display
+
+    def _chosen_conversation(self) -> tuple[int, str] | None:
+        sidebar = self.query_one(ConversationList)
+        item = sidebar.highlighted_conversation if sidebar.has_focus else None
+        if item is not None:
+            return item.conversation_id, item.title
+        for item in sidebar.query("ConversationItem"):
+            if item.conversation_id == self.conversation_id:
+                return item.conversation_id, item.title
+        return None
+
+    @work(group="edit", exit_on_error=False)
+    async def action_rename_conversation(self) -> None:
+        chosen = self._chosen_conversation()
+        if chosen is None:
+            self.notify("Open or highlight a conversation to rename it.", severity="warning")
+            return
+        title = await self.app.push_screen_wait(TextDialog("Rename conversation", chosen[1]))
+        if title and title.strip():
+            try:
+                await self.engine.rename_conversation(chosen[0], title.strip())
+            except AssistantError as exc:
+                self.notify(str(exc), severity="error")
+            self.refresh_conversations()
+
+    @work(group="edit", exit_on_error=False)
+    async def action_delete_conversation(self) -> None:
+        chosen = self._chosen_conversation()
+        if chosen is None:
+            self.notify("Open or highlight a conversation to delete it.", severity="warning")
+            return
+        if not await self.app.push_screen_wait(ConfirmDialog(f"Delete “{chosen[1]}”?")):
+            return
+        try:
+            await self.engine.delete_conversation(chosen[0])
+        except AssistantError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if chosen[0] == self.conversation_id:
+            await self.action_new_chat()
+        self.refresh_conversations()

@@ -1,0 +1,74 @@
+"""The conversation as a column of messages; answers stream into Markdown."""
+
+from __future__ import annotations
+
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widgets import Markdown, Static
+
+RATING_MARKS = {1: "👍", -1: "👎", None: ""}
+
+
+class UserMessage(Static):
+    def __init__(self, text: str) -> None:
+        super().__init__(text, markup=False)
+
+
+class AnswerMessage(Vertical, can_focus=False):
+    """One answer: its Markdown, and a footer line with its state and rating."""
+
+    rating: reactive[int | None] = reactive(None)
+    state: reactive[str] = reactive("")  # "", "stopped", "error", "partial"
+
+    def __init__(self, text: str = "", response_id: int | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.text = text
+        self.response_id = response_id
+
+    def compose(self):
+        yield Markdown(self.text)
+        yield Static("", classes="answer-footer")
+
+    @property
+    def markdown(self) -> Markdown:
+        return self.query_one(Markdown)
+
+    def on_click(self) -> None:
+        self.post_message(AnswerClicked(self))
+
+    def _footer(self) -> str:
+        parts = []
+        if self.state:
+            parts.append({"stopped": "⏹ stopped", "error": "⚠ failed", "partial": "⏹ partial"}[self.state])
+        if self.rating is not None:
+            parts.append(RATING_MARKS[self.rating])
+        if self.response_id is not None:
+            parts.append(f"#{self.response_id}")
+        return "  ".join(parts)
+
+    def watch_rating(self) -> None:
+        self.refresh_footer()
+
+    def watch_state(self) -> None:
+        self.refresh_footer()
+
+    def refresh_footer(self) -> None:
+        if self.is_mounted:
+            self.query_one(".answer-footer", Static).update(self._footer())
+
+    def on_mount(self) -> None:
+        self.refresh_footer()
+
+
+class AnswerClicked(Message):
+    def __init__(self, answer: AnswerMessage) -> None:
+        super().__init__()
+        self.answer = answer
+
+
+class ChatLog(VerticalScroll, can_focus=False):
+    """Holds the messages; keeps the newest in view while an answer streams."""
+
+    def answers(self) -> list[AnswerMessage]:
+        return list(self.query(AnswerMessage))

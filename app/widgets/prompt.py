@@ -1,0 +1,45 @@
+"""The multi-line prompt: Enter sends, Ctrl+J (or Shift+Enter where the terminal tells them
+apart) inserts a newline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual import events
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import TextArea
+
+
+class PromptInput(TextArea):
+    BINDINGS = [Binding("ctrl+j,shift+enter", "newline", "Newline", show=False)]
+
+    @dataclass
+    class Submitted(Message):
+        prompt: "PromptInput"
+        text: str
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(
+            soft_wrap=True,
+            show_line_numbers=False,
+            placeholder="Ask anything  (Enter: send · Ctrl+J: newline · Esc: stop)",
+            **kwargs,
+        )
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "enter":
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.Submitted(self, self.text))
+            return
+        await super()._on_key(event)
+
+    def action_newline(self) -> None:
+        self.insert("\n")
+
+    def restore(self, text: str) -> None:
+        """Put back a question that could not be answered, unless the user typed anew."""
+        if not self.text.strip():
+            self.load_text(text)
+            self.move_cursor(self.document.end)

@@ -1,0 +1,26 @@
+"""One line: model, backend, state, and the speed and context use of the last answer."""
+
+from __future__ import annotations
+
+from textual.reactive import reactive
+from textual.widgets import Static
+
+
+class StatusBar(Static):
+    model: reactive[str] = reactive("")
+    backend: reactive[str] = reactive("local")
+    state: reactive[str] = reactive("loading model…")
+    ttft_ms: reactive[float | None] = reactive(None)
+    tokens_per_s: reactive[float | None] = reactive(None)
+    context: reactive[tuple[int, int] | None] = reactive(None)
+
+    def render(self) -> str:
+        parts = [f"{self.model} · {self.backend}", self.state]
+        if self.ttft_ms is not None:
+            parts.append(f"first token {self.ttft_ms:.0f} ms")
+        if self.tokens_per_s is not None:
+            parts.append(f"{self.tokens_per_s:.1f} tok/s")
+        if self.context is not None:
+            used, size = self.context
+            parts.append(f"context {used}/{size}")
+        return "  │  ".join(parts)

@@ -1,0 +1,115 @@
+"""`assistant doctor`: what is installed, which model, which paths, and whether each is healthy."""
+
+from __future__ import annotations
+
+import platform
+import sqlite3
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from engine.backends.local import default_threads
+from engine.config import Settings
+from engine.errors import AssistantError
+from engine.gguf import read_gguf
+from engine.models import available_models, resolve_model
+from engine.paths import config_file, data_dir, database_file
+from memory.store import Store
+
+
+@dataclass(frozen=True)
+class Check:
+    section: str
+    name: str
+    value: str
+    ok: bool = True
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def diagnose(settings: Settings) -> list[Check]:
+    checks = [
+        Check("versions", "assistant", _version("assistant")),
+        Check("versions", "python", platform.python_version()),
+        Check("versions", "textual", _version("textual")),
+        Check("versions", "llama-cpp-python", _version("llama_cpp_python")),
+        Check("versions", "sqlite", sqlite3.sqlite_version),
+    ]
+    checks += _llama_checks(settings)
+    checks += _model_checks(settings)
+    checks += [
+        Check("paths", "data folder", str(data_dir())),
+        Check("paths", "config file", f"{config_file()}" + ("" if config_file().exists() else " (none: defaults)")),
+    ]
+    checks += _database_checks()
+    return checks
+
+
+def _llama_checks(settings: Settings) -> list[Check]:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        return [Check("llama.cpp", "import", f"failed: {exc}", ok=False)]
+    gpu = bool(llama_cpp.llama_supports_gpu_offload())
+    layers = settings.n_gpu_layers if settings.n_gpu_layers is not None else ("all" if gpu else 0)
+    features = llama_cpp.llama_print_system_info().decode(errors="replace").strip(" |")
+    return [
+        Check("llama.cpp", "GPU offload", "supported" if gpu else "not in this build (CPU only)"),
+        Check("llama.cpp", "n_gpu_layers", str(layers)),
+        Check("llama.cpp", "n_threads", str(settings.n_threads or default_threads())),
+        Check("llama.cpp", "n_ctx", str(settings.n_ctx)),
+        Check("llama.cpp", "build", features),
+    ]
+
+
+def _model_checks(settings: Settings) -> list[Check]:
+    try:
+        path = resolve_model(settings.model, settings.models_dir)
+        info = read_gguf(path)
+    except AssistantError as exc:
+        return [Check("model", "file", str(exc), ok=False)]
+    checks = [
+        Check("model", "file", str(path)),
+        Check("model", "size", f"{info.file_size / 1e6:,.1f} MB"),
+        Check("model", "GGUF header", f"valid (version {info.version}, {info.tensor_count} tensors)"),
+        Check("model", "architecture", str(info.architecture)),
+        Check("model", "quantization", str(info.quantization)),
+        Check("model", "trained context", str(info.context_length)),
+        Check("model", "chat template", "present" if info.has_chat_template else "missing (generic format)",
+              ok=info.has_chat_template),
+    ]
+    if settings.models_dir:
+        names = ", ".join(p.stem for p in available_models(settings.models_dir)) or "none found"
+        checks.append(Check("model", "models_dir", f"{settings.models_dir}: {names}"))
+    return checks
+
+
+def _database_checks() -> list[Check]:
+    path = database_file()
+    if not path.exists():
+        return [Check("database", "file", f"{path} (created on first answer)")]
+    try:
+        store = Store(path)
+        try:
+            health = store.health()
+        finally:
+            store.close()
+    except AssistantError as exc:
+        return [Check("database", "file", str(exc), ok=False)]
+    return [
+        Check("database", "file", f"{path} ({Path(path).stat().st_size / 1e3:,.0f} kB)"),
+        Check("database", "schema version", str(health["schema_version"])),
+        Check("database", "journal mode", health["journal_mode"], ok=health["journal_mode"] == "wal"),
+        Check("database", "integrity", health["integrity"], ok=health["integrity"] == "ok"),
+        Check(
+            "database",
+            "rows",
+            f"{health['conversations']} conversations, {health['messages']} messages, "
+            f"{health['responses']} responses, {health['feedback']} feedback",
+        ),
+    ]
