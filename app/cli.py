@@ -169,11 +169,12 @@ def history(limit: int, conversation: int | None, as_json: bool) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def doctor(as_json: bool) -> None:
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool) -> None:
     """Check the installation: versions, llama.cpp build and GPU offload, model file, paths, database."""
     from engine.doctor import diagnose
 
-    checks = diagnose(_settings())
+    checks = diagnose(_settings(model=ctx.obj["model"]))
     if as_json:
         click.echo(json.dumps([c.__dict__ for c in checks], indent=2))
     else:

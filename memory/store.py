@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def _translated(method: Callable[..., T]) -> Callable[..., T]:

@@ -1,0 +1,61 @@
+"""Shared fixtures: every test gets its own ASSISTANT_HOME; the model is the real SmolLM2 GGUF."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from engine import Engine, Settings, load_settings
+from engine.models import default_model_path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "home"
+    monkeypatch.setenv("ASSISTANT_HOME", str(folder))
+    monkeypatch.delenv("ASSISTANT_CONFIG", raising=False)
+    for name in list(os.environ):
+        if name.startswith("ASSISTANT_") and name not in ("ASSISTANT_HOME",):
+            monkeypatch.delenv(name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    return default_model_path()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """Deterministic settings: temperature 0 and a fixed seed."""
+    return load_settings().replace(temperature=0.0, seed=42, max_tokens=48)
+
+
+@pytest.fixture
+async def engine(settings: Settings):
+    engine = Engine(settings)
+    yield engine
+    await engine.close()
+
+
+@pytest.fixture
+def bad_model(tmp_path: Path) -> Path:
+    path = tmp_path / "broken.gguf"
+    path.write_bytes(b"<html>404 Not Found</html>\n" * 10)
+    return path
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    """Poll `condition` on the event loop until it holds (tests never sleep a fixed time)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await asyncio.sleep(0.02)
