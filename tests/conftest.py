@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -59,3 +60,9 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: s
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or condition}")
         await asyncio.sleep(0.02)
+
+
+async def events_of(engine: Engine, question: str, conversation_id: int | None = None) -> list:
+    """All events of one answer."""
+    async with contextlib.aclosing(engine.ask(question, conversation_id)) as events:
+        return [event async for event in events]

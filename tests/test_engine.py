@@ -1,16 +1,11 @@
 """Engine.ask end to end: real model, real SQLite; one response row however an answer ends."""
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 from engine import Engine, Failed, Finished, Settings, Started, Token
 from engine.errors import InvalidModelError
-
-
-async def events_of(engine: Engine, question: str, conversation_id=None) -> list:
-    async with contextlib.aclosing(engine.ask(question, conversation_id)) as events:
-        return [event async for event in events]
+from tests.conftest import events_of
 
 
 async def test_answer_is_streamed_and_logged(engine: Engine) -> None:

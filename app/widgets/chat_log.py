@@ -13,6 +13,7 @@ RATING_MARKS = {1: "👍", -1: "👎", None: ""}
 class UserMessage(Static):
     def __init__(self, text: str) -> None:
         super().__init__(text, markup=False)
+        self.text = text
 
 
 class AnswerMessage(Vertical, can_focus=False):
@@ -37,7 +38,7 @@ class AnswerMessage(Vertical, can_focus=False):
     def on_click(self) -> None:
         self.post_message(AnswerClicked(self))
 
-    def _footer(self) -> str:
+    def footer_text(self) -> str:
         parts = []
         if self.state:
             parts.append({"stopped": "⏹ stopped", "error": "⚠ failed", "partial": "⏹ partial"}[self.state])
@@ -55,7 +56,7 @@ class AnswerMessage(Vertical, can_focus=False):
 
     def refresh_footer(self) -> None:
         if self.is_mounted:
-            self.query_one(".answer-footer", Static).update(self._footer())
+            self.query_one(".answer-footer", Static).update(self.footer_text())
 
     def on_mount(self) -> None:
         self.refresh_footer()

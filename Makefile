@@ -1,0 +1,46 @@
+# `make run` and `make test` work on a fresh clone: they create .venv and install everything.
+# llama-cpp-python compiles from source the first time (about 6-10 minutes on 2 cores); pip caches
+# the built wheel, so later installs take seconds.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export ANONYMIZED_TELEMETRY := False
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: install run test bench soak lint pipx-check clean
+
+# constraints.txt pins the CPU build of torch; without it sentence-transformers pulls CUDA.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install -c constraints.txt -e '.[test,dev,bench]'
+	touch $@
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/assistant
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python bench/bench_foundation.py --write docs/benchmarks.md
+
+lint: install
+	$(BIN)/ruff check app engine memory plugins tests bench
+
+# Installs the app the way users do, into a throw-away pipx home, and asks it one question.
+pipx-check: install
+	$(BIN)/python -m pip install --quiet pipx
+	rm -rf /tmp/assistant-pipx
+	PIPX_HOME=/tmp/assistant-pipx/home PIPX_BIN_DIR=/tmp/assistant-pipx/bin \
+		$(BIN)/python -m pipx install --pip-args="-c $(CURDIR)/constraints.txt" .
+	ASSISTANT_HOME=/tmp/assistant-pipx/data /tmp/assistant-pipx/bin/assistant ask --max-tokens 16 "Say hi"
+	/tmp/assistant-pipx/bin/assistant doctor
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

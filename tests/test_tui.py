@@ -1,0 +1,195 @@
+"""The chat app driven with Pilot: real model, real database."""
+
+from pathlib import Path
+
+import pytest
+
+from app.screens.chat import ChatScreen
+from app.screens.modals import ConfirmDialog, TextDialog
+from app.tui import AssistantApp
+from app.widgets.chat_log import AnswerMessage, UserMessage
+from app.widgets.conversation_list import ConversationItem, ConversationList
+from app.widgets.prompt import PromptInput
+from engine import Engine, Settings
+from tests.conftest import events_of, wait_for
+
+
+def chat(app: AssistantApp) -> ChatScreen:
+    assert isinstance(app.screen, ChatScreen)
+    return app.screen
+
+
+def answers(app: AssistantApp) -> list[AnswerMessage]:
+    return list(app.screen.query(AnswerMessage))
+
+
+async def ask(pilot, question: str) -> None:
+    prompt = pilot.app.screen.query_one(PromptInput)
+    prompt.focus()
+    prompt.load_text(question)
+    await pilot.press("enter")
+
+
+async def finished_answer(app: AssistantApp, count: int = 1) -> AnswerMessage:
+    await wait_for(lambda: len(answers(app)) >= count and answers(app)[count - 1].response_id is not None,
+                   what="an answer with a response id")
+    return answers(app)[count - 1]
+
+
+async def test_question_streams_an_answer_and_thumbs_up_is_stored(settings: Settings) -> None:
+    app = AssistantApp(Engine(settings))
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = chat(app)
+        await wait_for(lambda: screen.status.state == "ready", what="model loaded")
+        await ask(pilot, "What is the capital of France?")
+        answer = await finished_answer(app)
+        assert screen.query_one(PromptInput).text == ""  # the prompt was cleared on send
+        assert answer.markdown.source.strip() and answer.text == answer.markdown.source
+        assert [w.text for w in screen.query(UserMessage)] == ["What is the capital of France?"]
+        assert screen.status.tokens_per_s and screen.status.ttft_ms
+        assert screen.status.context[1] == settings.n_ctx
+
+        await pilot.press("ctrl+g")
+        await wait_for(lambda: isinstance(app.screen, TextDialog), what="comment dialog")
+        await pilot.press(*"clear", "enter")
+        await wait_for(lambda: isinstance(app.screen, ChatScreen))
+        await wait_for(lambda: answer.rating == 1)
+        feedback = await app.engine.messages(screen.conversation_id)
+        assert feedback[-1]["rating"] == 1
+        store = await app.engine.store()
+        assert store.feedback(answer.response_id)[0]["comment"] == "clear"
+        assert "👍" in answer.footer_text()
+
+
+async def test_escape_stops_the_answer_and_typing_never_stalls(settings: Settings) -> None:
+    app = AssistantApp(Engine(settings.replace(max_tokens=1500)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = chat(app)
+        await ask(pilot, "Write a very long essay about the history of Rome.")
+        await wait_for(lambda: answers(app) and len(answers(app)[0].markdown.source) > 20, what="streaming")
+        # typing while the answer streams lands in the prompt at once
+        await pilot.press(*"next")
+        assert screen.query_one(PromptInput).text == "next"
+        assert screen.answering
+        await pilot.press("escape")
+        await wait_for(lambda: not screen.answering, what="answer stopped")
+        answer = answers(app)[0]
+        assert answer.state == "stopped"
+        rows = await app.engine.messages(screen.conversation_id)
+        assert rows[-1]["status"] == "partial"
+        response = await app.engine.response(rows[-1]["response_id"])
+        assert response["status"] == "cancelled" and response["output_tokens"] < 1500
+        assert screen.query_one(PromptInput).text == "next"  # what the user typed is still there
+
+
+async def test_reopening_a_past_conversation_shows_its_messages(settings: Settings) -> None:
+    engine = Engine(settings)
+    first = (await events_of(engine, "Tell me about cats."))[-1]
+    second = (await events_of(engine, "Tell me about dogs."))[-1]
+    app = AssistantApp(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = chat(app)
+        sidebar = screen.query_one(ConversationList)
+        await wait_for(lambda: len(sidebar.query(ConversationItem)) == 2, what="sidebar filled")
+        assert [i.title for i in sidebar.query(ConversationItem)] == ["Tell me about dogs.", "Tell me about cats."]
+        sidebar.focus()
+        for _ in range(3):  # move the cursor to the older one: cats
+            if sidebar.highlighted_conversation and sidebar.highlighted_conversation.title.endswith("cats."):
+                break
+            await pilot.press("down")
+        await pilot.press("enter")
+        await wait_for(lambda: screen.conversation_id == first.conversation_id, what="conversation opened")
+        await wait_for(lambda: len(answers(app)) == 1)
+        assert [w.text for w in screen.query(UserMessage)] == ["Tell me about cats."]
+        assert answers(app)[0].text == first.text and answers(app)[0].response_id == first.response_id
+
+        # continue it: the new answer joins the same conversation
+        await ask(pilot, "And their lifespan?")
+        await finished_answer(app, 2)
+        assert len(await engine.messages(first.conversation_id)) == 4
+        assert second.conversation_id != first.conversation_id
+
+
+async def test_rate_an_earlier_answer(settings: Settings) -> None:
+    engine = Engine(settings)
+    first = (await events_of(engine, "One?"))[-1]
+    await events_of(engine, "Two?", first.conversation_id)
+    app = AssistantApp(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = chat(app)
+        await screen.open_conversation(first.conversation_id)
+        await pilot.press("alt+up", "alt+up")  # latest, then the one before
+        assert screen.selected is answers(app)[0]
+        await pilot.press("ctrl+b")
+        await wait_for(lambda: isinstance(app.screen, TextDialog))
+        await pilot.press("escape")  # no comment
+        await wait_for(lambda: answers(app)[0].rating == -1)
+        rows = await engine.messages(first.conversation_id)
+        assert [r["rating"] for r in rows if r["role"] == "assistant"] == [-1, None]
+
+
+async def test_rename_delete_and_new_chat(settings: Settings) -> None:
+    engine = Engine(settings)
+    done = (await events_of(engine, "Plan a trip."))[-1]
+    app = AssistantApp(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = chat(app)
+        await screen.open_conversation(done.conversation_id)
+        await wait_for(lambda: len(screen.query(ConversationItem)) == 1)
+        await pilot.press("f2")
+        await wait_for(lambda: isinstance(app.screen, TextDialog))
+        dialog_input = app.screen.query_one("Input")
+        dialog_input.value = "Holiday"
+        await pilot.press("enter")
+        await wait_for(lambda: [i.title for i in screen.query(ConversationItem)] == ["Holiday"])
+
+        screen.query_one(ConversationList).focus()
+        await pilot.press("d")
+        await wait_for(lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await wait_for(lambda: not screen.query(ConversationItem), what="conversation deleted")
+        assert await engine.conversations() == []
+        assert screen.conversation_id is None and not answers(app)
+
+        await ask(pilot, "Fresh start?")
+        await finished_answer(app)
+        await pilot.press("ctrl+n")
+        assert not answers(app) and screen.conversation_id is None
+
+
+async def test_bad_model_is_reported_and_the_question_restored(settings: Settings, bad_model: Path) -> None:
+    app = AssistantApp(Engine(settings.replace(model=str(bad_model))))
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = chat(app)
+        await wait_for(lambda: screen.status.state == "model failed to load")
+        assert any("broken.gguf" in n.message for n in app._notifications)
+        await ask(pilot, "Are you working?")
+        await wait_for(lambda: answers(app) and answers(app)[0].state == "error")
+        assert screen.query_one(PromptInput).text == "Are you working?"
+
+
+async def test_copy_and_command_palette_entries(settings: Settings) -> None:
+    app = AssistantApp(Engine(settings))
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = chat(app)
+        await ask(pilot, "Say hello.")
+        answer = await finished_answer(app)
+        await pilot.press("ctrl+o")
+        assert app.clipboard == answer.text
+        titles = [c.title for c in app.get_system_commands(screen)]
+        for title in ("New chat", "Stop answer", "Thumbs up", "Thumbs down", "Copy answer",
+                      "Rename conversation", "Delete conversation"):
+            assert title in titles
+
+
+@pytest.mark.parametrize("key", ["ctrl+j"])
+async def test_newline_key_and_enter_sends(settings: Settings, key: str) -> None:
+    app = AssistantApp(Engine(settings))
+    async with app.run_test(size=(120, 40)) as pilot:
+        prompt = app.screen.query_one(PromptInput)
+        prompt.focus()
+        await pilot.press(*"line one", key, *"line two")
+        assert prompt.text == "line one\nline two"
+        await pilot.press("enter")
+        await finished_answer(app)
+        assert [w.text for w in app.screen.query(UserMessage)] == ["line one\nline two"]
