@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import sys
-from importlib import metadata
 from typing import Any
 
 import click
@@ -29,7 +28,7 @@ def _run(coro: Any) -> Any:
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(metadata.version("assistant"), prog_name="assistant")
+@click.version_option(package_name="assistant", prog_name="assistant")
 @click.option("--model", "-m", help="GGUF file path, or a model name in models_dir.")
 @click.pass_context
 def main(ctx: click.Context, model: str | None) -> None:
@@ -75,8 +74,10 @@ def ask(ctx: click.Context, question: str, model: str | None, conversation: int 
         seed=seed, system_prompt=system,
     )
     show_stats = sys.stderr.isatty() if stats is None else stats
+    engine = Engine(settings)
+    engine.backend.start_loading()  # the model loads while the rest starts up
     try:
-        code = _run(_ask(Engine(settings), question, conversation, show_stats))
+        code = _run(_ask(engine, question, conversation, show_stats))
     except KeyboardInterrupt:
         click.echo("\nStopped; the partial answer is saved.", err=True)
         sys.exit(130)

@@ -96,6 +96,9 @@ class Engine:
         the row says "cancelled" and the partial answer is kept.
         """
         started_at = time.perf_counter()
+        # The model loads while the question is saved; its errors surface below, in order.
+        loading = asyncio.ensure_future(self.load_model())
+        loading.add_done_callback(lambda task: task.cancelled() or task.exception())  # retrieved below
         store = await self.store()
         if conversation_id is None:
             conversation_id = await self._db(store.create_conversation, question)
@@ -112,7 +115,7 @@ class Engine:
         prompt_tokens = None
         status, error = "cancelled", None
         try:
-            await self.load_model()
+            await loading
             fitted = await self.backend.fit(settings.system_prompt, history, question, params.max_tokens)
             prompt_tokens = fitted.prompt_tokens
             yield Started(

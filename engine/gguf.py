@@ -24,6 +24,7 @@ MAX_COUNT = 10_000_000  # far above any real model; stops a hostile count from l
 # value type -> struct format of a scalar
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
+_U64 = struct.Struct("<Q")
 
 # ggml tensor type -> (elements per block, bytes per block), for the truncation check
 _TYPE_SIZES = {
@@ -115,6 +116,18 @@ class _Reader:
         self.pos += n
         return raw.decode("utf-8", errors="replace")
 
+    def skip_strings(self, n: int, key: str) -> None:
+        """Skip `n` strings (a vocabulary has ~100k): a tight loop, as this runs at every load."""
+        buf, pos, size, unpack = self.buf, self.pos, self.size, _U64.unpack_from
+        for _ in range(n):
+            if pos + 8 > size:
+                self.pos = pos
+                raise self.fail(f"items of {key} run past the end of the file")
+            pos += 8 + unpack(buf, pos)[0]
+        if pos > size:
+            raise self.fail(f"items of {key} run past the end of the file")
+        self.pos = pos
+
     def value(self, kind: int, key: str) -> Any:
         if kind in _SCALARS:
             return self.scalar(_SCALARS[kind], f"value of {key}")
@@ -128,8 +141,7 @@ class _Reader:
                 self.need(n * size, f"items of {key}")
                 self.pos += n * size
             elif item_kind == _STRING:
-                for _ in range(n):
-                    self.string(f"item of {key}")
+                self.skip_strings(n, key)
             else:
                 raise self.fail(f"{key} has an array of unsupported type {item_kind}")
             return _ArrayLength(n)

@@ -17,8 +17,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-import sqlite_utils
-
 from memory.errors import (
     CorruptDatabaseError,
     DatabaseLockedError,
@@ -85,6 +83,10 @@ class Store:
                 f"The database {self.path} cannot be opened: {exc}.",
                 hint="Check that the data folder exists and is writable (ASSISTANT_HOME).",
             ) from exc
+        # Imported here, in the thread that opens the store: its 70 ms then overlap with the
+        # model load instead of delaying the first answer.
+        import sqlite_utils
+
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
         self._setup()
@@ -256,10 +258,11 @@ class Store:
     # helpers -------------------------------------------------------------------------------------
 
     def _get(self, table: str, row_id: int, what: str) -> dict[str, Any]:
-        try:
-            return self.db[table].get(row_id)
-        except sqlite_utils.db.NotFoundError:
-            raise NotFoundError(f"There is no {what} with id {row_id}.") from None
+        row = self.conn.execute(f"SELECT * FROM {table} WHERE id = ?", [row_id]).fetchone()
+        if row is None:
+            raise NotFoundError(f"There is no {what} with id {row_id}.")
+        columns = [c[0] for c in self.conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
+        return dict(zip(columns, row))
 
     def _insert(self, table: str, row: dict[str, Any]) -> int:
         # Raw SQL: sqlite-utils commits on its own, which would end our transaction early.

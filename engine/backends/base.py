@@ -32,6 +32,9 @@ class Backend(Protocol):
     @property
     def loaded(self) -> bool: ...
 
+    def start_loading(self) -> None:
+        """Begin loading in the background, without waiting (callable outside an event loop)."""
+
     async def load(self) -> None:
         """Make the model ready; raise a ModelError naming the file if it cannot be."""
 

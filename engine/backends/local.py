@@ -63,7 +63,8 @@ class LocalBackend:
         self._llm: Any = None
         self._formatter: Any = None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="llama")
-        self._load_lock = asyncio.Lock()
+        self._loading: concurrent.futures.Future[None] | None = None
+        self._loading_lock = threading.Lock()
 
     @property
     def loaded(self) -> bool:
@@ -72,10 +73,23 @@ class LocalBackend:
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    def start_loading(self) -> None:
+        """Begin loading in the model's thread now; `load()` then waits for it. Callable before
+        the event loop runs, so the CLI overlaps the load with its own start-up."""
+        with self._loading_lock:
+            if self._loading is None:
+                self._loading = self._executor.submit(self._load_sync)
+
     async def load(self) -> None:
-        async with self._load_lock:
-            if self._llm is None:
-                await self._run(self._load_sync)
+        self.start_loading()
+        assert self._loading is not None
+        try:
+            await asyncio.wrap_future(self._loading)
+        except BaseException:
+            with self._loading_lock:  # a failed load is tried again next time (the file may be fixed)
+                if self._loading is not None and self._loading.done():
+                    self._loading = None
+            raise
 
     def _load_sync(self) -> None:
         self.model_path = resolve_model(self.model, self.models_dir)
