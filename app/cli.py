@@ -53,7 +53,8 @@ def main(ctx: click.Context, model: str | None) -> None:
 @click.option("--temperature", "-t", type=float, help="Sampling temperature (0: deterministic).")
 @click.option("--seed", type=int, help="Sampling seed.")
 @click.option("--system", help="System prompt for this answer.")
-@click.option("--stats/--no-stats", default=None, help="Print response id, tokens and speed to stderr (default: when stderr is a terminal).")
+@click.option("--stats/--no-stats", default=None,
+              help="Print response id, tokens and speed to stderr (default: when stderr is a terminal).")
 @click.pass_context
 def ask(ctx: click.Context, question: str, model: str | None, conversation: int | None,
         max_tokens: int | None, temperature: float | None, seed: int | None,

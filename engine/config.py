@@ -46,7 +46,7 @@ class Settings:
     seed: int | None = _doc("Sampling seed. Unset: random.", None)
     system_prompt: str = _doc("The system prompt at the top of every conversation.", DEFAULT_SYSTEM_PROMPT)
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         """A copy with `changes` applied (None values are ignored), validated."""
         given = {k: v for k, v in changes.items() if v is not None}
         return _validated(dataclasses.replace(self, **given), source="arguments")

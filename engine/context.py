@@ -7,8 +7,8 @@ middle (and marked as such), so the user gets an answer instead of an "exceeds c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from engine.errors import ContextOverflowError
 

@@ -44,7 +44,8 @@ def diagnose(settings: Settings) -> list[Check]:
     checks += _model_checks(settings)
     checks += [
         Check("paths", "data folder", str(data_dir())),
-        Check("paths", "config file", f"{config_file()}" + ("" if config_file().exists() else " (none: defaults)")),
+        Check("paths", "config file",
+              f"{config_file()}" + ("" if config_file().exists() else " (none: defaults)")),
     ]
     checks += _database_checks()
     return checks

@@ -7,8 +7,9 @@ import contextlib
 import hashlib
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, TypeVar
+from typing import Any, TypeVar
 
 from engine.backends.base import Backend, SamplingParams, StreamResult
 from engine.backends.local import LocalBackend

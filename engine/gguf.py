@@ -22,7 +22,9 @@ DEFAULT_ALIGNMENT = 32
 MAX_COUNT = 10_000_000  # far above any real model; stops a hostile count from looping for hours
 
 # value type -> struct format of a scalar
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_SCALARS = {
+    0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d",
+}
 _STRING, _ARRAY = 8, 9
 _U64 = struct.Struct("<Q")
 

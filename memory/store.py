@@ -13,9 +13,10 @@ import functools
 import os
 import sqlite3
 import threading
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from memory.errors import (
     CorruptDatabaseError,
@@ -31,14 +32,14 @@ T = TypeVar("T")
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _translated(method: Callable[..., T]) -> Callable[..., T]:
     """Turn sqlite3 errors into the project's error tree, naming the database file."""
 
     @functools.wraps(method)
-    def wrapper(self: "Store", *args: Any, **kwargs: Any) -> T:
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> T:
         try:
             with self._lock:
                 return method(self, *args, **kwargs)
@@ -97,7 +98,8 @@ class Store:
         self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA foreign_keys = ON")
-        self.conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a power cut loses at most the last commit
+        # Safe with WAL: a power cut loses at most the last commit, never corrupts.
+        self.conn.execute("PRAGMA synchronous = NORMAL")
         self._migrate()
 
     def _migrate(self) -> None:
@@ -262,7 +264,7 @@ class Store:
         if row is None:
             raise NotFoundError(f"There is no {what} with id {row_id}.")
         columns = [c[0] for c in self.conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
-        return dict(zip(columns, row))
+        return dict(zip(columns, row, strict=True))
 
     def _insert(self, table: str, row: dict[str, Any]) -> int:
         # Raw SQL: sqlite-utils commits on its own, which would end our transaction early.

@@ -5,17 +5,16 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-import pytest
 
 ASSISTANT = [sys.executable, "-m", "app"]
 
 
 def run(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ASSISTANT_TEMPERATURE": "0", "ASSISTANT_SEED": "42", "ASSISTANT_MAX_TOKENS": "40"}
-    done = subprocess.run([*ASSISTANT, *args], input=input, capture_output=True, text=True, env=env, timeout=120)
+    env = {**os.environ, "ASSISTANT_TEMPERATURE": "0", "ASSISTANT_SEED": "42",
+           "ASSISTANT_MAX_TOKENS": "40"}
+    done = subprocess.run([*ASSISTANT, *args], input=input, capture_output=True, text=True, env=env,
+                          timeout=120)
     if check:
         assert done.returncode == 0, done.stderr
     return done

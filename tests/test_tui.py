@@ -91,7 +91,8 @@ async def test_reopening_a_past_conversation_shows_its_messages(settings: Settin
         screen = chat(app)
         sidebar = screen.query_one(ConversationList)
         await wait_for(lambda: len(sidebar.query(ConversationItem)) == 2, what="sidebar filled")
-        assert [i.title for i in sidebar.query(ConversationItem)] == ["Tell me about dogs.", "Tell me about cats."]
+        titles = [i.title for i in sidebar.query(ConversationItem)]
+        assert titles == ["Tell me about dogs.", "Tell me about cats."]
         sidebar.focus()
         for _ in range(3):  # move the cursor to the older one: cats
             if sidebar.highlighted_conversation and sidebar.highlighted_conversation.title.endswith("cats."):

@@ -16,7 +16,7 @@ class PromptInput(TextArea):
 
     @dataclass
     class Submitted(Message):
-        prompt: "PromptInput"
+        prompt: PromptInput
         text: str
 
     def __init__(self, **kwargs) -> None:

@@ -11,8 +11,9 @@ import asyncio
 import concurrent.futures
 import os
 import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, TypeVar
+from typing import Any, TypeVar
 
 from engine.backends.base import SamplingParams, StreamResult
 from engine.context import FittedPrompt, Message, fit_messages
