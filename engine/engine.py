@@ -105,6 +105,7 @@ class Engine:
             conversation_id = await self._db(store.create_conversation, question)
             history: list[dict[str, str]] = []
         else:
+            await self._db(store.conversation, conversation_id)  # NotFoundError names a wrong id
             history = _context_messages(await self._db(store.messages, conversation_id))
         prompt_message_id = await self._db(store.add_message, conversation_id, "user", question)
 

@@ -57,6 +57,8 @@ def test_feedback_and_history(home: Path) -> None:
     assert "Say hi." in listing and "2 msgs" in listing
     shown = run("history", "-c", "1").stdout
     assert "[response 1]" in shown
+    unknown = run("ask", "-c", "42", "Hello?", check=False)
+    assert unknown.returncode == 1 and "no conversation with id 42" in unknown.stderr
     missing = run("feedback", "99", "down", check=False)
     assert missing.returncode == 1 and "no response with id 99" in missing.stderr
 

@@ -21,6 +21,7 @@ from engine import AssistantError, Engine, Failed, Finished, Started, Token
 
 
 class ChatScreen(Screen):
+    AUTO_FOCUS = "#prompt"
     BINDINGS = [
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+n", "new_chat", "New chat"),
@@ -49,11 +50,9 @@ class ChatScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.prompt.focus()
         self.status.model = self.engine.backend.model_name
         self.status.backend = self.engine.backend.name
-        self.load_model()
-        self.refresh_conversations()
+        self.start_up()
 
     @property
     def prompt(self) -> PromptInput:
@@ -73,7 +72,13 @@ class ChatScreen(Screen):
 
     # background work ----------------------------------------------------------------------------
 
-    @work(group="load", exit_on_error=False)
+    @work(group="load")
+    async def start_up(self) -> None:
+        # The sidebar is filled before the model starts loading: filling it while llama.cpp
+        # loads in its thread left it unpainted in real terminals (seen in tmux, not in Pilot).
+        await self.show_conversations()
+        await self.load_model()
+
     async def load_model(self) -> None:
         try:
             await self.engine.load_model()
@@ -85,14 +90,17 @@ class ChatScreen(Screen):
         if not self.answering:
             self.status.state = "ready"
 
-    @work(group="history", exclusive=True, exit_on_error=False)
+    @work(group="history", exclusive=True)
     async def refresh_conversations(self) -> None:
+        await self.show_conversations()
+
+    async def show_conversations(self) -> None:
         try:
             rows = await self.engine.conversations()
         except AssistantError as exc:
             self.notify(str(exc), title="History", severity="error")
             return
-        self.query_one(ConversationList).show(rows, self.conversation_id)
+        await self.query_one(ConversationList).show(rows, self.conversation_id)
 
     @on(PromptInput.Submitted)
     def submit(self, event: PromptInput.Submitted) -> None:
@@ -102,7 +110,7 @@ class ChatScreen(Screen):
         event.prompt.clear()
         self.answer(question)
 
-    @work(group="answer", exclusive=True, exit_on_error=False)
+    @work(group="answer", exclusive=True)
     async def answer(self, question: str) -> None:
         log = self.log_view
         answer = AnswerMessage()
@@ -124,6 +132,8 @@ class ChatScreen(Screen):
                         answer.refresh_footer()
                         self.status.ttft_ms = event.timings.ttft_ms
                         self.status.tokens_per_s = event.timings.tokens_per_s
+                        used = event.usage.prompt_tokens + event.usage.completion_tokens
+                        self.status.context = (used, self.engine.backend.n_ctx)
                     elif isinstance(event, Failed):
                         answer.text, answer.response_id = event.partial_text, event.response_id
                         answer.state = "error"
@@ -231,7 +241,7 @@ class ChatScreen(Screen):
         answers = [a for a in self.log_view.answers() if a.response_id is not None]
         return answers[-1] if answers else None
 
-    @work(group="feedback", exit_on_error=False)
+    @work(group="feedback")
     async def action_rate(self, rating: int) -> None:
         answer = self.target_answer()
         if answer is None:
@@ -274,7 +284,7 @@ class ChatScreen(Screen):
                 return item.conversation_id, item.title
         return None
 
-    @work(group="edit", exit_on_error=False)
+    @work(group="edit")
     async def action_rename_conversation(self) -> None:
         chosen = self._chosen_conversation()
         if chosen is None:
@@ -288,7 +298,7 @@ class ChatScreen(Screen):
                 self.notify(str(exc), severity="error")
             self.refresh_conversations()
 
-    @work(group="edit", exit_on_error=False)
+    @work(group="edit")
     async def action_delete_conversation(self) -> None:
         chosen = self._chosen_conversation()
         if chosen is None:

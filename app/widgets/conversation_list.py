@@ -21,9 +21,10 @@ class ConversationList(ListView):
         Binding("delete,d", "screen.delete_conversation", "Delete"),
     ]
 
-    def show(self, rows: list[dict[str, Any]], current: int | None) -> None:
-        self.clear()
-        self.extend(ConversationItem(row) for row in rows)
+    async def show(self, rows: list[dict[str, Any]], current: int | None) -> None:
+        await self.clear()
+        await self.extend(ConversationItem(row) for row in rows)
+        self.refresh(layout=True)
         for index, row in enumerate(rows):
             if row["id"] == current:
                 self.index = index
