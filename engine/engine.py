@@ -191,7 +191,7 @@ class Engine:
             return None
         try:
             return await asyncio.shield(self._model_hash)
-        except OSError:
+        except (OSError, AssistantError):  # unreadable file, locked database: the row goes on
             return None
 
     # history -----------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ class ChatScreen(Screen):
         Binding("ctrl+n", "new_chat", "New chat"),
         Binding("ctrl+g", "rate(1)", "👍"),
         Binding("ctrl+b", "rate(-1)", "👎"),
-        Binding("alt+up", "select_answer(-1)", "Earlier answer", show=False),
+        Binding("alt+up", "select_answer(-1)", "Select answer"),
         Binding("alt+down", "select_answer(1)", "Later answer", show=False),
         Binding("ctrl+o", "copy_answer", "Copy answer"),
         Binding("ctrl+s", "toggle_sidebar", "Sidebar"),
@@ -135,6 +135,7 @@ class ChatScreen(Screen):
                         used = event.usage.prompt_tokens + event.usage.completion_tokens
                         self.status.context = (used, self.engine.backend.n_ctx)
                     elif isinstance(event, Failed):
+                        self.conversation_id = event.conversation_id  # the question is saved there
                         answer.text, answer.response_id = event.partial_text, event.response_id
                         answer.state = "error"
                         self.notify(str(event.error), title="Answer failed", severity="error", timeout=15)
@@ -153,8 +154,7 @@ class ChatScreen(Screen):
             self.refresh_conversations()
 
     def _started(self, event: Started) -> None:
-        if self.conversation_id != event.conversation_id:
-            self.conversation_id = event.conversation_id
+        self.conversation_id = event.conversation_id
         self.status.model = event.model
         self.status.state = "answering…"
         self.status.context = (event.prompt_tokens, event.n_ctx)
