@@ -13,7 +13,7 @@ from engine.models import default_model_path
 system, question, max_tokens, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 llm = llama_cpp.Llama(
     model_path=str(default_model_path()), n_ctx=4096, n_threads=default_threads(), n_batch=512,
-    n_gpu_layers=0, verbose=False,
+    flash_attn=True, n_gpu_layers=0, verbose=False,
 )
 messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
 pieces, first, last = [], None, None

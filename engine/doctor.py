@@ -64,6 +64,7 @@ def _llama_checks(settings: Settings) -> list[Check]:
         Check("llama.cpp", "n_gpu_layers", str(layers)),
         Check("llama.cpp", "n_threads", str(settings.n_threads or default_threads())),
         Check("llama.cpp", "n_ctx", str(settings.n_ctx)),
+        Check("llama.cpp", "flash attention", "on" if settings.flash_attn else "off"),
         Check("llama.cpp", "build", features),
     ]
 

@@ -31,6 +31,7 @@ def local_backend(settings: Settings) -> LocalBackend:
         n_gpu_layers=settings.n_gpu_layers,
         n_threads=settings.n_threads,
         n_batch=settings.n_batch,
+        flash_attn=settings.flash_attn,
     )
 
 

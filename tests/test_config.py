@@ -43,6 +43,7 @@ def test_explicit_config_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         ("n_ctx = 16", "too small"),
         ("temperature = -1", "must be 0 or more"),
         ("system_prompt = 3", "must be text"),
+        ("flash_attn = 1", "must be true or false"),
     ],
 )
 def test_bad_config_file_is_named(home: Path, text: str, message: str) -> None:
@@ -56,6 +57,15 @@ def test_bad_config_file_is_named(home: Path, text: str, message: str) -> None:
 def test_bad_environment_value(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ASSISTANT_MAX_TOKENS", "lots")
     with pytest.raises(ConfigError, match="ASSISTANT_MAX_TOKENS='lots' is not a number"):
+        load_settings()
+
+
+def test_boolean_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().flash_attn is True
+    monkeypatch.setenv("ASSISTANT_FLASH_ATTN", "off")
+    assert load_settings().flash_attn is False
+    monkeypatch.setenv("ASSISTANT_FLASH_ATTN", "maybe")
+    with pytest.raises(ConfigError, match="not true or false"):
         load_settings()
 
 

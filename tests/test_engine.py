@@ -13,7 +13,7 @@ async def test_answer_is_streamed_and_logged(engine: Engine) -> None:
     assert isinstance(events[0], Started)
     tokens = [e for e in events if isinstance(e, Token)]
     finished = events[-1]
-    assert isinstance(finished, Finished) and len(tokens) > 2
+    assert isinstance(finished, Finished) and len(tokens) >= 2  # the first piece comes alone
     assert finished.text == "".join(t.text for t in tokens)
 
     row = await engine.response(finished.response_id)

@@ -29,7 +29,7 @@ async def collect(backend: LocalBackend, messages=QUESTION, params=PARAMS) -> tu
 
 async def test_streams_tokens(backend: LocalBackend) -> None:
     pieces, result = await collect(backend)
-    assert len(pieces) > 5  # streamed piece by piece, not in one block
+    assert len(pieces) > 1  # streamed in pieces, not in one block at the end
     assert result.completion_tokens >= len(pieces) - 1
     assert result.finish_reason in ("stop", "length")
     assert backend.model_name == "SmolLM2-135M-Instruct.Q4_1"
@@ -53,9 +53,11 @@ async def test_cancelling_stops_decoding(backend: LocalBackend) -> None:
             pieces.append(piece)
             if len(pieces) == 5:
                 break
-    # aclose() returns only after the worker thread stopped: at most one token more was decoded
+    # aclose() returns only after the worker thread stopped: at most the tokens of one batch
+    # window (BATCH_S) more than were received were decoded, far from the 400 asked for
+    received = len(backend._tokenize("".join(pieces), add_bos=False))
     assert result.finish_reason == "cancelled"
-    assert result.completion_tokens <= 8
+    assert received <= result.completion_tokens <= received + 15
     # ... and the model is free at once for the next question
     pieces, _ = await asyncio.wait_for(collect(backend), timeout=30)
     assert pieces
