@@ -115,7 +115,7 @@ class ChatScreen(Screen):
         log = self.log_view
         answer = AnswerMessage()
         await log.mount_all([UserMessage(question), answer])
-        log.scroll_end(animate=False)
+        log.anchor()  # follow the answer, until the user scrolls up to read
         self.select(None)
         self.status.state = "loading model…" if not self.engine.backend.loaded else "answering…"
         stream = Markdown.get_stream(answer.markdown)
@@ -124,7 +124,6 @@ class ChatScreen(Screen):
                 async for event in events:
                     if isinstance(event, Token):
                         await stream.write(event.text)
-                        log.scroll_end(animate=False)
                     elif isinstance(event, Started):
                         self._started(event)
                     elif isinstance(event, Finished):
