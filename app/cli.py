@@ -1,11 +1,14 @@
-"""The `assistant` command: the TUI by default, and ask / feedback / history / doctor."""
+"""The `assistant` command: the TUI by default, and ask / feedback / history / doctor / index."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import logging
+import logging.handlers
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -18,6 +21,22 @@ def _settings(**overrides: Any):
         return load_settings().replace(**overrides)
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _log_to_file() -> None:
+    """Library warnings (pypdf, chromadb, ...) go to a file in the data folder: on stderr they
+    would scribble over the TUI and the progress bars."""
+    from engine.paths import data_dir, ensure_private_dir
+
+    try:
+        folder = ensure_private_dir(data_dir() / "logs")
+        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+            folder / "assistant.log", maxBytes=2_000_000, backupCount=2, encoding="utf-8"
+        )
+    except OSError:  # a read-only data folder must not stop the app; then logs are dropped
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
 
 
 def _run(coro: Any) -> Any:
@@ -39,6 +58,7 @@ def main(ctx: click.Context, model: str | None) -> None:
     Ctrl+G / Ctrl+B rate an answer up / down, Ctrl+P opens the command palette.
     """
     ctx.obj = {"model": model}
+    _log_to_file()
     if ctx.invoked_subcommand is None:
         from app.tui import AssistantApp  # Textual is only imported for the TUI
 
@@ -53,18 +73,23 @@ def main(ctx: click.Context, model: str | None) -> None:
 @click.option("--temperature", "-t", type=float, help="Sampling temperature (0: deterministic).")
 @click.option("--seed", type=int, help="Sampling seed.")
 @click.option("--system", help="System prompt for this answer.")
+@click.option("--sources/--no-sources", "show_sources", default=True, show_default=True,
+              help="List the sources from indexed folders after the answer.")
 @click.option("--stats/--no-stats", default=None,
               help="Print response id, tokens and speed to stderr (default: when stderr is a terminal).")
 @click.pass_context
 def ask(ctx: click.Context, question: str, model: str | None, conversation: int | None,
         max_tokens: int | None, temperature: float | None, seed: int | None,
-        system: str | None, stats: bool | None) -> None:
+        system: str | None, show_sources: bool, stats: bool | None) -> None:
     """Answer QUESTION on stdout as it streams ("-" reads the question from stdin).
 
     \b
     assistant ask "What is a GGUF file?"
     git diff | assistant ask -
     assistant ask -c 3 "and in one sentence?"
+
+    Passages from indexed folders (see `assistant index`) go into the prompt; the answer cites
+    them as [1], [2], listed after it with file and lines.
     """
     if question == "-":
         question = sys.stdin.read()
@@ -78,14 +103,24 @@ def ask(ctx: click.Context, question: str, model: str | None, conversation: int 
     engine = Engine(settings)
     engine.backend.start_loading()  # the model loads while the rest starts up
     try:
-        code = _run(_ask(engine, question, conversation, show_stats))
+        code = _run(_ask(engine, question, conversation, show_stats, show_sources))
     except KeyboardInterrupt:
         click.echo("\nStopped; the partial answer is saved.", err=True)
         sys.exit(130)
     sys.exit(code)
 
 
-async def _ask(engine: Engine, question: str, conversation: int | None, show_stats: bool) -> int:
+def _sources_text(sources: Any) -> str:
+    lines = ["", "Sources:"]
+    for source in sources:
+        mark = f"[{source.number}]" if source.cited else "   "
+        note = "" if source.cited else "  (retrieved, not cited)"
+        lines.append(f"  {mark} {source.passage.location}{note}")
+    return "\n".join(lines) + "\n"
+
+
+async def _ask(engine: Engine, question: str, conversation: int | None, show_stats: bool,
+               show_sources: bool = True) -> int:
     out = sys.stdout
     try:
         async with contextlib.aclosing(engine.ask(question, conversation)) as events:
@@ -97,6 +132,8 @@ async def _ask(engine: Engine, question: str, conversation: int | None, show_sta
                     click.echo("Note: the question was shortened to fit the context window.", err=True)
                 elif isinstance(event, Finished):
                     out.write("\n")
+                    if event.sources and show_sources:
+                        out.write(_sources_text(event.sources))
                     if show_stats:
                         t = event.timings
                         speed = f"{t.tokens_per_s:.1f} tok/s" if t.tokens_per_s else "-"
@@ -189,3 +226,55 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"  {mark} {check.name:<16} {check.value}")
     if not all(c.ok for c in checks):
         sys.exit(1)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.option("--watch", is_flag=True, help="Stay up and re-index what changes (Ctrl-C stops).")
+@click.option("--rebuild", is_flag=True, help="Recreate the vector store from the database.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def index(folder: Path | None, watch: bool, rebuild: bool, as_json: bool) -> None:
+    """Index FOLDER for answers with citations; again later, only what changed is redone.
+
+    \b
+    assistant index ~/notes
+    assistant index ~/notes --watch
+    assistant index --rebuild
+    """
+    from app.indexing import index_command
+
+    if not folder and not rebuild:
+        raise click.UsageError("Give a FOLDER to index, or --rebuild.")
+    try:
+        index_command(_settings(), folder, watch=watch, rebuild=rebuild, as_json=as_json)
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        click.echo("\nStopped. Run the same command to resume where it stopped.", err=True)
+        sys.exit(130)
+
+
+@main.command()
+@click.option("--skipped", is_flag=True, help="Also list skipped and failed files with the reason.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def folders(skipped: bool, as_json: bool) -> None:
+    """List indexed folders: files, chunks, last indexed, skipped files."""
+    from app.indexing import folders_command
+
+    try:
+        folders_command(_settings(), skipped=skipped, as_json=as_json)
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+def forget(folder: Path) -> None:
+    """Remove FOLDER from the index (your files are not touched)."""
+    from engine.knowledge import open_knowledge
+
+    try:
+        removed = open_knowledge(_settings()).forget(folder)
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Forgot {folder.expanduser().resolve()}: {removed} chunks removed from the index.")

@@ -48,6 +48,13 @@ class Settings:
     top_p: float = _doc("Nucleus sampling threshold.", 0.95)
     seed: int | None = _doc("Sampling seed. Unset: random.", None)
     system_prompt: str = _doc("The system prompt at the top of every conversation.", DEFAULT_SYSTEM_PROMPT)
+    rag_top_k: int = _doc("Passages from indexed folders placed in the prompt (0: never search).", 5)
+    chunk_tokens: int = _doc("Size of an indexed chunk in tokens (estimated).", 200)
+    chunk_overlap: int = _doc("Tokens shared by consecutive chunks, so no sentence is cut off.", 40)
+    index_max_file_mb: float = _doc("Files larger than this are skipped when indexing.", 20.0)
+    vector_store_url: str | None = _doc(
+        "A Chroma server (http://host:8000) instead of the local vector store in the data folder.", None
+    )
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with `changes` applied (None values are ignored), validated."""

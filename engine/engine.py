@@ -5,22 +5,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.backends.base import Backend, SamplingParams, StreamResult
 from engine.backends.local import LocalBackend
+from engine.citations import SOURCES_INSTRUCTIONS, resolve_citations, sources_prompt
 from engine.config import Settings
-from engine.errors import AssistantError
+from engine.errors import AssistantError, ContextOverflowError
 from engine.events import Event, Failed, Finished, Started, Timings, Token, Usage
 from engine.paths import database_file, ensure_private_dir
+from memory.corpus import Corpus
+from memory.retriever import Passage
 from memory.store import Store
+
+if TYPE_CHECKING:
+    from engine.knowledge import Knowledge
 
 T = TypeVar("T")
 SYSTEM_TEMPLATE = "system"
+SOURCES_TEMPLATE = "system+sources"
 
 
 def local_backend(settings: Settings) -> LocalBackend:
@@ -53,6 +61,7 @@ class Engine:
         self._database = Path(database) if database else database_file()
         self._store: Store | None = None
         self._store_lock = asyncio.Lock()
+        self._knowledge: Knowledge | None = None
         self._model_hash: asyncio.Task[str | None] | None = None
 
     # set-up ------------------------------------------------------------------------------------
@@ -63,6 +72,17 @@ class Engine:
                 ensure_private_dir(self._database.parent)
                 self._store = await asyncio.to_thread(Store, self._database)
         return self._store
+
+    async def knowledge(self) -> Knowledge:
+        """The indexed folders (created on first use: it loads the plugins' loaders)."""
+        store = await self.store()
+        async with self._store_lock:
+            if self._knowledge is None:
+                from engine.knowledge import Knowledge
+
+                self._knowledge = await asyncio.to_thread(Knowledge, self.settings, store,
+                                                          self._database.parent)
+        return self._knowledge
 
     async def _db(self, method: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(method, *args)
@@ -77,7 +97,7 @@ class Engine:
 
     @property
     def template_version(self) -> str:
-        return hashlib.sha256(self.settings.system_prompt.encode()).hexdigest()[:12]
+        return _version(self.settings.system_prompt)
 
     async def close(self) -> None:
         if self._model_hash is not None:
@@ -116,10 +136,12 @@ class Engine:
         pieces: list[str] = []
         first_at = last_at = None
         prompt_tokens = None
+        passages: list[Passage] = []
         status, error = "cancelled", None
         try:
+            passages = await self._search(question, conversation_id)
             await loading
-            fitted = await self.backend.fit(settings.system_prompt, history, question, params.max_tokens)
+            fitted, passages = await self._fit(history, question, passages)
             prompt_tokens = fitted.prompt_tokens
             yield Started(
                 conversation_id,
@@ -130,6 +152,7 @@ class Engine:
                 self.backend.n_ctx,
                 fitted.dropped_messages,
                 fitted.question_truncated,
+                tuple(passages),
             )
             async with contextlib.aclosing(self.backend.stream(fitted.messages, params, result)) as stream:
                 async for piece in stream:
@@ -160,8 +183,10 @@ class Engine:
                 "backend": self.backend.name,
                 "model": self.backend.model_name,
                 "model_hash": await self._known_model_hash(),
-                "template": SYSTEM_TEMPLATE,
-                "template_version": self.template_version,
+                "template": SOURCES_TEMPLATE if passages else SYSTEM_TEMPLATE,
+                "template_version": _version(settings.system_prompt + SOURCES_INSTRUCTIONS)
+                if passages else self.template_version,
+                "retrieved_chunk_ids": json.dumps([p.chunk_id for p in passages]) if passages else None,
                 "input_tokens": prompt_tokens,
                 "output_tokens": tokens,
                 "ttft_ms": timings.ttft_ms,
@@ -170,7 +195,7 @@ class Engine:
                 "cost": 0.0,  # local answers are free
                 "trace_id": uuid.uuid4().hex,
             }
-            text = "".join(pieces)
+            text, sources = resolve_citations("".join(pieces), passages)
             # Shielded: a second cancel must not lose the row.
             saving = asyncio.ensure_future(
                 self._db(store.record_answer, conversation_id, text, status != "ok", row)
@@ -183,9 +208,39 @@ class Engine:
                 status, error, message_id, response_id = "error", exc, None, None
         if status == "ok":
             usage = Usage(prompt_tokens or 0, tokens)
-            yield Finished(response_id, conversation_id, message_id, text, usage, timings)
+            yield Finished(response_id, conversation_id, message_id, text, usage, timings, tuple(sources))
         else:
             yield Failed(response_id, conversation_id, error, text)
+
+    async def _search(self, question: str, conversation_id: int) -> list[Passage]:
+        """Passages from the conversation's folders; none, without loading anything, when no
+        folder is indexed."""
+        if self.settings.rag_top_k <= 0:
+            return []
+        if not await self._db(Corpus(await self.store()).has_chunks):
+            return []  # plain chat: Chroma, torch and the loaders stay unloaded
+        knowledge = await self.knowledge()
+        if not await asyncio.to_thread(knowledge.searchable, conversation_id):
+            return []
+        return await asyncio.to_thread(knowledge.search, question, conversation_id)
+
+    async def _fit(
+        self, history: list[dict[str, str]], question: str, passages: list[Passage]
+    ) -> tuple[Any, list[Passage]]:
+        """Fit the prompt; sources come before older turns, and the least relevant sources go
+        first when even they do not fit."""
+        while True:
+            system = self.settings.system_prompt
+            if passages:
+                system = sources_prompt(system, passages)
+            try:
+                fitted = await self.backend.fit(system, history, question, self.settings.max_tokens)
+            except ContextOverflowError:
+                if not passages:
+                    raise
+                passages = passages[:-1]
+                continue
+            return fitted, passages
 
     async def _known_model_hash(self) -> str | None:
         if self._model_hash is None:
@@ -201,7 +256,15 @@ class Engine:
         return await self._db((await self.store()).conversations, limit)
 
     async def messages(self, conversation_id: int) -> list[dict[str, Any]]:
-        return await self._db((await self.store()).messages, conversation_id)
+        """The conversation's messages; answers that used sources carry them under "sources"."""
+        rows = await self._db((await self.store()).messages, conversation_id)
+        for row in rows:
+            if row.get("retrieved_chunk_ids"):
+                knowledge = await self.knowledge()
+                ids = json.loads(row["retrieved_chunk_ids"])
+                passages = await asyncio.to_thread(knowledge.passages, ids)
+                row["sources"] = resolve_citations(row["content"], passages)[1]
+        return rows
 
     async def rename_conversation(self, conversation_id: int, title: str) -> None:
         await self._db((await self.store()).rename_conversation, conversation_id, title)
@@ -219,6 +282,10 @@ class Engine:
 
     async def response(self, response_id: int) -> dict[str, Any]:
         return await self._db((await self.store()).response, response_id)
+
+
+def _version(template: str) -> str:
+    return hashlib.sha256(template.encode()).hexdigest()[:12]
 
 
 def _context_messages(rows: list[dict[str, Any]]) -> list[dict[str, str]]:

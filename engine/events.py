@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.citations import Source
 from engine.errors import AssistantError
+from memory.retriever import Passage
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Started:
     n_ctx: int
     dropped_messages: int  # older messages left out to fit the context window
     question_truncated: bool
+    passages: tuple[Passage, ...] = ()  # retrieved from indexed folders, numbered from 1
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Finished:
     text: str
     usage: Usage
     timings: Timings
+    sources: tuple[Source, ...] = ()  # cited ones first; a citation matching no source is dropped
 
 
 @dataclass(frozen=True)

@@ -63,4 +63,60 @@ MIGRATIONS: list[str] = [
         sha256 TEXT NOT NULL
     );
     """,
+    # 2: indexed folders, their files (with per-file state for resuming), chunks with locations,
+    # full-text search over chunks, per-conversation folder choices, retrieved chunks per answer.
+    """
+    CREATE TABLE folders (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        added_at TEXT NOT NULL,
+        last_indexed_at TEXT,
+        watch INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE files (
+        id INTEGER PRIMARY KEY,
+        folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        sha256 TEXT,
+        state TEXT NOT NULL CHECK (state IN ('embedding', 'indexed', 'failed', 'skipped')),
+        reason TEXT,
+        chunks INTEGER NOT NULL DEFAULT 0,
+        indexed_at TEXT,
+        UNIQUE (folder_id, path)
+    );
+    CREATE TABLE chunks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        ordinal INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        heading TEXT,
+        start_line INTEGER NOT NULL,
+        end_line INTEGER NOT NULL,
+        page INTEGER
+    );
+    CREATE INDEX chunks_by_file ON chunks(file_id, ordinal);
+    CREATE VIRTUAL TABLE chunks_fts USING fts5(
+        text, heading, content='chunks', content_rowid='id', tokenize='porter unicode61'
+    );
+    CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+        INSERT INTO chunks_fts(rowid, text, heading) VALUES (new.id, new.text, new.heading);
+    END;
+    CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+        INSERT INTO chunks_fts(chunks_fts, rowid, text, heading)
+        VALUES ('delete', old.id, old.text, old.heading);
+    END;
+    CREATE TABLE index_meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE conversation_folders (
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+        active INTEGER NOT NULL,
+        PRIMARY KEY (conversation_id, folder_id)
+    );
+    ALTER TABLE responses ADD COLUMN retrieved_chunk_ids TEXT;
+    """,
 ]

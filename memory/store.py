@@ -180,7 +180,7 @@ class Store:
         """The conversation's messages in order; assistant messages carry their response id and
         latest rating."""
         sql = """
-            SELECT m.*, r.id AS response_id,
+            SELECT m.*, r.id AS response_id, r.retrieved_chunk_ids,
                 (SELECT f.rating FROM feedback f WHERE f.response_id = r.id
                  ORDER BY f.id DESC LIMIT 1) AS rating
             FROM messages m LEFT JOIN responses r ON r.message_id = m.id
@@ -285,7 +285,16 @@ class Store:
 
 
 def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """Split a migration into statements; triggers hold semicolons of their own."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
 
 
 def _title(text: str) -> str:

@@ -1,5 +1,6 @@
 """The chat app driven with Pilot: real model, real database."""
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,55 @@ async def test_newline_key_and_enter_sends(settings: Settings, key: str) -> None
         await pilot.press("enter")
         await finished_answer(app)
         assert [w.text for w in app.screen.query(UserMessage)] == ["line one\nline two"]
+
+
+async def test_sources_panel_and_opening_a_source(settings: Settings, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.widgets.chat_log import SourceLine
+    from tests.rag_corpus import write_mixed_folder
+
+    folder = write_mixed_folder(tmp_path / "docs")
+    monkeypatch.setenv("EDITOR", "myeditor")
+    engine = Engine(settings.replace(index_max_file_mb=0.03))
+    knowledge = await engine.knowledge()
+    await asyncio.to_thread(knowledge.index, folder)
+    app = AssistantApp(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ask(pilot, "Where will the team offsite take place?")
+        answer = await finished_answer(app)
+        await wait_for(lambda: len(answer.query(SourceLine)) > 0, what="sources panel")
+        lines = [str(line.source.passage.location) for line in answer.query(SourceLine)]
+        assert any("notes/travel.txt:" in line for line in lines)
+        await pilot.press("ctrl+r")  # headless: no terminal to hand over, so the command is shown
+        first = answer.sources[0].passage
+        await wait_for(lambda: any(f"myeditor +{first.start_line} {first.path}" in n.message
+                                   for n in app._notifications), what="editor command")
+
+
+async def test_folders_screen_indexes_in_the_background(settings: Settings, tmp_path: Path) -> None:
+    from app.screens.folders import FoldersScreen
+    from tests.rag_corpus import write_mixed_folder
+
+    folder = write_mixed_folder(tmp_path / "docs")
+    app = AssistantApp(Engine(settings.replace(index_max_file_mb=0.03)))
+    progress: list[str] = []
+    async with app.run_test(size=(140, 45)) as pilot:
+        app.watch(app, "indexing_text", lambda text: progress.append(text) if text else None)
+        await pilot.press("ctrl+f")
+        await wait_for(lambda: isinstance(app.screen, FoldersScreen))
+        screen = app.screen
+        screen.query_one("#folder-path").value = str(folder)
+        await pilot.press("enter")
+        await wait_for(lambda: len(screen.rows) == 1 and screen.rows[0]["chunks"] > 0, timeout=120,
+                       what="folder indexed")
+        assert any("indexing docs" in text for text in progress)  # shown while it ran
+        skipped = screen.query_one("#skipped-table")
+        await wait_for(lambda: skipped.row_count >= 3, what="skipped files listed")
+        reasons = {str(skipped.get_row_at(i)[2]) for i in range(skipped.row_count)}
+        assert "binary file" in reasons
+        await pilot.press("x")
+        await wait_for(lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await wait_for(lambda: screen.rows == [], what="folder removed")
+        await pilot.press("escape")
+        assert isinstance(app.screen, ChatScreen)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+from pathlib import Path
+from typing import Any
 
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Markdown
 
+from app.editor import editor_command, is_paged
 from app.screens.modals import ConfirmDialog, TextDialog
-from app.widgets.chat_log import AnswerClicked, AnswerMessage, ChatLog, UserMessage
+from app.widgets.chat_log import AnswerClicked, AnswerMessage, ChatLog, SourceClicked, UserMessage
 from app.widgets.conversation_list import ConversationList
 from app.widgets.prompt import PromptInput
 from app.widgets.status_bar import StatusBar
@@ -30,6 +34,8 @@ class ChatScreen(Screen):
         Binding("alt+up", "select_answer(-1)", "Select answer"),
         Binding("alt+down", "select_answer(1)", "Later answer", show=False),
         Binding("ctrl+o", "copy_answer", "Copy answer"),
+        Binding("ctrl+r", "open_source", "Open source"),
+        Binding("ctrl+f", "folders", "Folders"),
         Binding("ctrl+s", "toggle_sidebar", "Sidebar"),
         Binding("f2", "rename_conversation", "Rename", show=False),
     ]
@@ -50,6 +56,7 @@ class ChatScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.watch(self.app, "indexing_text", lambda text: setattr(self.status, "indexing", text))
         self.status.model = self.engine.backend.model_name
         self.status.backend = self.engine.backend.name
         self.start_up()
@@ -127,7 +134,11 @@ class ChatScreen(Screen):
                     elif isinstance(event, Started):
                         self._started(event)
                     elif isinstance(event, Finished):
+                        await stream.stop()
+                        if event.text != answer.markdown.source:  # a citation matching no source was dropped
+                            await answer.markdown.update(event.text)
                         answer.text, answer.response_id = event.text, event.response_id
+                        await answer.show_sources(event.sources)
                         answer.refresh_footer()
                         self.status.ttft_ms = event.timings.ttft_ms
                         self.status.tokens_per_s = event.timings.tokens_per_s
@@ -203,7 +214,7 @@ class ChatScreen(Screen):
             if row["role"] == "user":
                 widgets.append(UserMessage(row["content"]))
             elif row["role"] == "assistant":
-                answer = AnswerMessage(row["content"], row["response_id"])
+                answer = AnswerMessage(row["content"], row["response_id"], row.get("sources", ()))
                 answer.set_reactive(AnswerMessage.rating, row["rating"])
                 answer.set_reactive(AnswerMessage.state, "partial" if row["status"] == "partial" else "")
                 widgets.append(answer)
@@ -268,6 +279,41 @@ class ChatScreen(Screen):
             return
         self.app.copy_to_clipboard(answer.text)
         self.notify("Answer copied to the clipboard.", timeout=2)
+
+    def action_open_source(self) -> None:
+        answer = self.target_answer()
+        if answer is None or not answer.sources:
+            self.notify("This answer has no sources.", severity="warning")
+            return
+        self.open_source(answer.sources[0])
+
+    @on(SourceClicked)
+    def source_clicked(self, event: SourceClicked) -> None:
+        self.open_source(event.source)
+
+    def open_source(self, source: Any) -> None:
+        passage = source.passage
+        if not Path(passage.path).exists():
+            self.notify(f"{passage.path} is gone (moved or deleted since it was indexed).", severity="error")
+            return
+        if is_paged(passage.path):
+            self.app.open_url(Path(passage.path).as_uri())  # the system viewer
+            return
+        command = editor_command(passage.path, passage.start_line)
+        try:
+            with self.app.suspend():
+                subprocess.run(command, check=False)
+        except SuspendNotSupported:
+            self.notify(f"Cannot hand the terminal to an editor here: {' '.join(command)}",
+                        severity="warning")
+        except OSError as exc:
+            self.notify(f"Could not start the editor {command[0]!r}: {exc.strerror}. Set $EDITOR.",
+                        severity="error")
+
+    def action_folders(self) -> None:
+        from app.screens.folders import FoldersScreen
+
+        self.app.push_screen(FoldersScreen(self.conversation_id))
 
     def action_toggle_sidebar(self) -> None:
         sidebar = self.query_one(ConversationList)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.reactive import reactive
@@ -16,20 +18,49 @@ class UserMessage(Static):
         self.text = text
 
 
+class SourceLine(Static):
+    """One source of an answer; a click opens it at its line."""
+
+    def __init__(self, source: Any) -> None:
+        passage = source.passage
+        mark = f"[{source.number}]" if source.cited else " · "
+        note = "" if source.cited else "  (retrieved, not cited)"
+        super().__init__(f"{mark} {passage.location}{note}", markup=False, classes="source")
+        self.source = source
+
+    def on_click(self, event: Any) -> None:
+        event.stop()
+        self.post_message(SourceClicked(self.source))
+
+
+class SourceClicked(Message):
+    def __init__(self, source: Any) -> None:
+        super().__init__()
+        self.source = source
+
+
 class AnswerMessage(Vertical, can_focus=False):
-    """One answer: its Markdown, and a footer line with its state and rating."""
+    """One answer: its Markdown, its sources, and a footer line with its state and rating."""
 
     rating: reactive[int | None] = reactive(None)
     state: reactive[str] = reactive("")  # "", "stopped", "error", "partial"
 
-    def __init__(self, text: str = "", response_id: int | None = None, **kwargs) -> None:
+    def __init__(self, text: str = "", response_id: int | None = None, sources: Any = (), **kwargs) -> None:
         super().__init__(**kwargs)
         self.text = text
         self.response_id = response_id
+        self.sources = tuple(sources)
 
     def compose(self):
         yield Markdown(self.text)
+        yield Vertical(*(SourceLine(s) for s in self.sources), classes="sources")
         yield Static("", classes="answer-footer")
+
+    async def show_sources(self, sources: Any) -> None:
+        self.sources = tuple(sources)
+        panel = self.query_one(".sources", Vertical)
+        await panel.remove_children()
+        await panel.mount_all(SourceLine(s) for s in self.sources)
 
     @property
     def markdown(self) -> Markdown:

@@ -13,6 +13,7 @@ class StatusBar(Static):
     ttft_ms: reactive[float | None] = reactive(None)
     tokens_per_s: reactive[float | None] = reactive(None)
     context: reactive[tuple[int, int] | None] = reactive(None)
+    indexing: reactive[str] = reactive("")
 
     def render(self) -> str:
         parts = [f"{self.model} · {self.backend}", self.state]
@@ -23,4 +24,6 @@ class StatusBar(Static):
         if self.context is not None:
             used, size = self.context
             parts.append(f"context {used}/{size}")
+        if self.indexing:
+            parts.append(self.indexing)
         return "  │  ".join(parts)

@@ -1,0 +1,164 @@
+"""The folders screen: add, remove, re-index and watch folders; choose which ones this
+conversation searches; see skipped files and why."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Input, Label, Static
+
+from engine import AssistantError
+
+if TYPE_CHECKING:
+    from app.tui import AssistantApp
+
+
+class FoldersScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("i", "reindex", "Re-index"),
+        Binding("w", "toggle_watch", "Watch on/off"),
+        Binding("u", "toggle_use", "Use in this chat"),
+        Binding("delete,x", "remove", "Remove"),
+    ]
+
+    def __init__(self, conversation_id: int | None) -> None:
+        super().__init__()
+        self.conversation_id = conversation_id
+        self.rows: list[dict[str, Any]] = []
+
+    @property
+    def assistant(self) -> AssistantApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="folders"):
+            yield Label("Indexed folders", classes="title")
+            with Horizontal(id="add-folder"):
+                yield Input(placeholder="Folder to index, e.g. ~/notes", id="folder-path")
+                yield Button("Add and index", id="add", variant="primary")
+            yield DataTable(id="folder-table", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="indexing-status")
+            yield Label("Skipped files", classes="title")
+            yield DataTable(id="skipped-table", cursor_type="row")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        table = self.query_one("#folder-table", DataTable)
+        table.add_columns("folder", "files", "chunks", "last indexed", "skipped", "failed", "watching",
+                          "this chat")
+        self.query_one("#skipped-table", DataTable).add_columns("file", "state", "reason")
+        self.watch(self.app, "indexing_text", self._indexing_changed)
+        await self.refresh_folders()
+
+    def _indexing_changed(self, text: str) -> None:
+        self.query_one("#indexing-status", Static).update(text)
+        if not text:  # a run ended: show its counts
+            self.run_worker(self.refresh_folders(), group="folders", exclusive=True)
+
+    async def refresh_folders(self) -> None:
+        try:
+            knowledge = await self.assistant.engine.knowledge()
+            self.rows = await asyncio.to_thread(knowledge.folders)
+            active = set(await asyncio.to_thread(knowledge.corpus.active_folder_ids, self.conversation_id))
+        except AssistantError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        table = self.query_one("#folder-table", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        watching = self.assistant.watched_folders
+        for row in self.rows:
+            last = (row["last_indexed_at"] or "never")[:16].replace("T", " ")
+            table.add_row(
+                row["path"], str(row["files"]), str(row["chunks"]), last, str(row["skipped"]),
+                str(row["failed"]), "yes" if row["path"] in watching else "",
+                "yes" if row["id"] in active else "no", key=str(row["id"]),
+            )
+        if self.rows:
+            table.move_cursor(row=min(cursor, len(self.rows) - 1))
+        await self.show_skipped()
+
+    def selected(self) -> dict[str, Any] | None:
+        table = self.query_one("#folder-table", DataTable)
+        if not self.rows or table.cursor_row < 0 or table.cursor_row >= len(self.rows):
+            return None
+        return self.rows[table.cursor_row]
+
+    @on(DataTable.RowHighlighted, "#folder-table")
+    async def show_skipped(self) -> None:
+        table = self.query_one("#skipped-table", DataTable)
+        table.clear()
+        folder = self.selected()
+        if folder is None:
+            return
+        knowledge = await self.assistant.engine.knowledge()
+        for item in await asyncio.to_thread(knowledge.corpus.skipped_files, folder["id"]):
+            table.add_row(item["path"], item["state"], item["reason"] or "")
+
+    @on(Button.Pressed, "#add")
+    @on(Input.Submitted, "#folder-path")
+    def add_folder(self) -> None:
+        field = self.query_one("#folder-path", Input)
+        path = Path(field.value.strip()).expanduser()
+        if not field.value.strip():
+            return
+        if not path.is_dir():
+            self.notify(f"{path} is not a folder.", severity="error")
+            return
+        field.value = ""
+        self.assistant.start_indexing(path.resolve())
+        self.query_one("#folder-table", DataTable).focus()  # the keys below act on the table
+
+    def action_reindex(self) -> None:
+        if folder := self.selected():
+            self.assistant.start_indexing(Path(folder["path"]))
+
+    def action_toggle_watch(self) -> None:
+        if folder := self.selected():
+            self.assistant.toggle_watch(Path(folder["path"]))
+            self.run_worker(self.refresh_folders(), group="folders", exclusive=True)
+
+    @work(group="folders-edit")
+    async def action_toggle_use(self) -> None:
+        folder = self.selected()
+        if folder is None:
+            return
+        if self.conversation_id is None:
+            self.notify("Start or open a conversation first: the choice is kept per conversation.",
+                        severity="warning")
+            return
+        knowledge = await self.assistant.engine.knowledge()
+        active = folder["id"] in await asyncio.to_thread(knowledge.corpus.active_folder_ids,
+                                                         self.conversation_id)
+        await asyncio.to_thread(knowledge.corpus.set_folder_active, self.conversation_id,
+                                folder["id"], not active)
+        await self.refresh_folders()
+
+    @work(group="folders-edit")
+    async def action_remove(self) -> None:
+        from app.screens.modals import ConfirmDialog
+
+        folder = self.selected()
+        if folder is None:
+            return
+        if not await self.app.push_screen_wait(
+            ConfirmDialog(f"Remove {folder['path']} from the index? Your files are not touched.")
+        ):
+            return
+        self.assistant.stop_watching(Path(folder["path"]))
+        knowledge = await self.assistant.engine.knowledge()
+        try:
+            removed = await asyncio.to_thread(knowledge.forget, Path(folder["path"]))
+        except AssistantError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.notify(f"Removed {folder['path']}: {removed} chunks.")
+        await self.refresh_folders()

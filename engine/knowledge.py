@@ -1,0 +1,114 @@
+"""The user's indexed folders as the engine sees them: indexing, watching, retrieval.
+
+Blocking throughout (Chroma, torch, SQLite): callers on an event loop use a thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine.config import Settings
+from engine.paths import data_dir, ensure_private_dir
+from memory.corpus import Corpus
+from memory.embedder import Embedder
+from memory.indexer import Indexer, Progress, Summary
+from memory.retriever import Passage, retrieve
+from memory.store import Store
+from memory.vectors import VectorIndex
+from plugins.manager import LoaderRegistry, get_plugin_manager, loader_registry
+
+
+class Knowledge:
+    def __init__(self, settings: Settings, store: Store, folder: Path | None = None) -> None:
+        self.settings = settings
+        self.corpus = Corpus(store)
+        self.folder = folder or data_dir()
+        self.embedder = Embedder()
+        self._loaders: LoaderRegistry | None = None
+        self._vectors: VectorIndex | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def vectors(self) -> VectorIndex:
+        """Opened on first use: importing Chroma takes a while, and plain chat never needs it."""
+        with self._lock:
+            if self._vectors is None:
+                path = None if self.settings.vector_store_url else ensure_private_dir(self.folder / "chroma")
+                self._vectors = VectorIndex(path, self.settings.vector_store_url)
+            return self._vectors
+
+    @property
+    def loaders(self) -> LoaderRegistry:
+        with self._lock:
+            if self._loaders is None:
+                self._loaders = loader_registry(get_plugin_manager())
+            return self._loaders
+
+    @property
+    def indexer(self) -> Indexer:
+        return Indexer(
+            self.corpus, self.vectors, self.embedder, self.loaders, self.folder / "index.lock",
+            max_file_bytes=int(self.settings.index_max_file_mb * 1_000_000),
+            chunk_tokens=self.settings.chunk_tokens, chunk_overlap=self.settings.chunk_overlap,
+        )
+
+    def index(self, folder: Path, callback: Callable[[Progress], None] | None = None,
+              stop: threading.Event | None = None) -> Summary:
+        return self.indexer.index_folder(folder, callback, stop)
+
+    def watch(self, folder: Path, on_summary: Callable[[Summary], None],
+              callback: Callable[[Progress], None] | None = None,
+              stop: threading.Event | None = None, debounce_ms: int = 1500) -> None:
+        """Index `folder`, then again after every burst of changes, until `stop` is set."""
+        import watchfiles
+
+        folder = Path(folder).expanduser().resolve()
+        folder_id = self.corpus.add_folder(folder)
+        self.corpus.set_watch(folder_id, True)
+        try:
+            on_summary(self.index(folder, callback, stop))
+            for _changes in watchfiles.watch(folder, debounce=debounce_ms, stop_event=stop,
+                                             raise_interrupt=False):
+                on_summary(self.index(folder, callback, stop))
+        finally:
+            self.corpus.set_watch(folder_id, False)
+
+    def forget(self, folder: Path) -> int:
+        return self.indexer.forget_folder(folder)
+
+    def rebuild(self, callback: Callable[[Progress], None] | None = None) -> int:
+        return self.indexer.rebuild(callback)
+
+    def folders(self) -> list[dict[str, Any]]:
+        return self.corpus.folders()
+
+    def searchable(self, conversation_id: int | None) -> list[int]:
+        """Active folders of the conversation that have chunks; [] means: do not search."""
+        active = set(self.corpus.active_folder_ids(conversation_id))
+        return [f["id"] for f in self.corpus.folders() if f["id"] in active and f["chunks"]]
+
+    def search(self, question: str, conversation_id: int | None) -> list[Passage]:
+        folder_ids = self.searchable(conversation_id)
+        if not folder_ids or self.settings.rag_top_k <= 0:
+            return []
+        return retrieve(self.corpus, self.vectors, self.embedder, question, folder_ids,
+                        k=self.settings.rag_top_k)
+
+    def passages(self, chunk_ids: list[int]) -> list[Passage]:
+        """Passages for chunk ids recorded on a response, in that order (deleted ones left out)."""
+        rows = self.corpus.chunk_rows(chunk_ids)
+        return [
+            Passage(i, r["folder"], r["file"], r["start_line"], r["end_line"], r["page"], r["heading"],
+                    r["text"], 0.0)
+            for i in chunk_ids if (r := rows.get(i))
+        ]
+
+
+def open_knowledge(settings: Settings) -> Knowledge:
+    """For the CLI: the indexed folders of the data folder, outside any event loop."""
+    from engine.paths import database_file
+
+    return Knowledge(settings, Store(database_file()))

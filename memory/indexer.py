@@ -1,0 +1,369 @@
+"""Index a folder: scan, load, chunk, embed, store; incrementally, resumably, one writer at a time.
+
+Each file moves through states in SQLite: its chunks are written first with state 'embedding',
+their vectors are stored in Chroma, then the file becomes 'indexed'. A run that dies anywhere
+(Ctrl-C, kill -9, power loss) leaves files in 'embedding'; the next run's `reconcile()` re-embeds
+those and deletes vectors whose chunk no longer exists, so SQLite and Chroma always agree again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import filelock
+
+from memory.chunker import chunk_lines
+from memory.corpus import Corpus
+from memory.documents import Chunk, Line, LoaderError
+from memory.embedder import Embedder
+from memory.errors import AssistantError
+from memory.scanner import scan
+from memory.vectors import VectorIndex
+
+BATCH_CHUNKS = 256  # chunks embedded and stored together: big enough for speed, small enough for flat memory
+
+
+class LoaderLookup(Protocol):
+    def for_path(self, path: Path) -> tuple[Callable[[Path], list[Line]], str] | None: ...
+
+
+class IndexLockedError(AssistantError):
+    """Another process is indexing and the caller chose not to wait."""
+
+
+@dataclass
+class Progress:
+    folder: str
+    files_total: int = 0
+    files_done: int = 0
+    chunks_done: int = 0
+    embedded_files: int = 0
+    current: str = ""
+    started: float = field(default_factory=time.monotonic)
+    waiting_for: str | None = None  # who holds the index lock, while we wait for it
+
+    @property
+    def elapsed(self) -> float:
+        return max(time.monotonic() - self.started, 1e-9)
+
+    @property
+    def files_per_s(self) -> float:
+        return self.files_done / self.elapsed
+
+    @property
+    def chunks_per_s(self) -> float:
+        return self.chunks_done / self.elapsed
+
+    @property
+    def eta_s(self) -> float | None:
+        if not self.files_done:
+            return None
+        return (self.files_total - self.files_done) / self.files_per_s
+
+
+@dataclass
+class Summary:
+    folder: str
+    files: int = 0  # supported files seen
+    indexed: int = 0  # new or changed files (re)embedded
+    unchanged: int = 0
+    renamed: int = 0
+    removed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    resumed_chunks: int = 0  # chunks re-embedded from an interrupted run
+    seconds: float = 0.0
+    skips: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "skips": [list(s) for s in self.skips]}
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class Indexer:
+    def __init__(
+        self,
+        corpus: Corpus,
+        vectors: VectorIndex,
+        embedder: Embedder,
+        loaders: LoaderLookup,
+        lock_path: Path,
+        *,
+        max_file_bytes: int = 20_000_000,
+        chunk_tokens: int = 200,
+        chunk_overlap: int = 40,
+    ) -> None:
+        self.corpus = corpus
+        self.vectors = vectors
+        self.embedder = embedder
+        self.loaders = loaders
+        self.lock_path = lock_path
+        self.max_file_bytes = max_file_bytes
+        self.chunk_tokens = chunk_tokens
+        self.chunk_overlap = chunk_overlap
+
+    # the single writer ---------------------------------------------------------------------------
+
+    def writer(self, progress: Progress | None = None, callback: ProgressCallback | None = None,
+               wait: bool = True) -> _WriterLock:
+        return _WriterLock(self.lock_path, progress, callback, wait)
+
+    # public operations ---------------------------------------------------------------------------
+
+    def index_folder(
+        self,
+        root: Path,
+        callback: ProgressCallback | None = None,
+        stop: threading.Event | None = None,
+        wait: bool = True,
+    ) -> Summary:
+        root = Path(root).expanduser().resolve()
+        if not root.is_dir():
+            raise AssistantError(f"{root} is not a folder.", hint="Give the path of a folder to index.")
+        progress = Progress(str(root))
+        summary = Summary(str(root))
+        started = time.monotonic()
+        with self.writer(progress, callback, wait):
+            summary.resumed_chunks = self.reconcile()
+            folder_id = self.corpus.add_folder(root)
+            known = self.corpus.files(folder_id)
+            found = list(scan(root, self._supported, self.max_file_bytes))
+            progress.files_total = len(found)
+            seen: set[str] = set()
+            batch = _Batch()
+            renames = self._renames(known, found)
+            for result in found:
+                if stop is not None and stop.is_set():
+                    break
+                seen.add(result.relative)
+                progress.current = result.relative
+                self._index_file(folder_id, result, known.get(result.relative), renames, batch, summary)
+                if batch.chunks >= BATCH_CHUNKS:
+                    self._flush(folder_id, batch, summary, progress)
+                progress.files_done += 1
+                if callback:
+                    callback(progress)
+            self._flush(folder_id, batch, summary, progress)
+            if stop is None or not stop.is_set():
+                for path in set(known) - seen - set(renames.values()):
+                    self._drop(self.corpus.remove_file(folder_id, path), summary)
+                    summary.removed += 1
+                self.corpus.set_folder_indexed(folder_id)
+            progress.files_done = progress.files_total
+            if callback:
+                callback(progress)
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    def forget_folder(self, root: Path) -> int:
+        """Remove a folder from both stores (its files on disk are untouched); returns chunks removed."""
+        folder = self.corpus.folder(Path(root).expanduser().resolve())
+        with self.writer():
+            ids = self.corpus.chunk_ids_of_folder(folder["id"])
+            self.vectors.delete(ids)
+            self.corpus.remove_folder(folder["id"])
+        return len(ids)
+
+    def rebuild(self, callback: ProgressCallback | None = None) -> int:
+        """Recreate every vector from the chunks in SQLite; returns the number embedded."""
+        progress = Progress("all folders")
+        with self.writer(progress, callback):
+            self.vectors.reset()
+            progress.files_total = self.corpus.chunk_count()
+            after, done = 0, 0
+            while rows := self.corpus.all_chunks(after, BATCH_CHUNKS):
+                ids, folders, texts = zip(*rows, strict=True)
+                self.vectors.add(list(ids), self.embedder.embed(list(texts)), list(folders))
+                after, done = ids[-1], done + len(ids)
+                progress.files_done = progress.chunks_done = done
+                if callback:
+                    callback(progress)
+            self.corpus.set_meta("embedding_model", self.embedder.model_id)
+        return done
+
+    def reconcile(self) -> int:
+        """Make Chroma agree with SQLite after an interrupted run or a model change; returns the
+        number of chunks re-embedded. Call with the writer lock held."""
+        if self.corpus.meta("embedding_model") not in (None, self.embedder.model_id):
+            self.corpus.mark_all_for_embedding()  # another model: every vector must be redone
+            self.vectors.reset()
+        self.corpus.set_meta("embedding_model", self.embedder.model_id)
+        orphans = self.vectors.ids() - self.corpus.chunk_ids()
+        self.vectors.delete(sorted(orphans))
+        pending = self.corpus.pending_chunks()
+        for start in range(0, len(pending), BATCH_CHUNKS):
+            rows = pending[start : start + BATCH_CHUNKS]
+            ids, folders, _paths, texts = zip(*rows, strict=True)
+            self.vectors.add(list(ids), self.embedder.embed(list(texts)), list(folders))
+        by_folder: dict[int, set[str]] = {}
+        for _id, folder_id, path, _text in pending:
+            by_folder.setdefault(folder_id, set()).add(path)
+        for folder_id, paths in by_folder.items():
+            self.corpus.mark_embedded(folder_id, paths)
+        return len(pending)
+
+    # steps -------------------------------------------------------------------------------------
+
+    def _supported(self, path: Path) -> bool:
+        return self.loaders.for_path(path) is not None
+
+    def _renames(self, known: dict[str, dict[str, Any]], found: list[Any]) -> dict[str, str]:
+        """new path -> old path, for files that moved with the same content (no re-embedding)."""
+        present = {r.relative for r in found}
+        gone = {p: row for p, row in known.items() if p not in present and row["state"] == "indexed"}
+        if not gone:
+            return {}
+        by_size: dict[int, list[str]] = {}
+        for path, row in gone.items():
+            by_size.setdefault(row["size"], []).append(path)
+        renames: dict[str, str] = {}
+        for result in found:
+            if result.relative in known or result.skip_reason or result.size not in by_size:
+                continue
+            digest = _sha256(result.path)
+            for old in by_size[result.size]:
+                if gone[old]["sha256"] == digest and old not in renames.values():
+                    renames[result.relative] = old
+                    break
+        return renames
+
+    def _index_file(self, folder_id: int, result: Any, row: dict[str, Any] | None,
+                    renames: dict[str, str], batch: _Batch, summary: Summary) -> None:
+        if result.skip_reason:
+            summary.skipped += 1
+            summary.skips.append((result.relative, result.skip_reason))
+            if row is None or row["state"] != "skipped" or row["reason"] != result.skip_reason:
+                self._drop(self.corpus.mark_file(folder_id, result.relative, result.size,
+                                                 result.mtime_ns, "skipped", result.skip_reason), summary)
+            return
+        summary.files += 1
+        if result.relative in renames:
+            self.corpus.rename_file(folder_id, renames[result.relative], result.relative, result.mtime_ns)
+            summary.renamed += 1
+            return
+        # Fast path: same size and modification time as when it was indexed.
+        same_stat = row is not None and (row["size"], row["mtime_ns"]) == (result.size, result.mtime_ns)
+        if row and row["state"] == "indexed" and same_stat:
+            summary.unchanged += 1
+            return
+        try:
+            data = result.path.read_bytes()
+        except OSError as exc:
+            self._fail(folder_id, result, f"unreadable: {exc.strerror or exc}", summary)
+            return
+        digest = hashlib.sha256(data).hexdigest()
+        if row and row["state"] == "indexed" and row["sha256"] == digest:  # touched, not changed
+            self.corpus.mark_file(folder_id, result.relative, result.size, result.mtime_ns, "indexed",
+                                  sha256=digest)
+            summary.unchanged += 1
+            return
+        loader, kind = self.loaders.for_path(result.path)  # type: ignore[misc]
+        try:
+            lines = loader(result.path)
+        except LoaderError as exc:
+            self._fail(folder_id, result, exc.message, summary)
+            return
+        chunks = chunk_lines(lines, kind, self.chunk_tokens, self.chunk_overlap)
+        if not chunks:
+            self._drop(self.corpus.mark_file(folder_id, result.relative, result.size, result.mtime_ns,
+                                             "skipped", "no text", sha256=digest), summary)
+            summary.skipped += 1
+            summary.skips.append((result.relative, "no text"))
+            return
+        batch.add(result.relative, result.size, result.mtime_ns, digest, chunks)
+
+    def _fail(self, folder_id: int, result: Any, reason: str, summary: Summary) -> None:
+        summary.failed += 1
+        summary.skips.append((result.relative, reason))
+        self._drop(self.corpus.mark_file(folder_id, result.relative, result.size, result.mtime_ns,
+                                         "failed", reason), summary)
+
+    def _drop(self, chunk_ids: list[int], summary: Summary) -> None:
+        if chunk_ids:
+            self.vectors.delete(chunk_ids)
+            summary.chunks_removed += len(chunk_ids)
+
+    def _flush(self, folder_id: int, batch: _Batch, summary: Summary, progress: Progress) -> None:
+        if not batch.files:
+            return
+        removed, added = self.corpus.replace_chunks(folder_id, batch.files)
+        self._drop(removed, summary)
+        ids = [i for path, *_ in batch.files for i in added[path]]
+        texts = [c.text for *_, chunks in batch.files for c in chunks]
+        self.vectors.add(ids, self.embedder.embed(texts), [folder_id] * len(ids))
+        self.corpus.mark_embedded(folder_id, added)
+        summary.indexed += len(batch.files)
+        summary.chunks_added += len(ids)
+        progress.chunks_done += len(ids)
+        progress.embedded_files += len(batch.files)
+        batch.clear()
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.files: list[tuple[str, int, int, str, list[Chunk]]] = []
+        self.chunks = 0
+
+    def add(self, path: str, size: int, mtime_ns: int, digest: str, chunks: list[Chunk]) -> None:
+        self.files.append((path, size, mtime_ns, digest, chunks))
+        self.chunks += len(chunks)
+
+    def clear(self) -> None:
+        self.files, self.chunks = [], 0
+
+
+class _WriterLock:
+    """One indexer at a time across processes. A second one waits, saying who holds the lock."""
+
+    def __init__(self, path: Path, progress: Progress | None, callback: ProgressCallback | None,
+                 wait: bool) -> None:
+        self.path, self.progress, self.callback, self.wait = path, progress, callback, wait
+        self.lock = filelock.FileLock(str(path))
+        self.info = path.with_suffix(".holder")
+
+    def __enter__(self) -> None:
+        try:
+            self.lock.acquire(timeout=0)
+        except filelock.Timeout:
+            holder = self._holder()
+            if not self.wait:
+                raise IndexLockedError(f"The index is being written by {holder}.",
+                                       hint="Wait for it to finish, or stop it.") from None
+            if self.progress is not None:
+                self.progress.waiting_for = holder
+                if self.callback:
+                    self.callback(self.progress)
+            self.lock.acquire()
+            if self.progress is not None:
+                self.progress.waiting_for = None
+                self.progress.started = time.monotonic()
+        self.info.write_text(json.dumps({"pid": os.getpid(), "since": time.time()}))
+
+    def __exit__(self, *exc: Any) -> None:
+        self.lock.release()
+
+    def _holder(self) -> str:
+        try:
+            pid = json.loads(self.info.read_text())["pid"]
+            return f"another assistant process (pid {pid})"
+        except (OSError, ValueError, KeyError):
+            return "another assistant process"
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None

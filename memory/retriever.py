@@ -1,0 +1,66 @@
+"""Hybrid retrieval: SQLite FTS5 (BM25) and Chroma vectors, fused by reciprocal rank."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from memory.corpus import Corpus
+from memory.embedder import Embedder
+from memory.vectors import VectorIndex
+
+RRF_K = 60  # the usual constant: ranks matter, raw scores from the two searches never meet
+
+
+@dataclass(frozen=True)
+class Passage:
+    chunk_id: int
+    folder: str
+    file: str  # relative to the folder
+    start_line: int
+    end_line: int
+    page: int | None
+    heading: str | None
+    text: str
+    score: float
+
+    @property
+    def path(self) -> str:
+        return str(PurePosixPath(self.folder) / self.file)
+
+    @property
+    def location(self) -> str:
+        """file:line-line, or file page N, line-line: where a citation points."""
+        lines = str(self.start_line)
+        if self.end_line != self.start_line:
+            lines += f"-{self.end_line}"
+        if self.page is not None:
+            return f"{self.path} page {self.page}, lines {lines}"
+        return f"{self.path}:{lines}"
+
+
+def fuse(rankings: list[list[int]], k: int) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion of several rankings of ids; the best `k` with their scores."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (RRF_K + rank + 1)
+    return sorted(scores.items(), key=lambda pair: -pair[1])[:k]
+
+
+def retrieve(
+    corpus: Corpus, vectors: VectorIndex, embedder: Embedder, query: str, folder_ids: list[int],
+    k: int = 5, candidates: int = 30,
+) -> list[Passage]:
+    if not folder_ids or k <= 0:
+        return []
+    lexical = corpus.search_text(query, folder_ids, candidates)
+    semantic = vectors.query(embedder.embed([query])[0], candidates, folder_ids)
+    best = fuse([lexical, semantic], k)
+    rows = corpus.chunk_rows([chunk_id for chunk_id, _ in best])
+    return [
+        Passage(chunk_id, r["folder"], r["file"], r["start_line"], r["end_line"], r["page"],
+                r["heading"], r["text"], score)
+        for chunk_id, score in best
+        if (r := rows.get(chunk_id)) is not None  # a chunk deleted meanwhile is simply left out
+    ]

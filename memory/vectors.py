@@ -1,0 +1,94 @@
+"""Vectors in Chroma: a PersistentClient in the data folder, or a Chroma server by URL.
+
+Chroma only holds vectors keyed by chunk id (with the folder id, for filtering); the text and
+everything else stays in SQLite, so the collection can always be rebuilt.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from memory.errors import StoreError
+
+COLLECTION = "chunks"
+
+
+class VectorStoreError(StoreError):
+    """Chroma could not be opened, read or written."""
+
+
+class VectorIndex:
+    def __init__(self, path: Path | None = None, url: str | None = None) -> None:
+        self.where = url or str(path)
+        os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+        try:
+            import chromadb
+            from chromadb.config import Settings
+
+            settings = Settings(anonymized_telemetry=False, allow_reset=True)
+            if url:
+                self.client = chromadb.HttpClient(host=url, settings=settings)
+            else:
+                assert path is not None
+                path.mkdir(parents=True, exist_ok=True, mode=0o700)
+                self.client = chromadb.PersistentClient(path=str(path), settings=settings)
+            self.collection = self._collection()
+            self.max_batch = self.client.get_max_batch_size()
+        except Exception as exc:  # chromadb raises many kinds; all mean "cannot use it"
+            raise VectorStoreError(
+                f"The vector store at {self.where} cannot be opened: {exc}.",
+                hint="`assistant index --rebuild` recreates it from the database.",
+            ) from exc
+
+    def _collection(self) -> Any:
+        return self.client.get_or_create_collection(
+            COLLECTION, embedding_function=None, metadata={"hnsw:space": "cosine"}
+        )
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            raise VectorStoreError(f"The vector store at {self.where} failed to {what}: {exc}.") from exc
+
+    def add(self, ids: list[int], vectors: list[list[float]], folder_ids: list[int]) -> None:
+        for start in range(0, len(ids), self.max_batch):
+            end = start + self.max_batch
+            self._call(
+                "store vectors",
+                self.collection.upsert,
+                ids=[str(i) for i in ids[start:end]],
+                embeddings=vectors[start:end],
+                metadatas=[{"folder_id": f} for f in folder_ids[start:end]],
+            )
+
+    def delete(self, ids: list[int]) -> None:
+        for start in range(0, len(ids), self.max_batch):
+            self._call("delete vectors", self.collection.delete,
+                       ids=[str(i) for i in ids[start : start + self.max_batch]])
+
+    def query(self, vector: list[float], k: int, folder_ids: list[int]) -> list[int]:
+        """Ids of the `k` nearest chunks within the given folders, nearest first."""
+        if not folder_ids or k <= 0:
+            return []
+        where = {"folder_id": folder_ids[0]} if len(folder_ids) == 1 else {"folder_id": {"$in": folder_ids}}
+        count = self.count()
+        if count == 0:
+            return []
+        result = self._call("search", self.collection.query, query_embeddings=[vector],
+                            n_results=min(k, count), where=where, include=[])
+        return [int(i) for i in result["ids"][0]]
+
+    def ids(self) -> set[int]:
+        result = self._call("list vectors", self.collection.get, include=[])
+        return {int(i) for i in result["ids"]}
+
+    def count(self) -> int:
+        return self._call("count vectors", self.collection.count)
+
+    def reset(self) -> None:
+        """Drop every vector (for a rebuild)."""
+        self._call("drop the collection", self.client.delete_collection, COLLECTION)
+        self.collection = self._collection()

@@ -1,0 +1,66 @@
+"""Hook specifications: what a plugin of `assistant` may implement.
+
+A plugin is a module or an object with functions marked `@hookimpl` whose names are hooks below.
+Third-party plugins are found through the entry-point group `assistant.plugins`:
+
+    # pyproject.toml of your plugin
+    [project.entry-points."assistant.plugins"]
+    epub = "assistant_epub"
+
+    # assistant_epub.py
+    from plugins.hookspecs import hookimpl
+
+    @hookimpl
+    def register_loaders(register):
+        # "docx": one Line per paragraph, and a binary file (the scanner skips its NUL-byte check)
+        register([".epub"], load_epub, "docx")
+
+A plugin whose import fails or whose hook raises is reported by name and disabled; it never stops
+the app (see `plugins/manager.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pluggy
+
+from memory.documents import Loader
+
+PROJECT = "assistant"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+# How the chunker splits a loader's lines (see memory/chunker.py):
+#   text      blank-line separated paragraphs
+#   markdown  sections at `#` and setext headings, fenced code kept whole, then paragraphs
+#   rst       sections at underlined (and overlined) titles, then paragraphs
+#   code      top-level definitions (def, class, function, fn, func, ...), then blank lines
+#   html      each Line is one text block
+#   pdf       each page on its own, then paragraphs; the file is binary (no NUL-byte check)
+#   docx      each Line is one paragraph; the file is binary (no NUL-byte check)
+KINDS = frozenset({"text", "markdown", "rst", "code", "html", "pdf", "docx"})
+
+# register(suffixes, loader, kind)
+Register = Callable[[list[str], Loader, str], None]
+
+
+@hookspec
+def register_loaders(register: Register) -> None:
+    """Register loaders that turn files into lines of text with their locations.
+
+    Call `register(suffixes, loader, kind)` once per loader:
+
+    - `suffixes`: file suffixes, lower-case with the dot (`[".md", ".markdown"]`). An entry
+      without a dot is an exact file name, lower-case, for files without a suffix
+      (`["makefile", "dockerfile"]`).
+    - `loader`: `loader(path) -> list[Line]` (`memory.documents`). Number lines from 1; for paged
+      formats set `Line.page` and number lines within the page. On a file it cannot read it must
+      raise `LoaderError` with a short reason ("encrypted PDF"), never anything else: the reason
+      is shown to the user next to the file name.
+    - `kind`: one of `KINDS`; it tells the chunker how to split the lines.
+
+    Plugins are called in registration order, built-ins first, so a later plugin that registers
+    a suffix already taken overrides the built-in loader for it.
+    """
