@@ -23,7 +23,8 @@ def write_mixed_folder(root: Path) -> Path:
     (root / "code" / "tool.py").write_text(
         '"""Upload helper."""\n\n\n' + FACTS["code/tool.py"].replace(": return", ":\n    return") + "\n"
     )
-    (root / "notes" / "cafe.txt").write_bytes("Le café près du marché sert une tarte aux pommes.\n".encode("cp1252"))
+    cafe = "Le café près du marché sert une tarte aux pommes.\n"
+    (root / "notes" / "cafe.txt").write_bytes(cafe.encode("cp1252"))
     (root / "page.html").write_text(
         "<html><head><style>body{}</style><script>var secret=1;</script></head><body>"
         "<h1>Recipes</h1>\n<p>Our lemon cake recipe needs three eggs and a cup of sugar.</p></body></html>"
