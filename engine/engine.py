@@ -84,6 +84,11 @@ class Engine:
                                                           self._database.parent)
         return self._knowledge
 
+    async def warm_up(self) -> None:
+        """Prepare retrieval in the background when folders are indexed; a no-op otherwise."""
+        if await self._db(Corpus(await self.store()).has_chunks):
+            await asyncio.to_thread((await self.knowledge()).warm_up)
+
     async def _db(self, method: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(method, *args)
 

@@ -35,7 +35,7 @@ class Passage:
         if self.end_line != self.start_line:
             lines += f"-{self.end_line}"
         if self.page is not None:
-            return f"{self.path} page {self.page}, lines {lines}"
+            return f"{self.path} page {self.page}, line{'s' if '-' in lines else ''} {lines}"
         return f"{self.path}:{lines}"
 
 

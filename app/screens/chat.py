@@ -85,6 +85,10 @@ class ChatScreen(Screen):
         # loads in its thread left it unpainted in real terminals (seen in tmux, not in Pilot).
         await self.show_conversations()
         await self.load_model()
+        try:
+            await self.engine.warm_up()
+        except AssistantError as exc:
+            self.notify(str(exc), title="Indexed folders", severity="error")
 
     async def load_model(self) -> None:
         try:

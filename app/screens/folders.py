@@ -84,7 +84,7 @@ class FoldersScreen(Screen):
             )
         if self.rows:
             table.move_cursor(row=min(cursor, len(self.rows) - 1))
-        await self.show_skipped()
+        self.show_skipped()
 
     def selected(self) -> dict[str, Any] | None:
         table = self.query_one("#folder-table", DataTable)
@@ -93,14 +93,16 @@ class FoldersScreen(Screen):
         return self.rows[table.cursor_row]
 
     @on(DataTable.RowHighlighted, "#folder-table")
+    @work(group="skipped", exclusive=True)
     async def show_skipped(self) -> None:
-        table = self.query_one("#skipped-table", DataTable)
-        table.clear()
         folder = self.selected()
-        if folder is None:
-            return
-        knowledge = await self.assistant.engine.knowledge()
-        for item in await asyncio.to_thread(knowledge.corpus.skipped_files, folder["id"]):
+        items = []
+        if folder is not None:
+            knowledge = await self.assistant.engine.knowledge()
+            items = await asyncio.to_thread(knowledge.corpus.skipped_files, folder["id"])
+        table = self.query_one("#skipped-table", DataTable)
+        table.clear()  # after the read, with no await in between: never two lists mixed
+        for item in items:
             table.add_row(item["path"], item["state"], item["reason"] or "")
 
     @on(Button.Pressed, "#add")
