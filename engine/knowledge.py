@@ -68,11 +68,16 @@ class Knowledge:
         folder = Path(folder).expanduser().resolve()
         folder_id = self.corpus.add_folder(folder)
         self.corpus.set_watch(folder_id, True)
+        first = True
         try:
-            on_summary(self.index(folder, callback, stop))
-            for _changes in watchfiles.watch(folder, debounce=debounce_ms, stop_event=stop,
-                                             raise_interrupt=False):
-                on_summary(self.index(folder, callback, stop))
+            # The first full pass runs once the watcher is up (the first empty yield), so a change
+            # made while it runs is seen afterwards instead of lost.
+            for changes in watchfiles.watch(folder, debounce=debounce_ms, stop_event=stop,
+                                            raise_interrupt=False, yield_on_timeout=True,
+                                            rust_timeout=200):
+                if first or changes:
+                    first = False
+                    on_summary(self.index(folder, callback, stop))
         finally:
             self.corpus.set_watch(folder_id, False)
 

@@ -34,6 +34,8 @@ BATCH_CHUNKS = 256  # chunks embedded and stored together: big enough for speed,
 class LoaderLookup(Protocol):
     def for_path(self, path: Path) -> tuple[Callable[[Path], list[Line]], str] | None: ...
 
+    def kind_of(self, path: Path) -> str | None: ...
+
 
 class IndexLockedError(AssistantError):
     """Another process is indexing and the caller chose not to wait."""
@@ -139,7 +141,7 @@ class Indexer:
             summary.resumed_chunks = self.reconcile()
             folder_id = self.corpus.add_folder(root)
             known = self.corpus.files(folder_id)
-            found = list(scan(root, self._supported, self.max_file_bytes))
+            found = list(scan(root, self.loaders.kind_of, self.max_file_bytes))
             progress.files_total = len(found)
             seen: set[str] = set()
             batch = _Batch()
@@ -215,9 +217,6 @@ class Indexer:
         return len(pending)
 
     # steps -------------------------------------------------------------------------------------
-
-    def _supported(self, path: Path) -> bool:
-        return self.loaders.for_path(path) is not None
 
     def _renames(self, known: dict[str, dict[str, Any]], found: list[Any]) -> dict[str, str]:
         """new path -> old path, for files that moved with the same content (no re-embedding)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from memory.errors import StoreError
 
@@ -29,7 +30,11 @@ class VectorIndex:
 
             settings = Settings(anonymized_telemetry=False, allow_reset=True)
             if url:
-                self.client = chromadb.HttpClient(host=url, settings=settings)
+                parts = urlsplit(url if "://" in url else f"http://{url}")
+                self.client = chromadb.HttpClient(
+                    host=parts.hostname or "localhost", port=parts.port or 8000,
+                    ssl=parts.scheme == "https", settings=settings,
+                )
             else:
                 assert path is not None
                 path.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import select
 import signal
 import sqlite3
 import subprocess
@@ -315,3 +316,62 @@ def test_kill9_mid_index_then_resume_matches_a_clean_run(tmp_path: Path) -> None
     files, chunks, vectors = counts(killed_home)
     assert (files, chunks, vectors) == counts(clean_home)
     assert files == 600 and chunks == vectors
+
+
+@pytest.fixture
+def chroma_server(tmp_path: Path):
+    """A real Chroma server on 127.0.0.1, as a user who outgrew one machine would run it."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    chroma = Path(sys.executable).parent / "chroma"
+    proc = subprocess.Popen([str(chroma), "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_vectors_on_a_chroma_server(rag_settings, home: Path, folder: Path, chroma_server: str) -> None:
+    store = Store(home / "assistant.db")
+    knowledge = Knowledge(rag_settings.replace(vector_store_url=chroma_server), store, home)
+    summary = knowledge.index(folder)
+    assert knowledge.vectors.count() == summary.chunks_added == agree(knowledge)
+    assert not (home / "chroma").exists()  # nothing stored locally
+    assert knowledge.search("garden project budget", None)[0].file == "notes/budget.md"
+    store.close()
+
+
+def test_cli_watch_reindexes_and_stops_on_ctrl_c(home: Path, folder: Path) -> None:
+    env = {**os.environ, "ASSISTANT_HOME": str(home), "ASSISTANT_INDEX_MAX_FILE_MB": "0.03"}
+    proc = subprocess.Popen([sys.executable, "-m", "app", "index", str(folder), "--watch", "--json"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+
+    def next_summary() -> dict:
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        assert ready, "no summary within 2 minutes"
+        return json.loads(proc.stdout.readline())
+
+    first = next_summary()
+    assert first["indexed"] >= 7
+    (folder / "notes/travel.txt").write_text("Travel notes\n\nThe offsite moved to Porto.\n")
+    second = next_summary()
+    assert (second["indexed"], second["unchanged"]) == (1, first["indexed"] - 1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode in (0, 130) and "Traceback" not in err
+    assert json.loads(run_cli(home, "folders", "--json").stdout)[0]["watch"] == 0
