@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import threading
 from importlib import metadata
@@ -24,7 +26,7 @@ _model_lock = threading.Lock()
 class Embedder:
     """Loads the model on first use (torch takes seconds to import: never on the UI's path)."""
 
-    def __init__(self, batch_size: int = 64) -> None:
+    def __init__(self, batch_size: int | None = None) -> None:
         self.batch_size = batch_size
 
     @property
@@ -66,8 +68,24 @@ class Embedder:
         if not texts:
             return []
         model = self._load()
-        vectors = model.encode(
-            texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False,
-            convert_to_numpy=True,
-        )
-        return vectors.tolist()
+        import torch
+
+        # bfloat16 where the CPU computes it natively (AVX512-BF16, AMX): about 3x faster here,
+        # with vectors that rank the same; elsewhere float32, where small batches pad less.
+        fast = _native_bf16()
+        context = torch.autocast("cpu", dtype=torch.bfloat16) if fast else contextlib.nullcontext()
+        with context:
+            vectors = model.encode(
+                texts, batch_size=self.batch_size or (32 if fast else 16), normalize_embeddings=True,
+                show_progress_bar=False, convert_to_numpy=True,
+            )
+        return vectors.astype("float32").tolist()
+
+
+@functools.cache
+def _native_bf16() -> bool:
+    import torch
+
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, so looked up with care
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
