@@ -100,7 +100,7 @@ class Knowledge:
     def searchable(self, conversation_id: int | None) -> list[int]:
         """Active folders of the conversation that have chunks; [] means: do not search."""
         active = set(self.corpus.active_folder_ids(conversation_id))
-        return [f["id"] for f in self.corpus.folders() if f["id"] in active and f["chunks"]]
+        return [i for i in self.corpus.folder_ids_with_chunks() if i in active]
 
     def search(self, question: str, conversation_id: int | None) -> list[Passage]:
         folder_ids = self.searchable(conversation_id)

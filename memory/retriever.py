@@ -55,7 +55,8 @@ def retrieve(
     if not folder_ids or k <= 0:
         return []
     lexical = corpus.search_text(query, folder_ids, candidates)
-    semantic = vectors.query(embedder.embed([query])[0], candidates, folder_ids)
+    every_folder = set(folder_ids) >= set(corpus.folder_ids_with_chunks())
+    semantic = vectors.query(embedder.embed([query])[0], candidates, None if every_folder else folder_ids)
     best = fuse([lexical, semantic], k)
     rows = corpus.chunk_rows([chunk_id for chunk_id, _ in best])
     return [

@@ -74,11 +74,15 @@ class VectorIndex:
             self._call("delete vectors", self.collection.delete,
                        ids=[str(i) for i in ids[start : start + self.max_batch]])
 
-    def query(self, vector: list[float], k: int, folder_ids: list[int]) -> list[int]:
-        """Ids of the `k` nearest chunks within the given folders, nearest first."""
-        if not folder_ids or k <= 0:
+    def query(self, vector: list[float], k: int, folder_ids: list[int] | None) -> list[int]:
+        """Ids of the `k` nearest chunks within the given folders (None: all), nearest first."""
+        if folder_ids == [] or k <= 0:
             return []
-        where = {"folder_id": folder_ids[0]} if len(folder_ids) == 1 else {"folder_id": {"$in": folder_ids}}
+        # A metadata filter makes Chroma search far slower (~200 ms over 100k vectors here), so
+        # it is only used when some folders are really left out.
+        where = None
+        if folder_ids is not None:
+            where = {"folder_id": {"$in": folder_ids}}
         count = self.count()
         if count == 0:
             return []
