@@ -327,7 +327,7 @@ def bench_retrieval(home: str, queries: int) -> dict[str, Any]:
 
     def vector(q: str) -> int:  # Chroma itself, as a vector-only retriever would call it
         found = k.vectors.collection.query(query_embeddings=k.embedder.embed([q]), n_results=top_k,
-                                           where={"folder_id": folder_ids[0]}, include=[])
+                                           include=[])
         return len(k.corpus.chunk_rows([int(i) for i in found["ids"][0]]))
 
     def fulltext(q: str) -> int:
