@@ -109,21 +109,20 @@ class AssistantApp(App):
         yield from super().get_system_commands(screen)
         if not isinstance(screen, ChatScreen):
             return
-        yield SystemCommand("New chat", "Start a new conversation (Ctrl+N)", screen.action_new_chat)
-        yield SystemCommand("Stop answer", "Stop the answer in flight (Esc)", screen.action_stop)
-        yield SystemCommand("Thumbs up", "Rate the selected or latest answer (Ctrl+G)",
-                            lambda: screen.action_rate(1))
-        yield SystemCommand("Thumbs down", "Rate the selected or latest answer (Ctrl+B)",
-                            lambda: screen.action_rate(-1))
-        yield SystemCommand("Copy answer", "Copy the selected or latest answer (Ctrl+O)",
-                            screen.action_copy_answer)
-        yield SystemCommand("Open source", "Open the first source of the selected or latest answer (Ctrl+R)",
-                            screen.action_open_source)
-        yield SystemCommand("Folders", "Index folders, watch them, choose what this chat searches (Ctrl+F)",
-                            screen.action_folders)
-        yield SystemCommand("Rename conversation", "Rename the current conversation (F2)",
-                            screen.action_rename_conversation)
-        yield SystemCommand("Delete conversation", "Delete the current conversation",
-                            screen.action_delete_conversation)
-        yield SystemCommand("Toggle sidebar", "Show or hide past conversations (Ctrl+S)",
-                            screen.action_toggle_sidebar)
+        commands = [
+            ("New chat", "Start a new conversation (Ctrl+N)", screen.action_new_chat),
+            ("Stop answer", "Stop the answer in flight (Esc)", screen.action_stop),
+            ("Thumbs up", "Rate the selected or latest answer (Ctrl+G)", lambda: screen.action_rate(1)),
+            ("Thumbs down", "Rate the selected or latest answer (Ctrl+B)", lambda: screen.action_rate(-1)),
+            ("Copy answer", "Copy the selected or latest answer (Ctrl+O)", screen.action_copy_answer),
+            ("Open source", "Open the first source of the selected or latest answer (Ctrl+R)",
+             screen.action_open_source),
+            ("Folders", "Index folders, watch them, choose what this chat searches (Ctrl+F)",
+             screen.action_folders),
+            ("Rename conversation", "Rename the current conversation (F2)",
+             screen.action_rename_conversation),
+            ("Delete conversation", "Delete the current conversation", screen.action_delete_conversation),
+            ("Toggle sidebar", "Show or hide past conversations (Ctrl+S)", screen.action_toggle_sidebar),
+        ]
+        for title, help_text, callback in commands:
+            yield SystemCommand(title, help_text, callback)

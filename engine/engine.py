@@ -84,9 +84,13 @@ class Engine:
                                                           self._database.parent)
         return self._knowledge
 
+    async def _anything_indexed(self) -> bool:
+        """Cheap: answered from SQLite without loading Chroma, torch or the loaders."""
+        return await self._db(Corpus(await self.store()).has_chunks)
+
     async def warm_up(self) -> None:
         """Prepare retrieval in the background when folders are indexed; a no-op otherwise."""
-        if await self._db(Corpus(await self.store()).has_chunks):
+        if await self._anything_indexed():
             await asyncio.to_thread((await self.knowledge()).warm_up)
 
     async def _db(self, method: Callable[..., T], *args: Any) -> T:
@@ -222,7 +226,7 @@ class Engine:
         folder is indexed."""
         if self.settings.rag_top_k <= 0:
             return []
-        if not await self._db(Corpus(await self.store()).has_chunks):
+        if not await self._anything_indexed():
             return []  # plain chat: Chroma, torch and the loaders stay unloaded
         knowledge = await self.knowledge()
         if not await asyncio.to_thread(knowledge.searchable, conversation_id):

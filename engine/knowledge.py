@@ -84,9 +84,8 @@ class Knowledge:
     def warm_up(self) -> None:
         """Load the embedding model and open the vector store ahead of the first question
         (seconds of torch and Chroma start-up that would otherwise delay the first answer)."""
-        if self.corpus.has_chunks():
-            self.embedder.embed(["warm up"])
-            self.vectors.count()
+        self.embedder.embed(["warm up"])
+        self.vectors.count()
 
     def forget(self, folder: Path) -> int:
         return self.indexer.forget_folder(folder)

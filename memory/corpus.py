@@ -13,7 +13,7 @@ from typing import Any
 
 from memory.documents import Chunk
 from memory.errors import NotFoundError
-from memory.store import Store, _translated, now
+from memory.store import Store, _translated, dicts, now
 
 # Words too common to help full-text search find anything.
 _STOPWORDS = frozenset(
@@ -43,12 +43,12 @@ class Corpus:
 
     @_translated
     def folder(self, path: Path) -> dict[str, Any]:
-        row = self.conn.execute("SELECT * FROM folders WHERE path = ?", [str(path)]).fetchone()
-        if row is None:
+        found = dicts(self.conn.execute("SELECT * FROM folders WHERE path = ?", [str(path)]))
+        if not found:
             raise NotFoundError(
                 f"The folder {path} is not indexed.", hint="`assistant folders` lists indexed folders."
             )
-        return _row(self.conn, "folders", row)
+        return found[0]
 
     @_translated
     def folders(self) -> list[dict[str, Any]]:
@@ -62,9 +62,7 @@ class Corpus:
                 (SELECT COUNT(*) FROM files WHERE folder_id = f.id AND state = 'embedding') AS pending
             FROM folders f ORDER BY f.path
         """
-        cursor = self.conn.execute(sql)
-        names = [c[0] for c in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return dicts(self.conn.execute(sql))
 
     @_translated
     def folder_ids_with_chunks(self) -> list[int]:
@@ -95,21 +93,18 @@ class Corpus:
 
     @_translated
     def skipped_files(self, folder_id: int) -> list[dict[str, Any]]:
-        cursor = self.conn.execute(
+        return dicts(self.conn.execute(
             "SELECT path, state, reason FROM files WHERE folder_id = ? AND state IN ('skipped', 'failed')"
             " ORDER BY path",
             [folder_id],
-        )
-        return [{"path": p, "state": s, "reason": r} for p, s, r in cursor.fetchall()]
+        ))
 
     # files and chunks ----------------------------------------------------------------------------
 
     @_translated
     def files(self, folder_id: int) -> dict[str, dict[str, Any]]:
         """The folder's files by relative path."""
-        cursor = self.conn.execute("SELECT * FROM files WHERE folder_id = ?", [folder_id])
-        names = [c[0] for c in cursor.description]
-        rows = (dict(zip(names, row, strict=True)) for row in cursor.fetchall())
+        rows = dicts(self.conn.execute("SELECT * FROM files WHERE folder_id = ?", [folder_id]))
         return {row["path"]: row for row in rows}
 
     @_translated
@@ -232,15 +227,14 @@ class Corpus:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        cursor = self.conn.execute(
+        rows = dicts(self.conn.execute(
             f"""SELECT c.id, c.text, c.heading, c.start_line, c.end_line, c.page,
                        f.path AS file, d.path AS folder, d.id AS folder_id
                 FROM chunks c JOIN files f ON f.id = c.file_id JOIN folders d ON d.id = f.folder_id
                 WHERE c.id IN ({marks})""",
             ids,
-        )
-        names = [c[0] for c in cursor.description]
-        return {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+        ))
+        return {row["id"]: row for row in rows}
 
     @_translated
     def all_chunks(self, after_id: int, limit: int) -> list[tuple[int, int, str]]:
@@ -300,7 +294,3 @@ class Corpus:
             [conversation_id, folder_id, int(active)],
         )
 
-
-def _row(conn: Any, table: str, row: tuple) -> dict[str, Any]:
-    names = [c[0] for c in conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
-    return dict(zip(names, row, strict=True))

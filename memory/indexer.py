@@ -47,7 +47,6 @@ class Progress:
     files_total: int = 0
     files_done: int = 0
     chunks_done: int = 0
-    embedded_files: int = 0
     current: str = ""
     started: float = field(default_factory=time.monotonic)
     waiting_for: str | None = None  # who holds the index lock, while we wait for it
@@ -306,7 +305,6 @@ class Indexer:
         summary.indexed += len(batch.files)
         summary.chunks_added += len(ids)
         progress.chunks_done += len(ids)
-        progress.embedded_files += len(batch.files)
         batch.clear()
 
 

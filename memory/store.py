@@ -35,6 +35,12 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+def dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    """The cursor's rows as dicts keyed by column name."""
+    names = [c[0] for c in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
 def _translated(method: Callable[..., T]) -> Callable[..., T]:
     """Turn sqlite3 errors into the project's error tree, naming the database file."""
 
@@ -260,11 +266,10 @@ class Store:
     # helpers -------------------------------------------------------------------------------------
 
     def _get(self, table: str, row_id: int, what: str) -> dict[str, Any]:
-        row = self.conn.execute(f"SELECT * FROM {table} WHERE id = ?", [row_id]).fetchone()
-        if row is None:
+        found = dicts(self.conn.execute(f"SELECT * FROM {table} WHERE id = ?", [row_id]))
+        if not found:
             raise NotFoundError(f"There is no {what} with id {row_id}.")
-        columns = [c[0] for c in self.conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
-        return dict(zip(columns, row, strict=True))
+        return found[0]
 
     def _insert(self, table: str, row: dict[str, Any]) -> int:
         # Raw SQL: sqlite-utils commits on its own, which would end our transaction early.

@@ -241,6 +241,13 @@ async def test_folders_screen_indexes_in_the_background(settings: Settings, tmp_
         await wait_for(lambda: skipped.row_count >= 3, what="skipped files listed")
         reasons = {str(skipped.get_row_at(i)[2]) for i in range(skipped.row_count)}
         assert "binary file" in reasons
+        await pilot.press("u")  # per conversation: there is none yet, so it says so
+        await wait_for(lambda: any("conversation first" in n.message for n in app._notifications))
+        await pilot.press("w")  # watch on: a real watcher thread
+        await wait_for(lambda: str(folder.resolve()) in app.watched_folders)
+        await wait_for(lambda: screen.rows[0]["watch"] == 1, timeout=60, what="watching recorded")
+        await pilot.press("w")  # and off again
+        await wait_for(lambda: not app.watched_folders, timeout=30, what="watch stopped")
         await pilot.press("x")
         await wait_for(lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.press("y")
