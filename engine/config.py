@@ -21,8 +21,53 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
+# Why the router may try the next backend; `fallback_on` picks which of these apply.
+FALLBACK_REASONS = (
+    "model_missing",  # no local model file
+    "load_failed",  # llama.cpp refused the file, or it is damaged
+    "out_of_memory",  # not enough memory to load the model
+    "context_overflow",  # the conversation does not fit the local context window whole
+    "slow_first_token",  # the first token took longer than first_token_deadline_s
+    "error",  # the backend failed before its first token (HTTP error, timeout, crash)
+)
+
+
 def _doc(text: str, default: Any) -> Any:
     return field(default=default, metadata={"doc": text})
+
+
+@dataclass(frozen=True)
+class Provider:
+    """An OpenAI-compatible server: a cloud API or the user's own (vLLM, llama.cpp, Ollama)."""
+
+    name: str = _doc("The table's name; used in `backends` and shown with every answer.", "")
+    base_url: str = _doc("The API root, e.g. `https://api.openai.com/v1` or `http://gpu-box:8000/v1`.", "")
+    model: str = _doc("The model to ask, as the server names it.", "")
+    api_key_env: str | None = _doc("Environment variable holding the API key.", None)
+    api_key_keyring: str | None = _doc(
+        "OS keyring service holding the key (user name: the provider's name).", None
+    )
+    trusted: bool = _doc(
+        "A server on your own network: private folders' passages may be sent to it.", False
+    )
+    context_window: int = _doc("The model's context window in tokens.", 32768)
+    connect_timeout_s: float = _doc("Seconds to connect.", 5.0)
+    read_timeout_s: float = _doc("Seconds of silence allowed while waiting for data.", 60.0)
+    total_timeout_s: float = _doc("Seconds for a whole answer.", 300.0)
+    max_retries: int = _doc("Retries on connect errors, 429 and 5xx, before the first token.", 2)
+    backoff_s: float = _doc("First retry waits up to this (full jitter, doubling each time).", 0.1)
+    max_retry_wait_s: float = _doc("A `Retry-After` longer than this fails over instead of waiting.", 20.0)
+    requests_per_minute: float | None = _doc("Client-side rate limit. Unset: none.", None)
+    headers: dict[str, str] = field(
+        default_factory=dict, metadata={"doc": "Extra HTTP headers sent with every request."}
+    )
+
+
+@dataclass(frozen=True)
+class Price:
+    input_per_mtok: float = _doc("USD per million prompt tokens.", 0.0)
+    output_per_mtok: float = _doc("USD per million answer tokens.", 0.0)
+    since: str = _doc("The date (YYYY-MM-DD) the price holds from.", "1970-01-01")
 
 
 @dataclass(frozen=True)
@@ -55,6 +100,35 @@ class Settings:
     vector_store_url: str | None = _doc(
         "A Chroma server (http://host:8000) instead of the local vector store in the data folder.", None
     )
+    backends: tuple[str, ...] = _doc(
+        "Backends in the order they are tried: `local` and the names of `[providers.NAME]` tables.",
+        ("local",),
+    )
+    allow_cloud: bool = _doc(
+        "Let questions leave this machine for the configured providers. Off: everything stays local.",
+        False,
+    )
+    fallback_on: tuple[str, ...] = _doc(
+        "When the router tries the next backend: " + ", ".join(f"`{r}`" for r in FALLBACK_REASONS) + ".",
+        FALLBACK_REASONS,
+    )
+    first_token_deadline_s: float | None = _doc(
+        "Fall back when the local model's first token takes longer than this. Unset: wait.", None
+    )
+    breaker_failures: int = _doc("Failures in a row that open a backend's circuit breaker.", 3)
+    breaker_cooldown_s: float = _doc("Seconds an open breaker waits before letting one request try.", 30.0)
+    budget_daily_usd: float | None = _doc("Cloud spending limit per day (UTC). Unset: none.", None)
+    budget_monthly_usd: float | None = _doc(
+        "Cloud spending limit per calendar month (UTC). Unset: none.", None
+    )
+    providers: dict[str, Provider] = field(
+        default_factory=dict,
+        metadata={"doc": "OpenAI-compatible servers, one `[providers.NAME]` table each (below)."},
+    )
+    prices: dict[str, Price] = field(
+        default_factory=dict,
+        metadata={"doc": "Price overrides, one `[prices.\"MODEL\"]` table each (below)."},
+    )
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with `changes` applied (None values are ignored), validated."""
@@ -63,6 +137,9 @@ class Settings:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+PROVIDER_FIELDS = {f.name: f for f in dataclasses.fields(Provider)}
+PRICE_FIELDS = {f.name: f for f in dataclasses.fields(Price)}
+TABLES = {"providers": (Provider, PROVIDER_FIELDS), "prices": (Price, PRICE_FIELDS)}
 
 
 def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -85,10 +162,16 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
                 f"Unknown setting {', '.join(map(repr, unknown))} in {path}.",
                 hint=f"Known settings: {', '.join(FIELDS)}.",
             )
+    for table, (kind, fields) in TABLES.items():
+        if table in values:
+            values[table] = _tables(values[table], table, kind, fields, path)
     for name in FIELDS:
         raw = environ.get(f"ASSISTANT_{name.upper()}")
-        if raw is not None:
+        if raw is not None and name not in TABLES:
             values[name] = _from_env(name, raw)
+    for name in ("backends", "fallback_on"):
+        if isinstance(values.get(name), list):
+            values[name] = tuple(values[name])
     try:
         settings = Settings(**values)
     except TypeError as exc:  # pragma: no cover - unknown keys are caught above
@@ -96,10 +179,39 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
     return _validated(settings, source=str(path))
 
 
+def _tables(raw: Any, table: str, kind: type, fields: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`[providers.NAME]` / `[prices."MODEL"]` tables into dataclasses, checked like settings."""
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise ConfigError(f"`{table}` in {path} must hold one [{table}.NAME] table per entry.")
+    parsed = {}
+    for name, entry in raw.items():
+        if table == "providers" and any("key" in k and k not in fields for k in entry):
+            # The value is never echoed: it is a secret in the wrong place.
+            raise ConfigError(
+                f"Provider {name!r} in {path} has an API key written in the config file.",
+                hint="Remove it; put the key in an environment variable named by `api_key_env`, "
+                "or in the OS keyring (`api_key_keyring`).",
+            )
+        unknown = sorted(set(entry) - set(fields))
+        if unknown:
+            raise ConfigError(
+                f"Unknown setting {', '.join(map(repr, unknown))} in [{table}.{name}] of {path}.",
+                hint=f"Known settings: {', '.join(fields)}.",
+            )
+        if kind is Provider:
+            entry = {**entry, "name": name}
+        item = kind(**entry)
+        _check_types(item, fields, f"[{table}.{name}] of {path}")
+        parsed[name] = item
+    return parsed
+
+
 def _from_env(name: str, raw: str) -> Any:
     kind = FIELDS[name].type
     if raw == "" and "None" in str(kind):
         return None
+    if str(kind).startswith("tuple"):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
     if kind == "bool":
         if raw.lower() in ("1", "true", "yes", "on"):
             return True
@@ -119,13 +231,23 @@ def _from_env(name: str, raw: str) -> Any:
     return raw
 
 
-def _validated(settings: Settings, source: str) -> Settings:
-    for name, f in FIELDS.items():
-        value = getattr(settings, name)
+def _check_types(item: Any, fields: dict[str, Any], source: str) -> None:
+    for name, f in fields.items():
+        value = getattr(item, name)
         kind = str(f.type)
         if value is None:
             if "None" not in kind:
                 raise ConfigError(f"Setting {name!r} ({source}) must have a value.")
+            continue
+        if kind.startswith("tuple"):
+            if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"Setting {name!r} ({source}) must be a list of names, not {value!r}.")
+            continue
+        if kind.startswith("dict"):
+            if not isinstance(value, dict):
+                raise ConfigError(f"Setting {name!r} ({source}) must be a table, not {value!r}.")
+            if name == "headers" and not all(isinstance(v, str) for v in value.values()):
+                raise ConfigError(f"Setting {name!r} ({source}) must map header names to text.")
             continue
         if kind == "bool" and not isinstance(value, bool):
             raise ConfigError(f"Setting {name!r} ({source}) must be true or false, not {value!r}.")
@@ -135,6 +257,28 @@ def _validated(settings: Settings, source: str) -> Settings:
             raise ConfigError(f"Setting {name!r} ({source}) must be a number, not {value!r}.")
         if "str" in kind and not isinstance(value, str):
             raise ConfigError(f"Setting {name!r} ({source}) must be text, not {value!r}.")
+
+
+def _validated(settings: Settings, source: str) -> Settings:
+    _check_types(settings, FIELDS, source)
+    for name in settings.backends:
+        if name != "local" and name not in settings.providers:
+            raise ConfigError(
+                f"`backends` ({source}) names {name!r}, which is neither `local` nor a provider.",
+                hint=f"Add a [providers.{name}] table, or remove it from `backends`.",
+            )
+    unknown = sorted(set(settings.fallback_on) - set(FALLBACK_REASONS))
+    if unknown:
+        raise ConfigError(
+            f"`fallback_on` ({source}) has unknown reason {', '.join(map(repr, unknown))}.",
+            hint=f"Known reasons: {', '.join(FALLBACK_REASONS)}.",
+        )
+    for provider in settings.providers.values():
+        if not provider.base_url.startswith(("http://", "https://")) or not provider.model:
+            raise ConfigError(
+                f"Provider {provider.name!r} ({source}) needs a `base_url` (http:// or https://) "
+                "and a `model`."
+            )
     if settings.n_ctx < 256:
         raise ConfigError(f"n_ctx={settings.n_ctx} ({source}) is too small.", hint="Use 256 or more.")
     if not 1 <= settings.max_tokens < settings.n_ctx:

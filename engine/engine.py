@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.backends.base import Backend, SamplingParams, StreamResult
 from engine.backends.local import LocalBackend
+from engine.backends.openai_compat import OpenAICompatibleBackend
 from engine.citations import SOURCES_INSTRUCTIONS, resolve_citations, sources_prompt
 from engine.config import Settings
-from engine.errors import AssistantError, ContextOverflowError
+from engine.errors import AssistantError, ConfigError, ContextOverflowError
 from engine.events import Event, Failed, Finished, Started, Timings, Token, Usage
 from engine.paths import database_file, ensure_private_dir
+from engine.router import Route, Router, is_remote, is_trusted
 from memory.corpus import Corpus
 from memory.retriever import Passage
 from memory.store import Store
@@ -43,6 +45,15 @@ def local_backend(settings: Settings) -> LocalBackend:
     )
 
 
+def make_backends(settings: Settings) -> dict[str, Backend]:
+    """The local model and every configured provider (whether or not `backends` routes to it:
+    a conversation may still pick it)."""
+    backends: dict[str, Backend] = {"local": local_backend(settings)}
+    for name, provider in settings.providers.items():
+        backends[name] = OpenAICompatibleBackend(provider)
+    return backends
+
+
 class Engine:
     """Answers questions with a backend and records every answer in the store.
 
@@ -54,10 +65,16 @@ class Engine:
         settings: Settings,
         *,
         backend: Backend | None = None,
+        backends: dict[str, Backend] | None = None,
         database: str | Path | None = None,
     ) -> None:
+        """`backend` replaces the backend of its name (tests hand in a shared local model);
+        `backends` replaces them all."""
         self.settings = settings
-        self.backend: Backend = backend or local_backend(settings)
+        backends = dict(backends) if backends is not None else make_backends(settings)
+        if backend is not None:
+            backends[backend.name] = backend
+        self.router = Router(settings, backends, self.store)
         self._database = Path(database) if database else database_file()
         self._store: Store | None = None
         self._store_lock = asyncio.Lock()
@@ -96,10 +113,16 @@ class Engine:
     async def _db(self, method: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(method, *args)
 
-    async def load_model(self) -> None:
+    @property
+    def backend(self) -> Backend:
+        """The first backend of the route: the one a new conversation starts with."""
+        return self.router.primary()
+
+    async def load_model(self, backend: Backend | None = None) -> None:
         """Load the model (a no-op once loaded); raises a ModelError naming the file."""
-        await self.backend.load()
-        path = getattr(self.backend, "model_path", None)
+        backend = backend or self.backend
+        await backend.load()
+        path = getattr(backend, "model_path", None)
         if self._model_hash is None and path is not None:
             store = await self.store()
             self._model_hash = asyncio.create_task(asyncio.to_thread(_file_sha256, store, path))
@@ -111,32 +134,47 @@ class Engine:
     async def close(self) -> None:
         if self._model_hash is not None:
             await asyncio.gather(self._model_hash, return_exceptions=True)
-        close = getattr(self.backend, "close", None)
-        if close is not None:
-            await asyncio.to_thread(close)
+        await self.router.aclose()
+        for backend in self.router.backends.values():
+            if isinstance(backend, OpenAICompatibleBackend):
+                await backend.aclose()
+            elif (close := getattr(backend, "close", None)) is not None:
+                await asyncio.to_thread(close)
         if self._store is not None:
             self._store.close()
 
     # one answer --------------------------------------------------------------------------------
 
-    async def ask(self, question: str, conversation_id: int | None = None) -> AsyncIterator[Event]:
+    async def ask(
+        self, question: str, conversation_id: int | None = None, backend: str | None = None
+    ) -> AsyncIterator[Event]:
         """Answer `question`, continuing `conversation_id` or starting a new conversation.
+
+        `backend` picks the backend for this conversation from now on (saved with it); otherwise
+        the conversation's own choice, else the configured route, applies.
 
         Yields Started, Token..., then Finished or Failed. The question is saved before anything
         else, and one response row is written however the answer ends; if the consumer cancels,
         the row says "cancelled" and the partial answer is kept.
         """
         started_at = time.perf_counter()
-        # The model loads while the question is saved; its errors surface below, in order.
-        loading = asyncio.ensure_future(self.load_model())
-        loading.add_done_callback(lambda task: task.cancelled() or task.exception())  # retrieved below
+        router = self.router
+        if backend is not None and backend not in router.backends:
+            raise ConfigError(f"There is no backend named {backend!r}.",
+                              hint=f"Known backends: {', '.join(router.backends)}.")
         store = await self.store()
         if conversation_id is None:
+            preferred = backend
+            # The model loads while the question is saved and the folders searched.
+            router.primary(preferred).start_loading()
             conversation_id = await self._db(store.create_conversation, question)
             history: list[dict[str, str]] = []
         else:
-            await self._db(store.conversation, conversation_id)  # NotFoundError names a wrong id
+            preferred = backend or (await self._db(store.conversation, conversation_id)).get("backend")
+            router.primary(preferred).start_loading()
             history = _context_messages(await self._db(store.messages, conversation_id))
+        if backend is not None:
+            await self._db(store.set_conversation_backend, conversation_id, backend)
         prompt_message_id = await self._db(store.add_message, conversation_id, "user", question)
 
         settings = self.settings
@@ -146,29 +184,54 @@ class Engine:
         first_at = last_at = None
         prompt_tokens = None
         passages: list[Passage] = []
+        route: Route | None = None
         status, error = "cancelled", None
         try:
             passages = await self._search(question, conversation_id)
-            await loading
-            fitted, passages = await self._fit(history, question, passages)
-            prompt_tokens = fitted.prompt_tokens
+            private_history = bool(history) and any(is_remote(b) for b in router.order(preferred)) \
+                and await self._db(store.used_private_sources, conversation_id)
+
+            async def prepare(candidate: Backend) -> tuple[Any, list[Passage]]:
+                await self.load_model(candidate)
+                return await self._fit(candidate, history, question, passages)
+
+            route = await router.open(prepare, params, result, retrieved=passages,
+                                      private_history=private_history, preferred=preferred)
+            passages = route.passages
+            prompt_tokens = route.fitted.prompt_tokens
+            chosen = route.backend
+            notices = [f"{name}: {why}" for name, why in route.passed_over]
+            if is_remote(chosen) and not is_trusted(chosen):
+                notices += await router.budget_warnings()
             yield Started(
                 conversation_id,
                 prompt_message_id,
-                self.backend.name,
-                self.backend.model_name,
-                fitted.prompt_tokens,
-                self.backend.n_ctx,
-                fitted.dropped_messages,
-                fitted.question_truncated,
+                chosen.name,
+                chosen.model_name,
+                route.fitted.prompt_tokens,
+                chosen.n_ctx,
+                route.fitted.dropped_messages,
+                route.fitted.question_truncated,
                 tuple(passages),
+                remote=is_remote(chosen),
+                endpoint=getattr(chosen, "endpoint", "local"),
+                passed_over=tuple(route.passed_over),
+                notices=tuple(notices),
             )
-            async with contextlib.aclosing(self.backend.stream(fitted.messages, params, result)) as stream:
-                async for piece in stream:
-                    last_at = time.perf_counter()
-                    first_at = first_at or last_at
-                    pieces.append(piece)
-                    yield Token(piece)
+            try:
+                if route.first is not None:
+                    first_at = last_at = time.perf_counter()
+                    pieces.append(route.first)
+                    yield Token(route.first)
+                async with contextlib.aclosing(route.rest) as stream:
+                    async for piece in stream:
+                        last_at = time.perf_counter()
+                        first_at = first_at or last_at
+                        pieces.append(piece)
+                        yield Token(piece)
+            except AssistantError as exc:
+                await router.finish(route, exc)
+                raise
             status = "ok"
         except AssistantError as exc:
             status, error = "error", exc
@@ -185,13 +248,16 @@ class Engine:
                 if first_at and last_at and last_at > first_at and tokens > 1
                 else None,
             )
+            chosen = route.backend if route else router.primary(preferred)
+            prompt_tokens = getattr(chosen, "prompt_tokens", None) or prompt_tokens  # the server's count
+            cost = router.cost(chosen, prompt_tokens or 0, tokens) if route else 0.0
             row = {
                 "prompt_message_id": prompt_message_id,
                 "status": status,
                 "error": str(error) if error else None,
-                "backend": self.backend.name,
-                "model": self.backend.model_name,
-                "model_hash": await self._known_model_hash(),
+                "backend": chosen.name,
+                "model": chosen.model_name,
+                "model_hash": None if is_remote(chosen) else await self._known_model_hash(),
                 "template": SOURCES_TEMPLATE if passages else SYSTEM_TEMPLATE,
                 "template_version": _version(settings.system_prompt + SOURCES_INSTRUCTIONS)
                 if passages else self.template_version,
@@ -201,8 +267,11 @@ class Engine:
                 "ttft_ms": timings.ttft_ms,
                 "total_ms": timings.total_ms,
                 "tokens_per_s": timings.tokens_per_s,
-                "cost": 0.0,  # local answers are free
+                "cost": cost or 0.0,  # unknown price: counted as 0 (the Started notice says so)
                 "trace_id": uuid.uuid4().hex,
+                "endpoint": getattr(chosen, "endpoint", "local") if route else None,
+                "remote": int(route is not None and is_remote(chosen)),
+                "route": json.dumps(route.passed_over if route else []),
             }
             text, sources = resolve_citations("".join(pieces), passages)
             # Shielded: a second cancel must not lose the row.
@@ -217,7 +286,8 @@ class Engine:
                 status, error, message_id, response_id = "error", exc, None, None
         if status == "ok":
             usage = Usage(prompt_tokens or 0, tokens)
-            yield Finished(response_id, conversation_id, message_id, text, usage, timings, tuple(sources))
+            yield Finished(response_id, conversation_id, message_id, text, usage, timings, tuple(sources),
+                           cost_usd=cost)
         else:
             yield Failed(response_id, conversation_id, error, text)
 
@@ -234,7 +304,7 @@ class Engine:
         return await asyncio.to_thread(knowledge.search, question, conversation_id)
 
     async def _fit(
-        self, history: list[dict[str, str]], question: str, passages: list[Passage]
+        self, backend: Backend, history: list[dict[str, str]], question: str, passages: list[Passage]
     ) -> tuple[Any, list[Passage]]:
         """Fit the prompt; sources come before older turns, and the least relevant sources go
         first when even they do not fit."""
@@ -243,7 +313,7 @@ class Engine:
             if passages:
                 system = sources_prompt(system, passages)
             try:
-                fitted = await self.backend.fit(system, history, question, self.settings.max_tokens)
+                fitted = await backend.fit(system, history, question, self.settings.max_tokens)
             except ContextOverflowError:
                 if not passages:
                     raise

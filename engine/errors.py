@@ -10,9 +10,12 @@ escapes is a bug.
     +-- ModelError
     |   +-- ModelNotFoundError          no file at the configured path or name
     |   +-- InvalidModelError           not a GGUF file, truncated, or a damaged header
-    |   +-- ModelLoadError              llama.cpp refused the file (out of memory, unsupported)
+    |   +-- ModelLoadError              llama.cpp refused the file (unsupported, damaged)
+    |       +-- ModelOutOfMemoryError   not enough memory for the weights and the context
     +-- GenerationError                 a backend failed while answering
     |   +-- ContextOverflowError        the prompt cannot fit the model's context window
+    |   +-- BackendError                a remote server failed (HTTP error, timeout, bad stream)
+    |   +-- NoBackendError              every backend in the route failed or was refused
     +-- StoreError                      (memory/errors.py)
         +-- DatabaseLockedError
         +-- StorageFullError
@@ -33,6 +36,7 @@ from memory.errors import (
 
 __all__ = [
     "AssistantError",
+    "BackendError",
     "ConfigError",
     "ContextOverflowError",
     "CorruptDatabaseError",
@@ -42,6 +46,8 @@ __all__ = [
     "ModelError",
     "ModelLoadError",
     "ModelNotFoundError",
+    "ModelOutOfMemoryError",
+    "NoBackendError",
     "NotFoundError",
     "StorageFullError",
     "StoreError",
@@ -74,3 +80,24 @@ class GenerationError(AssistantError):
 
 class ContextOverflowError(GenerationError):
     """Even the system prompt and the newest message cannot fit the context window."""
+
+
+class ModelOutOfMemoryError(ModelLoadError):
+    """The model and its context do not fit in the memory available."""
+
+
+class BackendError(GenerationError):
+    """A remote backend failed: cannot connect, an HTTP error, a timeout, a broken stream."""
+
+    def __init__(self, message: str, *, hint: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
+class NoBackendError(GenerationError):
+    """No backend of the route could answer; the message lists why, backend by backend."""
+
+    def __init__(self, attempts: list[tuple[str, str]]) -> None:
+        lines = "; ".join(f"{name}: {reason}" for name, reason in attempts)
+        super().__init__(f"No backend could answer. {lines}")
+        self.attempts = attempts

@@ -34,6 +34,10 @@ class Started:
     dropped_messages: int  # older messages left out to fit the context window
     question_truncated: bool
     passages: tuple[Passage, ...] = ()  # retrieved from indexed folders, numbered from 1
+    remote: bool = False  # the question left this machine
+    endpoint: str = "local"  # where it went: scheme://host:port
+    passed_over: tuple[tuple[str, str], ...] = ()  # backends tried or refused first, and why
+    notices: tuple[str, ...] = ()  # for the user: fallbacks, budget warnings
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class Finished:
     usage: Usage
     timings: Timings
     sources: tuple[Source, ...] = ()  # cited ones first; a citation matching no source is dropped
+    cost_usd: float | None = 0.0  # None: the model's price is unknown
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,10 @@ class Knowledge:
         self.embedder.embed(["warm up"])
         self.vectors.count()
 
+    def set_private(self, folder: Path, private: bool) -> None:
+        """A private folder's passages never go to an untrusted remote backend."""
+        self.corpus.set_private(self.corpus.folder(folder.expanduser().resolve())["id"], private)
+
     def forget(self, folder: Path) -> int:
         return self.indexer.forget_folder(folder)
 
@@ -111,11 +115,7 @@ class Knowledge:
     def passages(self, chunk_ids: list[int]) -> list[Passage]:
         """Passages for chunk ids recorded on a response, in that order (deleted ones left out)."""
         rows = self.corpus.chunk_rows(chunk_ids)
-        return [
-            Passage(i, r["folder"], r["file"], r["start_line"], r["end_line"], r["page"], r["heading"],
-                    r["text"], 0.0)
-            for i in chunk_ids if (r := rows.get(i))
-        ]
+        return [Passage.from_row(r) for i in chunk_ids if (r := rows.get(i))]
 
 
 def open_knowledge(settings: Settings) -> Knowledge:

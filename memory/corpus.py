@@ -77,6 +77,10 @@ class Corpus:
         self.conn.execute("UPDATE folders SET last_indexed_at = ? WHERE id = ?", [now(), folder_id])
 
     @_translated
+    def set_private(self, folder_id: int, private: bool) -> None:
+        self.conn.execute("UPDATE folders SET private = ? WHERE id = ?", [int(private), folder_id])
+
+    @_translated
     def set_watch(self, folder_id: int, watch: bool) -> None:
         self.conn.execute("UPDATE folders SET watch = ? WHERE id = ?", [int(watch), folder_id])
 
@@ -229,7 +233,7 @@ class Corpus:
         marks = ",".join("?" * len(ids))
         rows = dicts(self.conn.execute(
             f"""SELECT c.id, c.text, c.heading, c.start_line, c.end_line, c.page,
-                       f.path AS file, d.path AS folder, d.id AS folder_id
+                       f.path AS file, d.path AS folder, d.id AS folder_id, d.private
                 FROM chunks c JOIN files f ON f.id = c.file_id JOIN folders d ON d.id = f.folder_id
                 WHERE c.id IN ({marks})""",
             ids,

@@ -119,4 +119,22 @@ MIGRATIONS: list[str] = [
     );
     ALTER TABLE responses ADD COLUMN retrieved_chunk_ids TEXT;
     """,
+    # 3: routing. Private folders, a backend chosen per conversation, where each answer went,
+    # and the circuit breakers' state, shared by every process on this data folder.
+    """
+    ALTER TABLE folders ADD COLUMN private INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE conversations ADD COLUMN backend TEXT;
+    ALTER TABLE responses ADD COLUMN endpoint TEXT;
+    ALTER TABLE responses ADD COLUMN remote INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE responses ADD COLUMN route TEXT;
+    CREATE INDEX responses_by_time ON responses(created_at);
+    CREATE TABLE backend_health (
+        name TEXT PRIMARY KEY,
+        state TEXT NOT NULL CHECK (state IN ('closed', 'open', 'half_open')),
+        failures INTEGER NOT NULL,
+        opened_at REAL,
+        last_error TEXT,
+        updated_at TEXT NOT NULL
+    );
+    """,
 ]

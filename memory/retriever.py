@@ -23,6 +23,13 @@ class Passage:
     heading: str | None
     text: str
     score: float
+    private: bool = False  # from a folder marked private: must not leave the machine
+
+    @classmethod
+    def from_row(cls, row: dict, score: float = 0.0) -> Passage:
+        """From a `Corpus.chunk_rows()` row."""
+        return cls(row["id"], row["folder"], row["file"], row["start_line"], row["end_line"], row["page"],
+                   row["heading"], row["text"], score, bool(row["private"]))
 
     @property
     def path(self) -> str:
@@ -60,8 +67,7 @@ def retrieve(
     best = fuse([lexical, semantic], k)
     rows = corpus.chunk_rows([chunk_id for chunk_id, _ in best])
     return [
-        Passage(chunk_id, r["folder"], r["file"], r["start_line"], r["end_line"], r["page"],
-                r["heading"], r["text"], score)
+        Passage.from_row(r, score)
         for chunk_id, score in best
         if (r := rows.get(chunk_id)) is not None  # a chunk deleted meanwhile is simply left out
     ]

@@ -186,7 +186,7 @@ class Store:
         """The conversation's messages in order; assistant messages carry their response id and
         latest rating."""
         sql = """
-            SELECT m.*, r.id AS response_id, r.retrieved_chunk_ids,
+            SELECT m.*, r.id AS response_id, r.retrieved_chunk_ids, r.backend, r.model, r.remote,
                 (SELECT f.rating FROM feedback f WHERE f.response_id = r.id
                  ORDER BY f.id DESC LIMIT 1) AS rating
             FROM messages m LEFT JOIN responses r ON r.message_id = m.id
@@ -231,6 +231,50 @@ class Store:
     @_translated
     def feedback(self, response_id: int) -> list[dict[str, Any]]:
         return list(self.db["feedback"].rows_where("response_id = ?", [response_id], order_by="id"))
+
+    @_translated
+    def used_private_sources(self, conversation_id: int) -> bool:
+        """Whether an earlier answer here drew on a private folder: its words are in the history."""
+        row = self.conn.execute(
+            """SELECT 1 FROM responses r, json_each(r.retrieved_chunk_ids) j
+               JOIN chunks c ON c.id = j.value JOIN files f ON f.id = c.file_id
+               JOIN folders d ON d.id = f.folder_id
+               WHERE r.conversation_id = ? AND r.retrieved_chunk_ids IS NOT NULL AND d.private = 1
+               LIMIT 1""",
+            [conversation_id],
+        ).fetchone()
+        return row is not None
+
+    @_translated
+    def set_conversation_backend(self, conversation_id: int, backend: str | None) -> None:
+        self._get("conversations", conversation_id, "conversation")
+        self.conn.execute("UPDATE conversations SET backend = ? WHERE id = ?", [backend, conversation_id])
+
+    # routing: money spent, circuit breakers ---------------------------------------------------
+
+    @_translated
+    def spent_usd(self, since: str) -> float:
+        """Cost of the answers that went to a remote backend since `since` (ISO time, UTC)."""
+        row = self.conn.execute(
+            "SELECT COALESCE(SUM(cost), 0) FROM responses WHERE remote = 1 AND created_at >= ?", [since]
+        ).fetchone()
+        return float(row[0])
+
+    @_translated
+    def breakers(self) -> dict[str, dict[str, Any]]:
+        return {row["name"]: row for row in dicts(self.conn.execute("SELECT * FROM backend_health"))}
+
+    @_translated
+    def save_breaker(self, name: str, state: str, failures: int, opened_at: float | None,
+                     last_error: str | None) -> None:
+        self.conn.execute(
+            """INSERT INTO backend_health (name, state, failures, opened_at, last_error, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT (name) DO UPDATE SET state = excluded.state, failures = excluded.failures,
+                   opened_at = excluded.opened_at, last_error = excluded.last_error,
+                   updated_at = excluded.updated_at""",
+            [name, state, failures, opened_at, last_error, now()],
+        )
 
     # model file hashes, cached because hashing gigabytes is slow ------------------------------
 

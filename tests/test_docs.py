@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from engine.config import FIELDS
+from engine.config import FIELDS, PRICE_FIELDS, PROVIDER_FIELDS
 from memory.migrations import MIGRATIONS
 from memory.store import Store
 
@@ -13,6 +13,9 @@ def test_every_setting_is_documented() -> None:
     text = (DOCS / "configuration.md").read_text()
     for name in FIELDS:
         assert f"| `{name}` |" in text, f"docs/configuration.md does not document {name}"
+    for name in [*PROVIDER_FIELDS, *PRICE_FIELDS]:
+        if name != "name":  # a provider's name is its table's name
+            assert f"| `{name}` |" in text, f"docs/configuration.md does not document {name}"
 
 
 def test_every_column_is_documented(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from engine.backends.base import SamplingParams, StreamResult
 from engine.context import FittedPrompt, Message, fit_messages
-from engine.errors import GenerationError, ModelLoadError
+from engine.errors import GenerationError, ModelLoadError, ModelOutOfMemoryError
 from engine.gguf import GGUFInfo, read_gguf
 from engine.models import DEFAULT_MODEL_FILE, resolve_model
 
@@ -40,8 +40,19 @@ def gpu_offload_supported() -> bool:
     return bool(llama_cpp.llama_supports_gpu_offload())
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """llama.cpp reports a failed allocation as a generic error; its words give it away."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or any(
+        words in text for words in ("out of memory", "failed to allocate", "failed to create llama_context")
+    )
+
+
 class LocalBackend:
     name = "local"
+    remote = False
+    trusted = True
+    endpoint = "local"
 
     def __init__(
         self,
@@ -116,6 +127,11 @@ class LocalBackend:
                 verbose=False,
             )
         except (ValueError, RuntimeError, MemoryError) as exc:
+            if _out_of_memory(exc):
+                raise ModelOutOfMemoryError(
+                    f"Not enough memory to load {self.model_path} with n_ctx={self.n_ctx}: {exc}.",
+                    hint="Lower n_ctx or n_gpu_layers, or use a smaller quantization.",
+                ) from exc
             raise ModelLoadError(
                 f"llama.cpp could not load the model {self.model_path}: {exc}.",
                 hint="The file may need a newer llama-cpp-python, or more memory: "

@@ -1,0 +1,259 @@
+"""A backend for any OpenAI-compatible server (OpenAI, Groq, Together, OpenRouter, vLLM, llama.cpp's
+server, Ollama), over httpx with streamed server-sent events.
+
+Before the first token a request is retried on connect errors, 429 and 5xx with jittered backoff
+(honouring `Retry-After`); once text has reached the caller nothing is retried: the error is
+raised and the partial answer kept. The API key never appears in an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from aiolimiter import AsyncLimiter
+from httpx_sse import EventSource, SSEError
+
+from engine.backends.base import SamplingParams, StreamResult
+from engine.config import Provider
+from engine.context import FittedPrompt, Message, fit_messages
+from engine.errors import BackendError, ConfigError
+from engine.resilience import backoff_delay, retry_after_s
+from engine.secrets import Secret, api_key, redact
+
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+ERROR_BODY_LIMIT = 2000  # characters of a server's error body worth showing
+
+
+def origin(url: str) -> str:
+    """scheme://host[:port] of a URL: where a prompt went, without any credentials or path."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+def estimate_tokens(messages: list[Message]) -> int:
+    """The server's tokenizer is unknown here: about 3 characters per token errs on the safe side
+    for English and code, plus a few tokens of chat markup per message."""
+    return sum(math.ceil(len(m["content"]) / 3) + 4 for m in messages) + 3
+
+
+class _Retry(Exception):
+    def __init__(self, error: BackendError, wait_s: float | None = None) -> None:
+        self.error, self.wait_s = error, wait_s
+
+
+class OpenAICompatibleBackend:
+    remote = True
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+        self.name = provider.name
+        self.model_name = provider.model
+        self.n_ctx = provider.context_window
+        self.trusted = provider.trusted
+        self.endpoint = origin(provider.base_url)
+        self.prompt_tokens: int | None = None  # reported by the server in the last stream
+        self._key: Secret | None = None
+        self._client: httpx.AsyncClient | None = None
+        rpm = provider.requests_per_minute
+        self._limiter = AsyncLimiter(rpm, 60) if rpm else None
+
+    @property
+    def loaded(self) -> bool:
+        return True
+
+    def start_loading(self) -> None:
+        pass  # nothing to load: the server holds the model
+
+    async def load(self) -> None:
+        p = self.provider
+        if self._key is None and (p.api_key_env or p.api_key_keyring):
+            self._key = await asyncio.to_thread(api_key, p.name, p.api_key_env, p.api_key_keyring)
+            if self._key is None:
+                where = f"the environment variable {p.api_key_env}" if p.api_key_env else "the OS keyring"
+                raise ConfigError(
+                    f"Provider {p.name!r} has no API key: {where} is not set.",
+                    hint=f"Set {p.api_key_env}=..." if p.api_key_env
+                    else f"Store it with `keyring set {p.api_key_keyring} {p.name}`.",
+                )
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            p = self.provider
+            headers = dict(p.headers)
+            if self._key is not None:
+                headers["Authorization"] = f"Bearer {self._key.reveal()}"
+            self._client = httpx.AsyncClient(
+                base_url=p.base_url.rstrip("/") + "/",
+                headers=headers,
+                timeout=httpx.Timeout(p.read_timeout_s, connect=p.connect_timeout_s),
+                trust_env=False,  # no proxy from the environment may see the key unless configured
+            )
+        return self._client
+
+    async def fit(
+        self, system: str, history: list[Message], question: str, max_tokens: int
+    ) -> FittedPrompt:
+        return fit_messages(system, history, question, estimate_tokens, self.n_ctx, max_tokens)
+
+    async def stream(
+        self, messages: list[Message], params: SamplingParams, result: StreamResult
+    ) -> AsyncIterator[str]:
+        await self.load()
+        p = self.provider
+        body: dict[str, Any] = {
+            "model": p.model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+        }
+        if params.seed is not None:
+            body["seed"] = params.seed
+        deadline = asyncio.get_running_loop().time() + p.total_timeout_s
+        self.prompt_tokens = None
+        attempt = 0
+        while True:
+            try:
+                async for piece in self._attempt(body, result, deadline):
+                    yield piece
+                return
+            except _Retry as retry:  # only ever raised before any text reached the caller
+                wait = retry.wait_s
+                if wait is None:
+                    wait = backoff_delay(attempt, p.backoff_s)
+                too_late = asyncio.get_running_loop().time() + wait > deadline
+                if attempt >= p.max_retries or wait > p.max_retry_wait_s or too_late:
+                    raise retry.error from None
+                attempt += 1
+                await asyncio.sleep(wait)
+
+    async def _attempt(
+        self, body: dict[str, Any], result: StreamResult, deadline: float
+    ) -> AsyncIterator[str]:
+        name = self.name
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        loop = asyncio.get_running_loop()
+        got_text = False
+        try:
+            async with self.client().stream(
+                "POST", "chat/completions", json=body,
+                headers={"Accept": "text/event-stream", "Cache-Control": "no-store"},
+            ) as response:
+                if response.status_code != 200:
+                    error = BackendError(
+                        f"{name} answered HTTP {response.status_code}: {await _error_text(response)}",
+                        status=response.status_code,
+                        hint=_hint(response.status_code),
+                    )
+                    if response.status_code in RETRY_STATUSES:
+                        raise _Retry(error, retry_after_s(response.headers.get("retry-after")))
+                    raise error
+                async for event in EventSource(response).aiter_sse():
+                    if loop.time() > deadline:
+                        raise BackendError(
+                            f"{name} did not finish within "
+                            f"total_timeout_s={self.provider.total_timeout_s:g}.",
+                            hint="Raise total_timeout_s, or lower max_tokens.",
+                        )
+                    if event.data.strip() == "[DONE]":
+                        break
+                    text = self._read_chunk(event.data, result)
+                    if text:
+                        got_text = True
+                        yield text
+        except httpx.ConnectError as exc:
+            raise _Retry(BackendError(
+                f"Cannot connect to {name} at {self.endpoint}: {_reason(exc)}.",
+                hint="Is the server running, and the base_url right?",
+            )) from exc
+        except httpx.ConnectTimeout as exc:
+            raise _Retry(BackendError(
+                f"Connecting to {name} at {self.endpoint} timed out after "
+                f"{self.provider.connect_timeout_s:g} s.",
+            )) from exc
+        except httpx.ReadTimeout as exc:
+            waited = "mid-answer" if got_text else "before the first token"
+            raise BackendError(
+                f"{name} sent nothing for {self.provider.read_timeout_s:g} s ({waited}).",
+                hint="The server may be overloaded; raise read_timeout_s if it is just slow.",
+            ) from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            where = "mid-answer" if got_text else "before answering"
+            error = BackendError(f"{name} dropped the connection {where}: {_reason(exc)}.")
+            if got_text:
+                raise error from exc
+            raise _Retry(error) from exc
+        except SSEError as exc:
+            raise BackendError(f"{name} did not answer with a stream of events: {exc}.") from exc
+        except httpx.HTTPError as exc:
+            raise BackendError(f"Request to {name} failed: {_reason(exc)}.") from exc
+
+    def _read_chunk(self, data: str, result: StreamResult) -> str | None:
+        try:
+            chunk = json.loads(data)
+            usage = chunk.get("usage") or {}
+            if usage:
+                self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
+                result.completion_tokens = usage.get("completion_tokens", result.completion_tokens)
+            choices = chunk.get("choices") or []
+            if not choices:
+                return None
+            choice = choices[0]
+            result.finish_reason = choice.get("finish_reason") or result.finish_reason
+            text = (choice.get("delta") or {}).get("content")
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise BackendError(
+                f"{self.name} streamed data that is not a chat completion chunk: {redact(data[:200])!r}."
+            ) from exc
+        if text is not None and not isinstance(text, str):
+            raise BackendError(f"{self.name} streamed a chunk whose content is not text.")
+        if text and not usage:
+            result.completion_tokens += 1  # a chunk is about a token; the final usage corrects it
+        return text or None
+
+    async def models(self) -> list[str]:
+        """The server's model names (GET /models): a cheap health check."""
+        await self.load()
+        try:
+            response = await self.client().get("models", timeout=self.provider.connect_timeout_s)
+            response.raise_for_status()
+            return [m.get("id", "?") for m in response.json().get("data", [])]
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            raise BackendError(f"{self.name} at {self.endpoint} is not healthy: {_reason(exc)}.") from exc
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def _reason(exc: Exception) -> str:
+    return redact(str(exc) or type(exc).__name__)
+
+
+async def _error_text(response: httpx.Response) -> str:
+    raw = (await response.aread())[:ERROR_BODY_LIMIT].decode("utf-8", "replace")
+    try:
+        message = json.loads(raw)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = raw.strip() or response.reason_phrase
+    return redact(str(message))
+
+
+def _hint(status: int) -> str | None:
+    return {
+        401: "Check the API key.",
+        403: "The key may lack access to this model.",
+        404: "Check base_url and the model name.",
+        429: "Rate limited: lower requests_per_minute, or wait.",
+    }.get(status)

@@ -1,0 +1,293 @@
+"""The router: which backend answers, and what happens when it cannot.
+
+Backends are tried in the configured order (a conversation's chosen backend first). Before one is
+tried, the gates: a remote backend needs `allow_cloud`; an untrusted one never sees a private
+folder's passages and stops at the spending budget; an open circuit breaker is skipped at once.
+A backend that fails before its first token hands over to the next when `fallback_on` names the
+reason; after the first token nothing falls back: the error is shown and the partial answer kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.backends.base import Backend, SamplingParams, StreamResult
+from engine.config import Settings
+from engine.context import FittedPrompt
+from engine.errors import (
+    AssistantError,
+    ContextOverflowError,
+    InvalidModelError,
+    ModelLoadError,
+    ModelNotFoundError,
+    ModelOutOfMemoryError,
+    NoBackendError,
+)
+from engine.prices import cost_usd, price_of
+from engine.resilience import BreakerState, CircuitBreaker
+from memory.retriever import Passage
+from memory.store import Store
+
+BUDGET_WARNING = 0.8  # share of a budget spent that earns a warning
+
+Prepare = Callable[[Backend], Awaitable[tuple[FittedPrompt, list[Passage]]]]
+
+
+@dataclass
+class Route:
+    """A backend that produced its first token (or ended without text), ready to stream the rest."""
+
+    backend: Backend
+    fitted: FittedPrompt
+    passages: list[Passage]
+    first: str | None
+    rest: AsyncIterator[str]
+    passed_over: list[tuple[str, str]] = field(default_factory=list)  # (backend, why), in order
+    notices: list[str] = field(default_factory=list)  # for the user: budget warnings, fallbacks
+
+
+def fallback_reason(exc: BaseException) -> str | None:
+    """Which `fallback_on` rule an error falls under; None: not the backend's fault."""
+    if isinstance(exc, ModelNotFoundError):
+        return "model_missing"
+    if isinstance(exc, ModelOutOfMemoryError):
+        return "out_of_memory"
+    if isinstance(exc, (ModelLoadError, InvalidModelError)):
+        return "load_failed"
+    if isinstance(exc, ContextOverflowError):
+        return "context_overflow"
+    if isinstance(exc, AssistantError) and not _is_store_error(exc):
+        return "error"
+    return None
+
+
+def _is_store_error(exc: BaseException) -> bool:
+    from memory.errors import StoreError
+
+    return isinstance(exc, StoreError)
+
+
+def is_remote(backend: Backend) -> bool:
+    return bool(getattr(backend, "remote", False))
+
+
+def is_trusted(backend: Backend) -> bool:
+    return not is_remote(backend) or bool(getattr(backend, "trusted", False))
+
+
+class Router:
+    def __init__(
+        self, settings: Settings, backends: dict[str, Backend], store: Callable[[], Awaitable[Store]]
+    ) -> None:
+        self.settings = settings
+        self.backends = backends
+        self._store = store
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self._breakers_loaded = False
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def order(self, preferred: str | None = None) -> list[Backend]:
+        names = list(self.settings.backends)
+        if preferred in self.backends:
+            names = [preferred] + [n for n in names if n != preferred]
+        return [self.backends[n] for n in names if n in self.backends]
+
+    def primary(self, preferred: str | None = None) -> Backend:
+        return self.order(preferred)[0]
+
+    # gates -------------------------------------------------------------------------------------
+
+    async def breaker(self, name: str) -> CircuitBreaker:
+        if not self._breakers_loaded:
+            saved = await asyncio.to_thread((await self._store()).breakers)
+            for key, row in saved.items():
+                state = BreakerState(row["state"], row["failures"], row["opened_at"], row["last_error"])
+                self.breakers[key] = self._new_breaker(key, state)
+            self._breakers_loaded = True
+        if name not in self.breakers:
+            self.breakers[name] = self._new_breaker(name)
+        return self.breakers[name]
+
+    def _new_breaker(self, name: str, state: BreakerState | None = None) -> CircuitBreaker:
+        return CircuitBreaker(name, self.settings.breaker_failures, self.settings.breaker_cooldown_s, state)
+
+    async def _record(self, breaker: CircuitBreaker, error: str | None) -> None:
+        before = (breaker.current.state, breaker.current.failures)
+        if error is None:
+            breaker.record_success()
+        else:
+            breaker.record_failure(error)
+        s = breaker.current
+        if (s.state, s.failures) != before:
+            store = await self._store()
+            await asyncio.to_thread(store.save_breaker, breaker.name, s.state, s.failures, s.opened_at,
+                                    s.last_error)
+
+    async def refusal(self, backend: Backend, private: bool) -> str | None:
+        """Why `backend` may not take this question, or None."""
+        if is_remote(backend):
+            if not self.settings.allow_cloud:
+                return "cloud is off (set allow_cloud = true to use remote backends)"
+            if private and not is_trusted(backend):
+                return "the question draws on a private folder, and this backend is not trusted"
+            over = await self.over_budget(backend)
+            if over:
+                return over
+        breaker = await self.breaker(backend.name)
+        if not breaker.allow():
+            return (f"circuit breaker open after {breaker.current.failures} failures "
+                    f"(retry in {breaker.retry_in_s():.0f} s; last: {breaker.current.last_error})")
+        return None
+
+    async def spending(self) -> dict[str, tuple[float, float]]:
+        """(spent, limit) in USD per configured budget: "day" and "month", UTC."""
+        limits = {"day": self.settings.budget_daily_usd, "month": self.settings.budget_monthly_usd}
+        now = datetime.now(UTC)
+        starts = {"day": now.replace(hour=0, minute=0, second=0, microsecond=0)}
+        starts["month"] = starts["day"].replace(day=1)
+        store = await self._store()
+        return {
+            period: (await asyncio.to_thread(store.spent_usd, starts[period].isoformat()), limit)
+            for period, limit in limits.items() if limit is not None
+        }
+
+    async def over_budget(self, backend: Backend) -> str | None:
+        if is_trusted(backend):
+            return None  # a self-hosted server costs nothing per token
+        for period, (spent, limit) in (await self.spending()).items():
+            if spent >= limit:
+                return (f"the {period}'s cloud budget of {limit:.2f} USD is spent ({spent:.2f} USD); "
+                        f"answers stay local until it renews")
+        return None
+
+    async def budget_warnings(self) -> list[str]:
+        return [
+            f"{spent / limit:.0%} of the {period}'s cloud budget spent ({spent:.2f} of {limit:.2f} USD)."
+            for period, (spent, limit) in (await self.spending()).items()
+            if BUDGET_WARNING * limit <= spent < limit
+        ]
+
+    # routing -----------------------------------------------------------------------------------
+
+    async def open(
+        self,
+        prepare: Prepare,
+        params: SamplingParams,
+        result: StreamResult,
+        *,
+        retrieved: list[Passage],
+        private_history: bool = False,
+        preferred: str | None = None,
+    ) -> Route:
+        """Find a backend that answers; return it with its first piece of text already received.
+
+        `prepare` loads nothing: it fits the prompt (with as many of `retrieved` as fit) for a
+        backend. `private_history`: an earlier answer of the conversation used a private folder."""
+        private = private_history or any(p.private for p in retrieved)
+        rules = set(self.settings.fallback_on)
+        candidates = self.order(preferred)
+        passed_over: list[tuple[str, str]] = []
+        errors: list[BaseException] = []
+        squeezed: tuple[Backend, FittedPrompt, list[Passage], list[tuple[str, str]]] | None = None
+        for index, backend in enumerate(candidates):
+            is_last = index == len(candidates) - 1
+            refused = await self.refusal(backend, private)
+            if refused:
+                passed_over.append((backend.name, refused))
+                continue
+            breaker = self.breakers[backend.name]
+            try:
+                await backend.load()
+                fitted, passages = await prepare(backend)
+                lost = fitted.dropped_messages or fitted.question_truncated or len(passages) < len(retrieved)
+                if lost and not is_last and "context_overflow" in rules:
+                    # Kept as a last resort: a later backend may take the conversation whole.
+                    squeezed = squeezed or (backend, fitted, passages, list(passed_over))
+                    passed_over.append((backend.name, "the conversation does not fit its context window"))
+                    continue
+                deadline = self.settings.first_token_deadline_s
+                if is_remote(backend) or is_last or "slow_first_token" not in rules:
+                    deadline = None
+                route = await self._first_piece(backend, fitted, passages, params, result, deadline)
+            except _SlowFirstToken:
+                passed_over.append((backend.name, f"no first token within {deadline:g} s"))
+                continue
+            except AssistantError as exc:
+                reason = fallback_reason(exc)
+                if reason in ("model_missing", "load_failed", "out_of_memory", "error"):
+                    await self._record(breaker, str(exc))
+                if reason not in rules:
+                    raise
+                errors.append(exc)
+                passed_over.append((backend.name, str(exc)))
+                continue
+            await self._record(breaker, None)
+            route.passed_over = passed_over
+            return route
+        if squeezed is not None:
+            backend, fitted, passages, before = squeezed
+            route = await self._first_piece(backend, fitted, passages, params, result, None)
+            route.passed_over = before
+            return route
+        if len(errors) == 1 and len(passed_over) == 1:
+            raise errors[0]  # one backend, one error: the error itself says it best
+        raise NoBackendError(passed_over)
+
+    async def _first_piece(
+        self, backend: Backend, fitted: FittedPrompt, passages: list[Passage],
+        params: SamplingParams, result: StreamResult, deadline: float | None,
+    ) -> Route:
+        stream = backend.stream(fitted.messages, params, result)
+        if deadline is None:
+            try:
+                first = await anext(stream, None)
+            except BaseException:
+                await stream.aclose()
+                raise
+            return Route(backend, fitted, passages, first, stream)
+        # The first step runs as its own task so the wait can be cut short; the local model
+        # finishes its current step in its thread while the next backend starts.
+        step = asyncio.ensure_future(anext(stream, None))
+        try:
+            done, _ = await asyncio.wait({step}, timeout=deadline)
+        except BaseException:
+            step.cancel()
+            raise
+        if not done:
+            step.cancel()
+            self._background.add(step)
+            step.add_done_callback(self._background.discard)
+            raise _SlowFirstToken
+        return Route(backend, fitted, passages, step.result(), stream)
+
+    async def finish(self, route: Route, error: BaseException | None) -> None:
+        """Called when the answer's stream ended: a failure mid-answer counts against the backend."""
+        if error is not None and fallback_reason(error) == "error":
+            await self._record(await self.breaker(route.backend.name), str(error))
+
+    def cost(self, backend: Backend, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """USD for one answer: 0 locally and on trusted servers without a price; None if unknown."""
+        if not is_remote(backend):
+            return 0.0
+        price = price_of(backend.model_name, self.settings, datetime.now(UTC).date())
+        if price is None and is_trusted(backend):
+            return 0.0
+        return cost_usd(price, prompt_tokens, completion_tokens)
+
+    def breaker_state(self, name: str) -> str:
+        breaker = self.breakers.get(name)
+        return breaker.state if breaker else "closed"
+
+    async def aclose(self) -> None:
+        for task in list(self._background):
+            with contextlib.suppress(BaseException):
+                await task
+
+
+class _SlowFirstToken(Exception):
+    pass
