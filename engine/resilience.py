@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -109,3 +110,20 @@ class CircuitBreaker:
 
     def _set(self, state: BreakerState) -> None:
         self.current = state
+
+
+class RateLimiter:
+    """At most `per_minute` requests a minute, evenly spaced (no bursts: providers often enforce
+    their per-minute limits over shorter windows too)."""
+
+    def __init__(self, per_minute: float) -> None:
+        self.interval_s = 60.0 / per_minute
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            if self._next > now:
+                await asyncio.sleep(self._next - now)
+            self._next = max(now, self._next) + self.interval_s

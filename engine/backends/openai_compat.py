@@ -16,14 +16,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from aiolimiter import AsyncLimiter
 from httpx_sse import EventSource, SSEError
 
 from engine.backends.base import SamplingParams, StreamResult
 from engine.config import Provider
 from engine.context import FittedPrompt, Message, fit_messages
 from engine.errors import BackendError, ConfigError
-from engine.resilience import backoff_delay, retry_after_s
+from engine.resilience import RateLimiter, backoff_delay, retry_after_s
 from engine.secrets import Secret, api_key, redact
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
@@ -62,7 +61,7 @@ class OpenAICompatibleBackend:
         self._key: Secret | None = None
         self._client: httpx.AsyncClient | None = None
         rpm = provider.requests_per_minute
-        self._limiter = AsyncLimiter(rpm, 60) if rpm else None
+        self._limiter = RateLimiter(rpm) if rpm else None
 
     @property
     def loaded(self) -> bool:
