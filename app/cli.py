@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from engine import AssistantError, Engine, Failed, Finished, Started, Token, load_settings
+from engine.secrets import RedactingFilter
 
 
 def _settings(**overrides: Any):
@@ -36,6 +37,7 @@ def _log_to_file() -> None:
     except OSError:  # a read-only data folder must not stop the app; then logs are dropped
         handler = logging.NullHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # an API key in any library's message is masked
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
 
 
@@ -73,6 +75,8 @@ def main(ctx: click.Context, model: str | None) -> None:
 @click.option("--temperature", "-t", type=float, help="Sampling temperature (0: deterministic).")
 @click.option("--seed", type=int, help="Sampling seed.")
 @click.option("--system", help="System prompt for this answer.")
+@click.option("--backend", "-b", help="Answer with this backend (`assistant backends` lists them); "
+              "with -c, the conversation keeps it.")
 @click.option("--sources/--no-sources", "show_sources", default=True, show_default=True,
               help="List the sources from indexed folders after the answer.")
 @click.option("--stats/--no-stats", default=None,
@@ -80,7 +84,7 @@ def main(ctx: click.Context, model: str | None) -> None:
 @click.pass_context
 def ask(ctx: click.Context, question: str, model: str | None, conversation: int | None,
         max_tokens: int | None, temperature: float | None, seed: int | None,
-        system: str | None, show_sources: bool, stats: bool | None) -> None:
+        system: str | None, backend: str | None, show_sources: bool, stats: bool | None) -> None:
     """Answer QUESTION on stdout as it streams ("-" reads the question from stdin).
 
     \b
@@ -101,9 +105,12 @@ def ask(ctx: click.Context, question: str, model: str | None, conversation: int 
     )
     show_stats = sys.stderr.isatty() if stats is None else stats
     engine = Engine(settings)
-    engine.backend.start_loading()  # the model loads while the rest starts up
+    if backend is not None and backend not in engine.router.backends:
+        known = ", ".join(engine.router.backends)
+        raise click.UsageError(f"There is no backend named {backend!r}; known: {known}.")
+    engine.router.primary(backend).start_loading()  # the model loads while the rest starts up
     try:
-        code = _run(_ask(engine, question, conversation, show_stats, show_sources))
+        code = _run(_ask(engine, question, conversation, show_stats, show_sources, backend))
     except KeyboardInterrupt:
         click.echo("\nStopped; the partial answer is saved.", err=True)
         sys.exit(130)
@@ -120,16 +127,16 @@ def _sources_text(sources: Any) -> str:
 
 
 async def _ask(engine: Engine, question: str, conversation: int | None, show_stats: bool,
-               show_sources: bool = True) -> int:
+               show_sources: bool = True, backend: str | None = None) -> int:
     out = sys.stdout
     try:
-        async with contextlib.aclosing(engine.ask(question, conversation)) as events:
+        async with contextlib.aclosing(engine.ask(question, conversation, backend)) as events:
             async for event in events:
                 if isinstance(event, Token):
                     out.write(event.text)
                     out.flush()
-                elif isinstance(event, Started) and event.question_truncated:
-                    click.echo("Note: the question was shortened to fit the context window.", err=True)
+                elif isinstance(event, Started):
+                    _started_notes(event)
                 elif isinstance(event, Finished):
                     out.write("\n")
                     if event.sources and show_sources:
@@ -138,10 +145,11 @@ async def _ask(engine: Engine, question: str, conversation: int | None, show_sta
                         t = event.timings
                         speed = f"{t.tokens_per_s:.1f} tok/s" if t.tokens_per_s else "-"
                         ttft = f"{t.ttft_ms:.0f} ms" if t.ttft_ms is not None else "-"
+                        cost = "cost unknown" if event.cost_usd is None else f"{event.cost_usd:.4f} USD"
                         click.echo(
                             f"[response {event.response_id} · conversation {event.conversation_id} · "
                             f"{event.usage.prompt_tokens}+{event.usage.completion_tokens} tokens · "
-                            f"first token {ttft} · {speed}]",
+                            f"first token {ttft} · {speed} · {cost}]",
                             err=True,
                         )
                 elif isinstance(event, Failed):
@@ -152,6 +160,16 @@ async def _ask(engine: Engine, question: str, conversation: int | None, show_sta
         return 0
     finally:
         await engine.close()
+
+
+def _started_notes(event: Started) -> None:
+    """On stderr, so a piped answer stays clean: what was passed over, and where the question went."""
+    for note in event.notices:
+        click.echo(f"Note: {note}", err=True)
+    if event.remote:
+        click.echo(f"↗ Sent to {event.backend} ({event.model}) at {event.endpoint}.", err=True)
+    if event.question_truncated:
+        click.echo("Note: the question was shortened to fit the context window.", err=True)
 
 
 @main.command()
@@ -256,15 +274,68 @@ def index(folder: Path | None, watch: bool, rebuild: bool, as_json: bool) -> Non
 
 @main.command()
 @click.option("--skipped", is_flag=True, help="Also list skipped and failed files with the reason.")
+@click.option("--private", "make_private", type=click.Path(path_type=Path),
+              help="Mark an indexed folder private: its passages never go to an untrusted remote backend.")
+@click.option("--public", "make_public", type=click.Path(path_type=Path), help="Undo --private.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def folders(skipped: bool, as_json: bool) -> None:
-    """List indexed folders: files, chunks, last indexed, skipped files."""
+def folders(skipped: bool, make_private: Path | None, make_public: Path | None, as_json: bool) -> None:
+    """List indexed folders: files, chunks, last indexed, private, skipped files."""
     from app.indexing import folders_command
+    from engine.knowledge import open_knowledge
 
     try:
-        folders_command(_settings(), skipped=skipped, as_json=as_json)
+        for folder, private in ((make_private, True), (make_public, False)):
+            if folder is not None:
+                open_knowledge(_settings()).set_private(folder, private)
+                click.echo(f"{folder.expanduser().resolve()} is now {'private' if private else 'public'}.")
+        if make_private is None and make_public is None:
+            folders_command(_settings(), skipped=skipped, as_json=as_json)
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Also check that each backend answers now.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def backends(check: bool, as_json: bool) -> None:
+    """List backends: the local model and configured providers, route order, circuit breakers."""
+    from rich.console import Console
+    from rich.table import Table
+
+    async def report() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        engine = Engine(_settings())
+        try:
+            return await engine.backends_report(check), await engine.router.spending()
+        finally:
+            await engine.close()
+
+    rows, spending = _run(report())
+    settings = _settings()
+    if as_json:
+        click.echo(json.dumps({"backends": rows, "allow_cloud": settings.allow_cloud,
+                               "spending": {k: {"spent": v[0], "limit": v[1]} for k, v in spending.items()}},
+                              indent=2))
+        return
+    table = Table("backend", "kind", "model", "endpoint", "route", "breaker", "USD/Mtok in/out",
+                  *(["health"] if check else []))
+    for row in rows:
+        breaker = row["breaker"]
+        if row["failures"]:
+            breaker += f" ({row['failures']} failed" + (f", retry in {row['retry_in_s']:.0f} s)"
+                                                        if row["breaker"] == "open" else ")")
+        price = row["usd_per_mtok"]
+        table.add_row(row["name"], row["kind"], row["model"], row["endpoint"],
+                      str(row["route"] or "-"), breaker,
+                      "unknown" if price is None else f"{price['input']:g} / {price['output']:g}",
+                      *([row["health"]] if check else []))
+    Console().print(table)
+    cloud = "allowed" if settings.allow_cloud else "off (set allow_cloud = true to use remote backends)"
+    click.echo(f"Cloud: {cloud}.")
+    for period, (spent, limit) in spending.items():
+        click.echo(f"Budget this {period}: {spent:.2f} of {limit:.2f} USD.")
+    for row in rows:
+        if row["last_error"] and row["breaker"] != "closed":
+            click.echo(f"{row['name']}: last error: {row['last_error']}")
 
 
 @main.command()

@@ -92,11 +92,11 @@ def folders_command(settings: Settings, *, skipped: bool, as_json: bool) -> None
     if not rows:
         click.echo("No folders indexed yet. Add one with `assistant index FOLDER`.")
         return
-    table = Table("folder", "files", "chunks", "last indexed", "skipped", "failed", "watching")
+    table = Table("folder", "files", "chunks", "last indexed", "skipped", "failed", "watching", "private")
     for row in rows:
         last = (row["last_indexed_at"] or "never")[:16].replace("T", " ")
         table.add_row(row["path"], str(row["files"]), str(row["chunks"]), last, str(row["skipped"]),
-                      str(row["failed"]), "yes" if row["watch"] else "")
+                      str(row["failed"]), "yes" if row["watch"] else "", "yes" if row["private"] else "")
     Console().print(table)
     if skipped:
         for row in rows:

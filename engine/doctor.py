@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 from engine.backends.local import default_threads
+from engine.backends.openai_compat import origin
 from engine.config import Settings
 from engine.errors import AssistantError
 from engine.gguf import read_gguf
@@ -48,6 +49,7 @@ def diagnose(settings: Settings) -> list[Check]:
               f"{config_file()}" + ("" if config_file().exists() else " (none: defaults)")),
     ]
     checks += _database_checks()
+    checks += _routing_checks(settings)
     return checks
 
 
@@ -115,3 +117,33 @@ def _database_checks() -> list[Check]:
             f"{health['responses']} responses, {health['feedback']} feedback",
         ),
     ]
+
+
+def _routing_checks(settings: Settings) -> list[Check]:
+    """The route, and each backend's circuit breaker as the last answers left it."""
+    checks = [
+        Check("routing", "route", " -> ".join(settings.backends)),
+        Check("routing", "cloud", "allowed" if settings.allow_cloud else "off (nothing leaves this machine)"),
+    ]
+    for name, provider in settings.providers.items():
+        kind = "trusted server" if provider.trusted else "cloud"
+        checks.append(Check("routing", name, f"{kind}: {provider.model} at {origin(provider.base_url)}"))
+    path = database_file()
+    breakers: dict[str, dict] = {}
+    if path.exists():
+        try:
+            store = Store(path)
+            try:
+                breakers = store.breakers()
+            finally:
+                store.close()
+        except AssistantError:
+            pass  # the database checks above already report it
+    for name in ["local", *settings.providers]:
+        row = breakers.get(name)
+        if row is None or row["state"] == "closed" and not row["failures"]:
+            checks.append(Check("breakers", name, "closed"))
+            continue
+        detail = f"{row['state']}, {row['failures']} failures in a row; last: {row['last_error']}"
+        checks.append(Check("breakers", name, detail, ok=row["state"] == "closed"))
+    return checks

@@ -19,6 +19,8 @@ from engine.citations import SOURCES_INSTRUCTIONS, resolve_citations, sources_pr
 from engine.config import Settings
 from engine.errors import AssistantError, ConfigError, ContextOverflowError
 from engine.events import Event, Failed, Finished, Started, Timings, Token, Usage
+from engine.gguf import read_gguf
+from engine.models import resolve_model
 from engine.paths import database_file, ensure_private_dir
 from engine.router import Route, Router, is_remote, is_trusted
 from memory.corpus import Corpus
@@ -329,6 +331,39 @@ class Engine:
         except (OSError, AssistantError):  # unreadable file, locked database: the row goes on
             return None
 
+    # backends ----------------------------------------------------------------------------------
+
+    async def backends_report(self, check: bool = False) -> list[dict[str, Any]]:
+        """Every backend: kind, model, where it runs, its place in the route, its breaker, its
+        price; with `check`, whether it answers now (a model file that validates, GET /models)."""
+        router = self.router
+        route = list(self.settings.backends)
+        report = []
+        for name, backend in router.backends.items():
+            breaker = await router.breaker(name)
+            price = router.cost(backend, 1_000_000, 0), router.cost(backend, 0, 1_000_000)
+            row: dict[str, Any] = {
+                "name": name,
+                "kind": "local" if not is_remote(backend) else "trusted" if is_trusted(backend) else "cloud",
+                "model": backend.model_name,
+                "endpoint": getattr(backend, "endpoint", "local"),
+                "route": route.index(name) + 1 if name in route else None,
+                "breaker": breaker.state,
+                "failures": breaker.current.failures,
+                "last_error": breaker.current.last_error,
+                "retry_in_s": round(breaker.retry_in_s(), 1),
+                "usd_per_mtok": None if price[0] is None else {"input": price[0], "output": price[1]},
+            }
+            if check:
+                row["health"] = await _health(backend)
+            report.append(row)
+        return report
+
+    async def set_conversation_backend(self, conversation_id: int, backend: str | None) -> None:
+        if backend is not None and backend not in self.router.backends:
+            raise ConfigError(f"There is no backend named {backend!r}.")
+        await self._db((await self.store()).set_conversation_backend, conversation_id, backend)
+
     # history -----------------------------------------------------------------------------------
 
     async def conversations(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -361,6 +396,22 @@ class Engine:
 
     async def response(self, response_id: int) -> dict[str, Any]:
         return await self._db((await self.store()).response, response_id)
+
+
+async def _health(backend: Backend) -> str:
+    """"ok ..." or the reason it cannot answer; never loads a model into memory."""
+    try:
+        if isinstance(backend, OpenAICompatibleBackend):
+            models = await backend.models()
+            listed = "lists" if backend.model_name in models else "does not list"
+            return f"ok: the server {listed} {backend.model_name}"
+        if isinstance(backend, LocalBackend):
+            path = await asyncio.to_thread(resolve_model, backend.model, backend.models_dir)
+            await asyncio.to_thread(read_gguf, path)
+            return f"ok: {path}"
+        return "ok"
+    except AssistantError as exc:
+        return f"failing: {exc}"
 
 
 def _version(template: str) -> str:

@@ -494,3 +494,30 @@ async def test_against_llama_cpp_server(home: Path, model_path: Path, tmp_path: 
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_cli_shows_where_an_answer_went_and_the_breakers(home: Path, server: FakeOpenAI) -> None:
+    import subprocess
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True, timeout=120)
+
+    configure(home, provider(server.url, max_retries=0), backends=["local", "fake"], allow_cloud=True,
+              breaker_failures=1, breaker_cooldown_s=600)
+    done = run("ask", "--backend", "fake", "--max-tokens", "8", "Hi")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "".join(server.words[:8])
+    assert f"Sent to fake (fake-model) at {server.url.removesuffix('/v1')}" in done.stderr
+    server.default = "500"
+    done = run("ask", "--backend", "fake", "--max-tokens", "8", "Hi again")
+    assert done.returncode == 0 and "Note: fake: fake answered HTTP 500" in done.stderr  # local took over
+    report = json.loads(run("backends", "--json", "--check").stdout)
+    fake = next(b for b in report["backends"] if b["name"] == "fake")
+    assert fake["breaker"] == "open" and fake["kind"] == "cloud" and fake["route"] == 2
+    assert fake["health"] == "ok: the server lists fake-model"
+    assert report["allow_cloud"] is True
+    doctor = run("doctor").stdout
+    assert "open, 1 failures in a row" in doctor and "cloud: fake-model at http://127.0.0.1" in doctor
+    assert run("backends", "--check").returncode == 0
+    assert run("ask", "--backend", "nope", "Hi").returncode == 2
