@@ -119,6 +119,8 @@ class AssistantApp(App):
              screen.action_open_source),
             ("Folders", "Index folders, watch them, choose what this chat searches (Ctrl+F)",
              screen.action_folders),
+            ("Backend", "Pick the backend and model of this conversation (Ctrl+L)",
+             screen.action_pick_backend),
             ("Rename conversation", "Rename the current conversation (F2)",
              screen.action_rename_conversation),
             ("Delete conversation", "Delete the current conversation", screen.action_delete_conversation),

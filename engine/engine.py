@@ -366,6 +366,9 @@ class Engine:
 
     # history -----------------------------------------------------------------------------------
 
+    async def conversation(self, conversation_id: int) -> dict[str, Any]:
+        return await self._db((await self.store()).conversation, conversation_id)
+
     async def conversations(self, limit: int = 100) -> list[dict[str, Any]]:
         return await self._db((await self.store()).conversations, limit)
 

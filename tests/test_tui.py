@@ -248,9 +248,58 @@ async def test_folders_screen_indexes_in_the_background(settings: Settings, tmp_
         await wait_for(lambda: screen.rows[0]["watch"] == 1, timeout=60, what="watching recorded")
         await pilot.press("w")  # and off again
         await wait_for(lambda: not app.watched_folders, timeout=30, what="watch stopped")
+        await pilot.press("p")  # private: never sent to an untrusted remote backend
+        await wait_for(lambda: screen.rows[0]["private"] == 1, what="marked private")
+        assert "🔒" in str(screen.query_one("#folder-table").get_row_at(0)[7])
         await pilot.press("x")
         await wait_for(lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.press("y")
         await wait_for(lambda: screen.rows == [], what="folder removed")
         await pilot.press("escape")
         assert isinstance(app.screen, ChatScreen)
+
+
+async def test_pick_a_remote_backend_per_conversation(home: Path) -> None:
+    from app.screens.modals import BackendDialog
+    from engine import load_settings
+    from tests.openai_server import FakeOpenAI
+    from tests.test_remote import configure, provider
+
+    with FakeOpenAI() as server:
+        configure(home, provider(server.url, max_retries=0), backends=["local", "fake"], allow_cloud=True,
+                  breaker_failures=1, breaker_cooldown_s=600)
+        app = AssistantApp(Engine(load_settings().replace(temperature=0.0, seed=42, max_tokens=16)))
+        notes: list[str] = []  # every notification, however soon it expires on screen
+        notify = app.notify
+        app.notify = lambda message, **kw: (notes.append(message), notify(message, **kw))[1]
+        async with app.run_test(size=(140, 40)) as pilot:
+            screen = chat(app)
+            await wait_for(lambda: screen.status.state == "ready", what="model loaded")
+            assert screen.status.backend == "local" and not screen.status.remote
+            await pilot.press("ctrl+l")
+            await wait_for(lambda: isinstance(app.screen, BackendDialog))
+            await pilot.press("down", "down", "enter")  # Automatic, local, fake
+            await wait_for(lambda: isinstance(app.screen, ChatScreen))
+            assert screen.backend_choice == "fake" and screen.status.remote
+            await ask(pilot, "Hello?")
+            answer = await finished_answer(app)
+            assert answer.text == "".join(server.words)
+            assert "↗ fake-model · fake" in answer.footer_text()
+            assert "↗ fake-model · fake" in str(screen.status.render())
+            assert any("Sent to fake" in note for note in notes)
+            # The server fails now: the answer comes from the local model, the breaker shows.
+            server.default = "500"
+            await ask(pilot, "And again?")
+            second = await finished_answer(app, 2)
+            assert "· local" in second.footer_text() and "↗" not in second.footer_text()
+            assert any("HTTP 500" in note for note in notes), notes
+            await wait_for(lambda: "breaker open: fake" in str(screen.status.render()), what="breaker shown")
+            # Reopened, each answer still says who wrote it; the choice stuck to the conversation.
+            conversation = screen.conversation_id
+            await pilot.press("ctrl+n")
+            assert screen.backend_choice is None and screen.status.backend == "local"
+            await screen.open_conversation(conversation)
+            await pilot.pause()
+            origins = [a.origin for a in answers(app)]
+            assert origins[0] == "↗ fake-model · fake" and origins[1].endswith("· local")
+            assert screen.backend_choice == "fake"

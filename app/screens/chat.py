@@ -16,8 +16,15 @@ from textual.screen import Screen
 from textual.widgets import Footer, Markdown
 
 from app.editor import editor_command, is_paged
-from app.screens.modals import ConfirmDialog, TextDialog
-from app.widgets.chat_log import AnswerClicked, AnswerMessage, ChatLog, SourceClicked, UserMessage
+from app.screens.modals import AUTOMATIC, BackendDialog, ConfirmDialog, TextDialog
+from app.widgets.chat_log import (
+    AnswerClicked,
+    AnswerMessage,
+    ChatLog,
+    SourceClicked,
+    UserMessage,
+    origin_text,
+)
 from app.widgets.conversation_list import ConversationList
 from app.widgets.prompt import PromptInput
 from app.widgets.status_bar import StatusBar
@@ -36,6 +43,7 @@ class ChatScreen(Screen):
         Binding("ctrl+o", "copy_answer", "Copy answer"),
         Binding("ctrl+r", "open_source", "Open source"),
         Binding("ctrl+f", "folders", "Folders"),
+        Binding("ctrl+l", "pick_backend", "Backend"),
         Binding("ctrl+s", "toggle_sidebar", "Sidebar"),
         Binding("f2", "rename_conversation", "Rename", show=False),
     ]
@@ -45,6 +53,7 @@ class ChatScreen(Screen):
         self.engine = engine
         self.conversation_id: int | None = None
         self.selected: AnswerMessage | None = None
+        self.backend_choice: str | None = None  # None: the configured route
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -57,8 +66,7 @@ class ChatScreen(Screen):
 
     def on_mount(self) -> None:
         self.watch(self.app, "indexing_text", lambda text: setattr(self.status, "indexing", text))
-        self.status.model = self.engine.backend.model_name
-        self.status.backend = self.engine.backend.name
+        self.show_backend()
         self.start_up()
 
     @property
@@ -97,9 +105,19 @@ class ChatScreen(Screen):
             self.status.state = "model failed to load"
             self.notify(str(exc), title="Model", severity="error", timeout=15)
             return
-        self.status.model = self.engine.backend.model_name
         if not self.answering:
+            self.show_backend()
             self.status.state = "ready"
+
+    def show_backend(self) -> None:
+        """The status bar names the backend the next answer starts with."""
+        backend = self.engine.router.primary(self.backend_choice)
+        self.status.model = backend.model_name
+        self.status.backend = backend.name
+        self.status.remote = bool(getattr(backend, "remote", False))
+        self.status.open_breakers = tuple(
+            name for name in self.engine.router.backends if self.engine.router.breaker_state(name) != "closed"
+        )
 
     @work(group="history", exclusive=True)
     async def refresh_conversations(self) -> None:
@@ -128,15 +146,20 @@ class ChatScreen(Screen):
         await log.mount_all([UserMessage(question), answer])
         log.anchor()  # follow the answer, until the user scrolls up to read
         self.select(None)
-        self.status.state = "loading model…" if not self.engine.backend.loaded else "answering…"
+        backend = self.engine.router.primary(self.backend_choice)
+        self.status.state = "loading model…" if not backend.loaded else "answering…"
         stream = Markdown.get_stream(answer.markdown)
+        # A new chat's choice goes with its first question; later it is saved with the conversation.
+        choice = self.backend_choice if self.conversation_id is None else None
         try:
-            async with contextlib.aclosing(self.engine.ask(question, self.conversation_id)) as events:
+            async with contextlib.aclosing(self.engine.ask(question, self.conversation_id, choice)) as events:
                 async for event in events:
                     if isinstance(event, Token):
                         await stream.write(event.text)
                     elif isinstance(event, Started):
                         self._started(event)
+                        answer.origin = origin_text(event.model, event.backend, event.remote)
+                        answer.refresh_footer()
                     elif isinstance(event, Finished):
                         await stream.stop()
                         if event.text != answer.markdown.source:  # a citation matching no source was dropped
@@ -147,7 +170,7 @@ class ChatScreen(Screen):
                         self.status.ttft_ms = event.timings.ttft_ms
                         self.status.tokens_per_s = event.timings.tokens_per_s
                         used = event.usage.prompt_tokens + event.usage.completion_tokens
-                        self.status.context = (used, self.engine.backend.n_ctx)
+                        self.status.context = (used, self.status.context[1] if self.status.context else used)
                     elif isinstance(event, Failed):
                         self.conversation_id = event.conversation_id  # the question is saved there
                         answer.text, answer.response_id = event.partial_text, event.response_id
@@ -164,13 +187,24 @@ class ChatScreen(Screen):
             self.prompt.restore(question)
         finally:
             await stream.stop()
-            self.status.state = "ready" if self.engine.backend.loaded else self.status.state
+            self.status.state = "ready" if backend.loaded else self.status.state
+            self.status.open_breakers = tuple(
+                name for name in self.engine.router.backends
+                if self.engine.router.breaker_state(name) != "closed"
+            )
             self.refresh_conversations()
 
     def _started(self, event: Started) -> None:
         self.conversation_id = event.conversation_id
         self.status.model = event.model
+        self.status.backend = event.backend
+        self.status.remote = event.remote
         self.status.state = "answering…"
+        for note in event.notices:
+            self.notify(note, title="Routing", severity="warning", timeout=8)
+        if event.remote:
+            self.notify(f"Sent to {event.backend} ({event.model}) at {event.endpoint}.", title="↗ Remote",
+                        timeout=4)
         self.status.context = (event.prompt_tokens, event.n_ctx)
         if event.question_truncated:
             self.notify("The question was too long and was shortened to fit the context window.",
@@ -190,6 +224,8 @@ class ChatScreen(Screen):
     async def action_new_chat(self) -> None:
         self.workers.cancel_group(self, "answer")
         self.conversation_id = None
+        self.backend_choice = None
+        self.show_backend()
         self.select(None)
         await self.log_view.remove_children()
         self.status.context = None
@@ -206,10 +242,13 @@ class ChatScreen(Screen):
         self.workers.cancel_group(self, "answer")
         try:
             rows = await self.engine.messages(conversation_id)
+            conversation = await self.engine.conversation(conversation_id)
         except AssistantError as exc:
             self.notify(str(exc), severity="error")
             return
         self.conversation_id = conversation_id
+        self.backend_choice = conversation.get("backend")
+        self.show_backend()
         self.select(None)
         log = self.log_view
         await log.remove_children()
@@ -218,7 +257,8 @@ class ChatScreen(Screen):
             if row["role"] == "user":
                 widgets.append(UserMessage(row["content"]))
             elif row["role"] == "assistant":
-                answer = AnswerMessage(row["content"], row["response_id"], row.get("sources", ()))
+                origin = origin_text(row.get("model"), row.get("backend"), bool(row.get("remote")))
+                answer = AnswerMessage(row["content"], row["response_id"], row.get("sources", ()), origin)
                 answer.set_reactive(AnswerMessage.rating, row["rating"])
                 answer.set_reactive(AnswerMessage.state, "partial" if row["status"] == "partial" else "")
                 widgets.append(answer)
@@ -318,6 +358,34 @@ class ChatScreen(Screen):
         from app.screens.folders import FoldersScreen
 
         self.app.push_screen(FoldersScreen(self.conversation_id))
+
+    @work(group="edit")
+    async def action_pick_backend(self) -> None:
+        try:
+            report = await self.engine.backends_report()
+        except AssistantError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        picked = await self.app.push_screen_wait(
+            BackendDialog(report, self.backend_choice, list(self.engine.settings.backends))
+        )
+        if picked is None:
+            return
+        choice = None if picked == AUTOMATIC else picked
+        if self.conversation_id is not None:
+            try:
+                await self.engine.set_conversation_backend(self.conversation_id, choice)
+            except AssistantError as exc:
+                self.notify(str(exc), severity="error")
+                return
+        self.backend_choice = choice
+        self.show_backend()
+        backend = self.engine.router.primary(choice)
+        if getattr(backend, "remote", False) and not self.engine.settings.allow_cloud:
+            self.notify("Cloud is off: questions stay local until allow_cloud = true is set.",
+                        severity="warning", timeout=8)
+        else:
+            self.notify(f"Next answers: {backend.name} ({backend.model_name}).", timeout=3)
 
     def action_toggle_sidebar(self) -> None:
         sidebar = self.query_one(ConversationList)

@@ -1,5 +1,5 @@
-"""The folders screen: add, remove, re-index and watch folders; choose which ones this
-conversation searches; see skipped files and why."""
+"""The folders screen: add, remove, re-index and watch folders; mark them private; choose which
+ones this conversation searches; see skipped files and why."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ class FoldersScreen(Screen):
         Binding("i", "reindex", "Re-index"),
         Binding("w", "toggle_watch", "Watch on/off"),
         Binding("u", "toggle_use", "Use in this chat"),
+        Binding("p", "toggle_private", "Private on/off"),
         Binding("delete,x", "remove", "Remove"),
     ]
 
@@ -53,7 +54,7 @@ class FoldersScreen(Screen):
     async def on_mount(self) -> None:
         table = self.query_one("#folder-table", DataTable)
         table.add_columns("folder", "files", "chunks", "last indexed", "skipped", "failed", "watching",
-                          "this chat")
+                          "private", "this chat")
         self.query_one("#skipped-table", DataTable).add_columns("file", "state", "reason")
         self.watch(self.app, "indexing_text", self._indexing_changed)
         await self.refresh_folders()
@@ -80,7 +81,8 @@ class FoldersScreen(Screen):
             table.add_row(
                 row["path"], str(row["files"]), str(row["chunks"]), last, str(row["skipped"]),
                 str(row["failed"]), "yes" if row["path"] in watching else "",
-                "yes" if row["id"] in active else "no", key=str(row["id"]),
+                "🔒 yes" if row["private"] else "", "yes" if row["id"] in active else "no",
+                key=str(row["id"]),
             )
         if self.rows:
             table.move_cursor(row=min(cursor, len(self.rows) - 1))
@@ -142,6 +144,18 @@ class FoldersScreen(Screen):
                                                          self.conversation_id)
         await asyncio.to_thread(knowledge.corpus.set_folder_active, self.conversation_id,
                                 folder["id"], not active)
+        await self.refresh_folders()
+
+    @work(group="folders-edit")
+    async def action_toggle_private(self) -> None:
+        folder = self.selected()
+        if folder is None:
+            return
+        knowledge = await self.assistant.engine.knowledge()
+        private = not folder["private"]
+        await asyncio.to_thread(knowledge.set_private, Path(folder["path"]), private)
+        self.notify(f"{folder['path']}: its passages never leave this machine (except to trusted servers)."
+                    if private else f"{folder['path']} is no longer private.", timeout=4)
         await self.refresh_folders()
 
     @work(group="folders-edit")

@@ -1,4 +1,5 @@
-"""Small dialogs: a line of text (rename, feedback comment) and a yes/no confirmation."""
+"""Small dialogs: a line of text (rename, feedback comment), a yes/no confirmation, and the
+backend picker."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label
+from textual.widgets import Button, Input, Label, OptionList
+from textual.widgets.option_list import Option
 
 
 class TextDialog(ModalScreen[str | None]):
@@ -44,3 +46,32 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
+
+
+AUTOMATIC = ""  # the picker's id for "no choice: follow the configured route"
+
+
+class BackendDialog(ModalScreen[str | None]):
+    """Pick the backend of this conversation; returns its name, AUTOMATIC, or None (Esc)."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, backends: list[dict], current: str | None, route: list[str]) -> None:
+        super().__init__()
+        self.backends, self.current, self.route = backends, current, route
+
+    def compose(self) -> ComposeResult:
+        options = [Option(f"{'● ' if self.current is None else '  '}Automatic: {' → '.join(self.route)}",
+                          id=AUTOMATIC)]
+        for row in self.backends:
+            mark = "● " if row["name"] == self.current else "  "
+            where = "this machine" if row["kind"] == "local" else f"{row['kind']} · {row['endpoint']}"
+            breaker = "" if row["breaker"] == "closed" else f" · breaker {row['breaker']}"
+            options.append(Option(f"{mark}{row['name']} · {row['model']} · {where}{breaker}", id=row["name"]))
+        with Vertical(classes="dialog wide-dialog"):
+            yield Label("Backend for this conversation", markup=False)
+            yield OptionList(*options)
+            yield Label("Enter: use · Esc: keep", classes="dialog-help")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)

@@ -45,11 +45,13 @@ class AnswerMessage(Vertical, can_focus=False):
     rating: reactive[int | None] = reactive(None)
     state: reactive[str] = reactive("")  # "", "stopped", "error", "partial"
 
-    def __init__(self, text: str = "", response_id: int | None = None, sources: Any = (), **kwargs) -> None:
+    def __init__(self, text: str = "", response_id: int | None = None, sources: Any = (),
+                 origin: str = "", **kwargs) -> None:
         super().__init__(**kwargs)
         self.text = text
         self.response_id = response_id
         self.sources = tuple(sources)
+        self.origin = origin  # which model wrote it, and "↗" when the question left the machine
 
     def compose(self):
         yield Markdown(self.text)
@@ -73,6 +75,8 @@ class AnswerMessage(Vertical, can_focus=False):
         parts = []
         if self.state:
             parts.append({"stopped": "⏹ stopped", "error": "⚠ failed", "partial": "⏹ partial"}[self.state])
+        if self.origin:
+            parts.append(self.origin)
         if self.rating is not None:
             parts.append(RATING_MARKS[self.rating])
         if self.response_id is not None:
@@ -104,3 +108,10 @@ class ChatLog(VerticalScroll, can_focus=False):
 
     def answers(self) -> list[AnswerMessage]:
         return list(self.query(AnswerMessage))
+
+
+def origin_text(model: str | None, backend: str | None, remote: bool) -> str:
+    """"SmolLM2 · local", or "↗ gpt-4o-mini · openai" for an answer written off this machine."""
+    if not model:
+        return ""
+    return f"{'↗ ' if remote else ''}{model} · {backend}"

@@ -1,4 +1,4 @@
-"""One line: model, backend, state, and the speed and context use of the last answer."""
+"""One line: model, backend, state, the speed and context use of the last answer, open breakers."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ class StatusBar(Static):
     tokens_per_s: reactive[float | None] = reactive(None)
     context: reactive[tuple[int, int] | None] = reactive(None)
     indexing: reactive[str] = reactive("")
+    remote: reactive[bool] = reactive(False)
+    open_breakers: reactive[tuple[str, ...]] = reactive(())
 
     def render(self) -> str:
-        parts = [f"{self.model} · {self.backend}", self.state]
+        parts = [f"{'↗ ' if self.remote else ''}{self.model} · {self.backend}", self.state]
         if self.ttft_ms is not None:
             parts.append(f"first token {self.ttft_ms:.0f} ms")
         if self.tokens_per_s is not None:
@@ -26,4 +28,6 @@ class StatusBar(Static):
             parts.append(f"context {used}/{size}")
         if self.indexing:
             parts.append(self.indexing)
+        if self.open_breakers:
+            parts.append(f"⚠ breaker open: {', '.join(self.open_breakers)}")
         return "  │  ".join(parts)
