@@ -24,6 +24,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that hangs up mid-answer is part of the tests, not news
+
+
 class FakeOpenAI:
     def __init__(self, words: list[str] | None = None, model: str = "fake-model") -> None:
         self.words = words or ["Hello", " from", " the", " remote", " server", "."]
@@ -35,8 +42,7 @@ class FakeOpenAI:
         self.retry_after = "1"
         self.requests: list[dict[str, Any]] = []
         self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
