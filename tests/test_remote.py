@@ -31,9 +31,15 @@ def configure(home: Path, body: str, **top: object) -> None:
     (home / "config.toml").write_text("\n".join(lines) + "\n" + body)
 
 
+def toml_value(value: object) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)
+
+
 def provider(url: str, name: str = "fake", **extra: object) -> str:
     fields = {"base_url": url, "model": "fake-model", "read_timeout_s": 3.0, "backoff_s": 0.05, **extra}
-    return f"[providers.{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in fields.items())
+    return f"[providers.{name}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in fields.items())
 
 
 def make_engine(**changes: object) -> Engine:
@@ -521,3 +527,63 @@ def test_cli_shows_where_an_answer_went_and_the_breakers(home: Path, server: Fak
     assert "open, 1 failures in a row" in doctor and "cloud: fake-model at http://127.0.0.1" in doctor
     assert run("backends", "--check").returncode == 0
     assert run("ask", "--backend", "nope", "Hi").returncode == 2
+
+
+@pytest.mark.parametrize("case", ["load_failed", "out_of_memory"])
+async def test_a_local_model_that_cannot_load_falls_back(home: Path, server: FakeOpenAI, bad_model: Path,
+                                                         case: str) -> None:
+    local = {"model": str(bad_model)} if case == "load_failed" else {"n_ctx": 50_000_000}  # ~1 TB of KV cache
+    configure(home, provider(server.url), backends=["local", "fake"], allow_cloud=True, **local)
+    engine = make_engine()
+    events = await ask(engine)
+    await engine.close()
+    assert started(events).backend == "fake"
+    reason = dict(started(events).passed_over)["local"]
+    assert ("not a GGUF file" in reason or "broken.gguf" in reason) if case == "load_failed" else "Not enough memory" in reason
+    finished(events)
+
+
+async def test_a_conversation_too_long_for_the_local_window_goes_where_it_fits(home: Path, server: FakeOpenAI) -> None:
+    configure(home, provider(server.url, context_window=100_000), backends=["local", "fake"], allow_cloud=True,
+              n_ctx=512, max_tokens=24)
+    engine = make_engine()
+    long_question = "Please summarise this log: " + "disk write ok; " * 400
+    events = await ask(engine, long_question)
+    assert started(events).backend == "fake" and not started(events).question_truncated
+    assert "does not fit its context window" in dict(started(events).passed_over)["local"]
+    assert long_question in json.dumps(server.requests[0]["body"]["messages"])
+    # With nowhere better to go, the local model answers the shortened question instead of failing.
+    server.default = "500"
+    configure(home, provider(server.url, max_retries=0), backends=["local", "fake"], allow_cloud=True, n_ctx=512,
+              max_tokens=24)
+    engine2 = make_engine()
+    events = await ask(engine2, long_question)
+    assert started(events).backend == "local" and started(events).question_truncated
+    finished(events)
+    await engine.close()
+    await engine2.close()
+
+
+async def test_connection_refused_is_retried_then_falls_back(home: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/v1"  # nothing listens there once closed
+    configure(home, provider(url, max_retries=2, headers={"X-Title": "assistant"}), backends=["fake", "local"],
+              allow_cloud=True)
+    engine = make_engine()
+    events = await ask(engine)
+    await engine.close()
+    assert started(events).backend == "local"
+    assert "Cannot connect to fake" in dict(started(events).passed_over)["fake"]
+
+
+async def test_extra_headers_are_sent(home: Path, server: FakeOpenAI) -> None:
+    configure(home, provider(server.url, headers={"X-Title": "assistant", "HTTP-Referer": "https://example.org"}),
+              backends=["fake"], allow_cloud=True)
+    engine = make_engine()
+    finished(await ask(engine))
+    await engine.close()
+    headers = server.requests[0]["headers"]
+    assert headers["X-Title"] == "assistant" and headers["HTTP-Referer"] == "https://example.org"
