@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from bench_foundation import machine  # noqa: E402
 
-from engine.backends.base import SamplingParams, StreamResult  # noqa: E402
+from engine.backends.base import SamplingParams  # noqa: E402
 from engine.backends.openai_compat import OpenAICompatibleBackend  # noqa: E402
 from engine.config import Provider, Settings  # noqa: E402
 from engine.router import Router  # noqa: E402
@@ -73,7 +73,7 @@ async def routed_ttft(router: Router) -> float:
         return await backend.fit("You are helpful.", [], "Say hello.", PARAMS.max_tokens), []
 
     start = time.perf_counter()
-    route = await router.open(prepare, PARAMS, StreamResult(), retrieved=[])
+    route = await router.open(prepare, PARAMS, retrieved=[])
     elapsed = (time.perf_counter() - start) * 1000
     assert route.first
     await route.rest.aclose()

@@ -190,15 +190,17 @@ class Engine:
         status, error = "cancelled", None
         try:
             passages = await self._search(question, conversation_id)
-            private_history = bool(history) and any(is_remote(b) for b in router.order(preferred)) \
-                and await self._db(store.used_private_sources, conversation_id)
+            private_history = False
+            if history and any(is_remote(b) for b in router.order(preferred)):
+                private_history = await self._db(store.used_private_sources, conversation_id)
 
             async def prepare(candidate: Backend) -> tuple[Any, list[Passage]]:
                 await self.load_model(candidate)
                 return await self._fit(candidate, history, question, passages)
 
-            route = await router.open(prepare, params, result, retrieved=passages,
+            route = await router.open(prepare, params, retrieved=passages,
                                       private_history=private_history, preferred=preferred)
+            result = route.result
             passages = route.passages
             prompt_tokens = route.fitted.prompt_tokens
             chosen = route.backend
@@ -251,7 +253,7 @@ class Engine:
                 else None,
             )
             chosen = route.backend if route else router.primary(preferred)
-            prompt_tokens = getattr(chosen, "prompt_tokens", None) or prompt_tokens  # the server's count
+            prompt_tokens = result.prompt_tokens or prompt_tokens  # the server's own count, if it gave one
             cost = router.cost(chosen, prompt_tokens or 0, tokens) if route else 0.0
             row = {
                 "prompt_message_id": prompt_message_id,

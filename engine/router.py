@@ -30,6 +30,7 @@ from engine.errors import (
 )
 from engine.prices import cost_usd, price_of
 from engine.resilience import BreakerState, CircuitBreaker
+from memory.errors import StoreError
 from memory.retriever import Passage
 from memory.store import Store
 
@@ -47,8 +48,9 @@ class Route:
     passages: list[Passage]
     first: str | None
     rest: AsyncIterator[str]
+    result: StreamResult  # this backend's counts (each attempt has its own: a backend left behind
+    # may still be finishing its step in a thread)
     passed_over: list[tuple[str, str]] = field(default_factory=list)  # (backend, why), in order
-    notices: list[str] = field(default_factory=list)  # for the user: budget warnings, fallbacks
 
 
 def fallback_reason(exc: BaseException) -> str | None:
@@ -61,15 +63,9 @@ def fallback_reason(exc: BaseException) -> str | None:
         return "load_failed"
     if isinstance(exc, ContextOverflowError):
         return "context_overflow"
-    if isinstance(exc, AssistantError) and not _is_store_error(exc):
+    if isinstance(exc, AssistantError) and not isinstance(exc, StoreError):
         return "error"
     return None
-
-
-def _is_store_error(exc: BaseException) -> bool:
-    from memory.errors import StoreError
-
-    return isinstance(exc, StoreError)
 
 
 def is_remote(backend: Backend) -> bool:
@@ -178,7 +174,6 @@ class Router:
         self,
         prepare: Prepare,
         params: SamplingParams,
-        result: StreamResult,
         *,
         retrieved: list[Passage],
         private_history: bool = False,
@@ -200,7 +195,7 @@ class Router:
             if refused:
                 passed_over.append((backend.name, refused))
                 continue
-            breaker = self.breakers[backend.name]
+            breaker = await self.breaker(backend.name)
             try:
                 await backend.load()
                 fitted, passages = await prepare(backend)
@@ -213,7 +208,7 @@ class Router:
                 deadline = self.settings.first_token_deadline_s
                 if is_remote(backend) or is_last or "slow_first_token" not in rules:
                     deadline = None
-                route = await self._first_piece(backend, fitted, passages, params, result, deadline)
+                route = await self._first_piece(backend, fitted, passages, params, deadline)
             except _SlowFirstToken:
                 passed_over.append((backend.name, f"no first token within {deadline:g} s"))
                 continue
@@ -231,7 +226,7 @@ class Router:
             return route
         if squeezed is not None:
             backend, fitted, passages, before = squeezed
-            route = await self._first_piece(backend, fitted, passages, params, result, None)
+            route = await self._first_piece(backend, fitted, passages, params, None)
             route.passed_over = before
             return route
         if len(errors) == 1 and len(passed_over) == 1:
@@ -240,8 +235,9 @@ class Router:
 
     async def _first_piece(
         self, backend: Backend, fitted: FittedPrompt, passages: list[Passage],
-        params: SamplingParams, result: StreamResult, deadline: float | None,
+        params: SamplingParams, deadline: float | None,
     ) -> Route:
+        result = StreamResult()
         stream = backend.stream(fitted.messages, params, result)
         if deadline is None:
             try:
@@ -249,7 +245,7 @@ class Router:
             except BaseException:
                 await stream.aclose()
                 raise
-            return Route(backend, fitted, passages, first, stream)
+            return Route(backend, fitted, passages, first, stream, result)
         # The first step runs as its own task so the wait can be cut short; the local model
         # finishes its current step in its thread while the next backend starts.
         step = asyncio.ensure_future(anext(stream, None))
@@ -263,7 +259,7 @@ class Router:
             self._background.add(step)
             step.add_done_callback(self._background.discard)
             raise _SlowFirstToken
-        return Route(backend, fitted, passages, step.result(), stream)
+        return Route(backend, fitted, passages, step.result(), stream, result)
 
     async def finish(self, route: Route, error: BaseException | None) -> None:
         """Called when the answer's stream ended: a failure mid-answer counts against the backend."""

@@ -23,6 +23,7 @@ class StreamResult:
 
     completion_tokens: int = 0
     finish_reason: str | None = None
+    prompt_tokens: int | None = None  # when the server counts them (remote backends)
 
 
 class Backend(Protocol):

@@ -57,7 +57,6 @@ class OpenAICompatibleBackend:
         self.n_ctx = provider.context_window
         self.trusted = provider.trusted
         self.endpoint = origin(provider.base_url)
-        self.prompt_tokens: int | None = None  # reported by the server in the last stream
         self._key: Secret | None = None
         self._client: httpx.AsyncClient | None = None
         rpm = provider.requests_per_minute
@@ -92,8 +91,7 @@ class OpenAICompatibleBackend:
                 base_url=p.base_url.rstrip("/") + "/",
                 headers=headers,
                 timeout=httpx.Timeout(p.read_timeout_s, connect=p.connect_timeout_s),
-                trust_env=False,  # no proxy from the environment may see the key unless configured
-            )
+            )  # HTTPS_PROXY and SSL_CERT_FILE from the environment apply, as users behind proxies need
         return self._client
 
     async def fit(
@@ -118,7 +116,6 @@ class OpenAICompatibleBackend:
         if params.seed is not None:
             body["seed"] = params.seed
         deadline = asyncio.get_running_loop().time() + p.total_timeout_s
-        self.prompt_tokens = None
         attempt = 0
         while True:
             try:
@@ -202,7 +199,7 @@ class OpenAICompatibleBackend:
             chunk = json.loads(data)
             usage = chunk.get("usage") or {}
             if usage:
-                self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
+                result.prompt_tokens = usage.get("prompt_tokens", result.prompt_tokens)
                 result.completion_tokens = usage.get("completion_tokens", result.completion_tokens)
             choices = chunk.get("choices") or []
             if not choices:
