@@ -121,6 +121,25 @@ class Settings:
     budget_monthly_usd: float | None = _doc(
         "Cloud spending limit per calendar month (UTC). Unset: none.", None
     )
+    log_content: bool = _doc(
+        "Store questions and answers. Off: timings, tokens and cost are still recorded, the text is not "
+        "(conversations then live only while the app runs).",
+        True,
+    )
+    alert_window: int = _doc("Answers in the recent window that alerts compare with the ones before.", 20)
+    alert_latency_ratio: float = _doc(
+        "Alert when the window's p95 latency is this many times the baseline's.", 2.0
+    )
+    alert_error_rate: float = _doc(
+        "Alert when this share of the window's answers failed (and twice the baseline).", 0.25
+    )
+    alert_empty_retrieval_rate: float = _doc(
+        "Alert when this share of the window's searches of indexed folders found nothing.", 0.5
+    )
+    otlp_endpoint: str | None = _doc(
+        "Send traces to an OpenTelemetry collector (OTLP over HTTP, e.g. http://localhost:4318). Unset: off.",
+        None,
+    )
     providers: dict[str, Provider] = field(
         default_factory=dict,
         metadata={"doc": "OpenAI-compatible servers, one `[providers.NAME]` table each (below)."},

@@ -22,7 +22,9 @@ from engine.events import Event, Failed, Finished, Started, Timings, Token, Usag
 from engine.gguf import read_gguf
 from engine.models import resolve_model
 from engine.paths import database_file, ensure_private_dir
+from engine.review import looks_like_refusal
 from engine.router import Route, Router, is_remote, is_trusted
+from engine.tracing import Trace
 from memory.corpus import Corpus
 from memory.retriever import Passage
 from memory.store import Store
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from engine.knowledge import Knowledge
 
 T = TypeVar("T")
+UNLOGGED = "(content not logged)"
 SYSTEM_TEMPLATE = "system"
 SOURCES_TEMPLATE = "system+sources"
 
@@ -82,6 +85,7 @@ class Engine:
         self._store_lock = asyncio.Lock()
         self._knowledge: Knowledge | None = None
         self._model_hash: asyncio.Task[str | None] | None = None
+        self._unlogged: dict[int, list[dict[str, str]]] = {}  # conversations, when log_content is off
 
     # set-up ------------------------------------------------------------------------------------
 
@@ -156,40 +160,30 @@ class Engine:
         the conversation's own choice, else the configured route, applies.
 
         Yields Started, Token..., then Finished or Failed. The question is saved before anything
-        else, and one response row is written however the answer ends; if the consumer cancels,
-        the row says "cancelled" and the partial answer is kept.
+        else, and one response row (with the answer's trace) is written however the answer ends;
+        if the consumer cancels, the row says "cancelled" and the partial answer is kept.
         """
-        started_at = time.perf_counter()
+        trace = Trace()
         router = self.router
         if backend is not None and backend not in router.backends:
             raise ConfigError(f"There is no backend named {backend!r}.",
                               hint=f"Known backends: {', '.join(router.backends)}.")
-        store = await self.store()
-        if conversation_id is None:
-            preferred = backend
-            # The model loads while the question is saved and the folders searched.
-            router.primary(preferred).start_loading()
-            conversation_id = await self._db(store.create_conversation, question)
-            history: list[dict[str, str]] = []
-        else:
-            preferred = backend or (await self._db(store.conversation, conversation_id)).get("backend")
-            router.primary(preferred).start_loading()
-            history = _context_messages(await self._db(store.messages, conversation_id))
-        if backend is not None:
-            await self._db(store.set_conversation_backend, conversation_id, backend)
-        prompt_message_id = await self._db(store.add_message, conversation_id, "user", question)
+        with trace.span("save question"):
+            store = await self.store()
+            conversation_id, history, preferred, prompt_message_id = await self._save_question(
+                store, question, conversation_id, backend)
 
         settings = self.settings
         params = SamplingParams(settings.max_tokens, settings.temperature, settings.top_p, settings.seed)
         result = StreamResult()
         pieces: list[str] = []
-        first_at = last_at = None
-        prompt_tokens = None
+        last_at = None
         passages: list[Passage] = []
         route: Route | None = None
         status, error = "cancelled", None
         try:
-            passages = await self._search(question, conversation_id)
+            with trace.span("retrieval") as span:
+                passages = await self._search(question, conversation_id, span.attrs)
             private_history = False
             if history and any(is_remote(b) for b in router.order(preferred)):
                 private_history = await self._db(store.used_private_sources, conversation_id)
@@ -198,12 +192,12 @@ class Engine:
                 await self.load_model(candidate)
                 return await self._fit(candidate, history, question, passages)
 
-            route = await router.open(prepare, params, retrieved=passages,
-                                      private_history=private_history, preferred=preferred)
-            result = route.result
-            passages = route.passages
-            prompt_tokens = route.fitted.prompt_tokens
-            chosen = route.backend
+            with trace.span("routing") as span:
+                route = await router.open(prepare, params, retrieved=passages,
+                                          private_history=private_history, preferred=preferred, trace=trace)
+                span.end = route.stream_started_at  # generation starts there: spans follow one another
+                span.attrs.update(backend=route.backend.name, passed_over=len(route.passed_over))
+            result, passages, chosen = route.result, route.passages, route.backend
             notices = [f"{name}: {why}" for name, why in route.passed_over]
             if is_remote(chosen) and not is_trusted(chosen):
                 notices += await router.budget_warnings()
@@ -224,13 +218,12 @@ class Engine:
             )
             try:
                 if route.first is not None:
-                    first_at = last_at = time.perf_counter()
+                    last_at = route.first_at
                     pieces.append(route.first)
                     yield Token(route.first)
                 async with contextlib.aclosing(route.rest) as stream:
                     async for piece in stream:
                         last_at = time.perf_counter()
-                        first_at = first_at or last_at
                         pieces.append(piece)
                         yield Token(piece)
             except AssistantError as exc:
@@ -243,45 +236,19 @@ class Engine:
             status, error = "error", exc
             raise
         finally:
-            ended_at = time.perf_counter()
-            tokens = result.completion_tokens
-            timings = Timings(
-                ttft_ms=(first_at - started_at) * 1000 if first_at else None,
-                total_ms=(ended_at - started_at) * 1000,
-                tokens_per_s=(tokens - 1) / (last_at - first_at)
-                if first_at and last_at and last_at > first_at and tokens > 1
-                else None,
-            )
-            chosen = route.backend if route else router.primary(preferred)
-            prompt_tokens = result.prompt_tokens or prompt_tokens  # the server's own count, if it gave one
-            cost = router.cost(chosen, prompt_tokens or 0, tokens) if route else 0.0
-            row = {
-                "prompt_message_id": prompt_message_id,
-                "status": status,
-                "error": str(error) if error else None,
-                "backend": chosen.name,
-                "model": chosen.model_name,
-                "model_hash": None if is_remote(chosen) else await self._known_model_hash(),
-                "template": SOURCES_TEMPLATE if passages else SYSTEM_TEMPLATE,
-                "template_version": _version(settings.system_prompt + SOURCES_INSTRUCTIONS)
-                if passages else self.template_version,
-                "retrieved_chunk_ids": json.dumps([p.chunk_id for p in passages]) if passages else None,
-                "input_tokens": prompt_tokens,
-                "output_tokens": tokens,
-                "ttft_ms": timings.ttft_ms,
-                "total_ms": timings.total_ms,
-                "tokens_per_s": timings.tokens_per_s,
-                "cost": cost or 0.0,  # unknown price: counted as 0 (the Started notice says so)
-                "trace_id": uuid.uuid4().hex,
-                "endpoint": getattr(chosen, "endpoint", "local") if route else None,
-                "remote": int(route is not None and is_remote(chosen)),
-                "route": json.dumps(route.passed_over if route else []),
-            }
+            logging_started = time.perf_counter()
+            if route is not None:
+                _generation_spans(trace, route, last_at, logging_started)
             text, sources = resolve_citations("".join(pieces), passages)
+            row, cost = await self._response_row(trace, route, preferred, status, error, passages, result,
+                                                 prompt_message_id, last_at, logging_started)
+            review = "refusal" if status == "ok" and looks_like_refusal(text) else None
+            trace.add("logging", logging_started, time.perf_counter())
+            saved_text = text if settings.log_content else ""
+            self._remember(conversation_id, question, text if status == "ok" else "")
             # Shielded: a second cancel must not lose the row.
-            saving = asyncio.ensure_future(
-                self._db(store.record_answer, conversation_id, text, status != "ok", row)
-            )
+            saving = asyncio.ensure_future(self._db(
+                store.record_answer, conversation_id, saved_text, status != "ok", row, trace.rows(), review))
             try:
                 message_id, response_id = await asyncio.shield(saving)
             except AssistantError as exc:  # the disk is full, the database locked...
@@ -289,23 +256,98 @@ class Engine:
                     raise
                 status, error, message_id, response_id = "error", exc, None, None
         if status == "ok":
-            usage = Usage(prompt_tokens or 0, tokens)
+            usage = Usage(row["input_tokens"] or 0, row["output_tokens"])
+            timings = Timings(row["ttft_ms"], row["total_ms"], row["tokens_per_s"])
             yield Finished(response_id, conversation_id, message_id, text, usage, timings, tuple(sources),
                            cost_usd=cost)
         else:
             yield Failed(response_id, conversation_id, error, text)
 
-    async def _search(self, question: str, conversation_id: int) -> list[Passage]:
+    async def _save_question(
+        self, store: Store, question: str, conversation_id: int | None, backend: str | None
+    ) -> tuple[int, list[dict[str, str]], str | None, int]:
+        """Start or continue the conversation and save the question (its text only when
+        `log_content` is on); the model starts loading meanwhile."""
+        router = self.router
+        logged = self.settings.log_content
+        if conversation_id is None:
+            preferred = backend
+            router.primary(preferred).start_loading()
+            conversation_id = await self._db(store.create_conversation, question if logged else UNLOGGED)
+            history: list[dict[str, str]] = []
+        else:
+            preferred = backend or (await self._db(store.conversation, conversation_id)).get("backend")
+            router.primary(preferred).start_loading()
+            if logged:
+                history = _context_messages(await self._db(store.messages, conversation_id))
+            else:
+                history = list(self._unlogged.get(conversation_id, []))
+        if backend is not None:
+            await self._db(store.set_conversation_backend, conversation_id, backend)
+        prompt_message_id = await self._db(store.add_message, conversation_id, "user",
+                                           question if logged else "")
+        return conversation_id, history, preferred, prompt_message_id
+
+    def _remember(self, conversation_id: int, question: str, answer: str) -> None:
+        """With `log_content` off, this session keeps the conversation in memory only."""
+        if not self.settings.log_content:
+            turns = self._unlogged.setdefault(conversation_id, [])
+            turns.append({"role": "user", "content": question})
+            if answer:
+                turns.append({"role": "assistant", "content": answer})
+
+    async def _response_row(
+        self, trace: Trace, route: Route | None, preferred: str | None, status: str,
+        error: BaseException | None, passages: list[Passage], result: StreamResult,
+        prompt_message_id: int, last_at: float | None, ended_at: float,
+    ) -> tuple[dict[str, Any], float | None]:
+        """The response row, and the cost (None when the model's price is unknown)."""
+        router, settings = self.router, self.settings
+        chosen = route.backend if route else router.primary(preferred)
+        first_at = route.first_at if route and route.first is not None else None
+        tokens = result.completion_tokens
+        # The server's own count of prompt tokens when it gives one, else ours.
+        prompt_tokens = result.prompt_tokens or (route.fitted.prompt_tokens if route else None)
+        cost = router.cost(chosen, prompt_tokens or 0, tokens) if route else 0.0
+        return {
+            "prompt_message_id": prompt_message_id,
+            "status": status,
+            "error": str(error) if error else None,
+            "backend": chosen.name,
+            "model": chosen.model_name,
+            "model_hash": None if is_remote(chosen) else await self._known_model_hash(),
+            "template": SOURCES_TEMPLATE if passages else SYSTEM_TEMPLATE,
+            "template_version": _version(settings.system_prompt + SOURCES_INSTRUCTIONS)
+            if passages else self.template_version,
+            "retrieved_chunk_ids": json.dumps([p.chunk_id for p in passages]) if passages else None,
+            "input_tokens": prompt_tokens,
+            "output_tokens": tokens,
+            "ttft_ms": (first_at - trace.origin) * 1000 if first_at else None,
+            "total_ms": (ended_at - trace.origin) * 1000,
+            "tokens_per_s": (tokens - 1) / (last_at - first_at)
+            if first_at and last_at and last_at > first_at and tokens > 1 else None,
+            "cost": cost or 0.0,  # unknown price: counted as 0 (the Started notice says so)
+            "trace_id": uuid.uuid4().hex,
+            "endpoint": getattr(chosen, "endpoint", "local") if route else None,
+            "remote": int(route is not None and is_remote(chosen)),
+            "route": json.dumps(route.passed_over if route else []),
+        }, cost
+
+    async def _search(self, question: str, conversation_id: int, attrs: dict[str, Any]) -> list[Passage]:
         """Passages from the conversation's folders; none, without loading anything, when no
-        folder is indexed."""
+        folder is indexed. `attrs` (the trace's) gets the folders searched and what was found."""
         if self.settings.rag_top_k <= 0:
             return []
         if not await self._anything_indexed():
             return []  # plain chat: Chroma, torch and the loaders stay unloaded
         knowledge = await self.knowledge()
-        if not await asyncio.to_thread(knowledge.searchable, conversation_id):
+        folder_ids = await asyncio.to_thread(knowledge.searchable, conversation_id)
+        if not folder_ids:
             return []
-        return await asyncio.to_thread(knowledge.search, question, conversation_id)
+        passages = await asyncio.to_thread(knowledge.search, question, conversation_id)
+        attrs.update(folders=len(folder_ids), passages=len(passages),
+                     found_in=sorted({p.folder for p in passages}))
+        return passages
 
     async def _fit(
         self, backend: Backend, history: list[dict[str, str]], question: str, passages: list[Passage]
@@ -417,6 +459,20 @@ async def _health(backend: Backend) -> str:
         return "ok"
     except AssistantError as exc:
         return f"failing: {exc}"
+
+
+def _generation_spans(trace: Trace, route: Route, last_at: float | None, ended_at: float) -> None:
+    """The generation step and its parts, as the chosen backend timed them."""
+    r, start = route.result, route.stream_started_at
+    began = r.started_at or start
+    first = route.first_at if route.first is not None else None
+    trace.add("generation", start, ended_at, backend=route.backend.name, tokens=r.completion_tokens)
+    trace.add("queue wait", start, began, "generation")
+    if r.prompt_eval_ms is not None:
+        trace.add("prompt evaluation", began, began + r.prompt_eval_ms / 1000, "generation")
+    trace.add("server wait", began, r.first_byte_at, "generation")
+    trace.add("first token", began, first, "generation")
+    trace.add("decode", first, last_at, "generation")
 
 
 def _version(template: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from engine.errors import (
 )
 from engine.prices import cost_usd, price_of
 from engine.resilience import BreakerState, CircuitBreaker
+from engine.tracing import Trace
 from memory.errors import StoreError
 from memory.retriever import Passage
 from memory.store import Store
@@ -50,6 +52,8 @@ class Route:
     rest: AsyncIterator[str]
     result: StreamResult  # this backend's counts (each attempt has its own: a backend left behind
     # may still be finishing its step in a thread)
+    stream_started_at: float = 0.0  # perf_counter() when the chosen backend was asked to stream
+    first_at: float | None = None  # and when its first piece arrived
     passed_over: list[tuple[str, str]] = field(default_factory=list)  # (backend, why), in order
 
 
@@ -178,12 +182,14 @@ class Router:
         retrieved: list[Passage],
         private_history: bool = False,
         preferred: str | None = None,
+        trace: Trace | None = None,
     ) -> Route:
         """Find a backend that answers; return it with its first piece of text already received.
 
         `prepare` loads nothing: it fits the prompt (with as many of `retrieved` as fit) for a
         backend. `private_history`: an earlier answer of the conversation used a private folder."""
         private = private_history or any(p.private for p in retrieved)
+        trace = trace or Trace()
         rules = set(self.settings.fallback_on)
         candidates = self.order(preferred)
         passed_over: list[tuple[str, str]] = []
@@ -197,8 +203,10 @@ class Router:
                 continue
             breaker = await self.breaker(backend.name)
             try:
-                await backend.load()
-                fitted, passages = await prepare(backend)
+                with trace.span("load model", "routing", backend=backend.name):
+                    await backend.load()
+                with trace.span("prompt build", "routing", backend=backend.name):
+                    fitted, passages = await prepare(backend)
                 lost = fitted.dropped_messages or fitted.question_truncated or len(passages) < len(retrieved)
                 if lost and not is_last and "context_overflow" in rules:
                     # Kept as a last resort: a later backend may take the conversation whole.
@@ -238,6 +246,7 @@ class Router:
         params: SamplingParams, deadline: float | None,
     ) -> Route:
         result = StreamResult()
+        started = time.perf_counter()
         stream = backend.stream(fitted.messages, params, result)
         if deadline is None:
             try:
@@ -245,7 +254,7 @@ class Router:
             except BaseException:
                 await stream.aclose()
                 raise
-            return Route(backend, fitted, passages, first, stream, result)
+            return Route(backend, fitted, passages, first, stream, result, started, time.perf_counter())
         # The first step runs as its own task so the wait can be cut short; the local model
         # finishes its current step in its thread while the next backend starts.
         step = asyncio.ensure_future(anext(stream, None))
@@ -259,7 +268,7 @@ class Router:
             self._background.add(step)
             step.add_done_callback(self._background.discard)
             raise _SlowFirstToken
-        return Route(backend, fitted, passages, step.result(), stream, result)
+        return Route(backend, fitted, passages, step.result(), stream, result, started, time.perf_counter())
 
     async def finish(self, route: Route, error: BaseException | None) -> None:
         """Called when the answer's stream ended: a failure mid-answer counts against the backend."""

@@ -137,4 +137,30 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL
     );
     """,
+    # 4: observability. A trace of spans per answer, the review queue, and an index that lets
+    # stats read a time window without touching the table.
+    """
+    CREATE TABLE spans (
+        id INTEGER PRIMARY KEY,
+        response_id INTEGER NOT NULL REFERENCES responses(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        parent TEXT,
+        start_ms REAL NOT NULL,
+        duration_ms REAL NOT NULL,
+        attrs TEXT
+    );
+    CREATE INDEX spans_by_response ON spans(response_id);
+    CREATE TABLE reviews (
+        response_id INTEGER PRIMARY KEY REFERENCES responses(id) ON DELETE CASCADE,
+        reason TEXT NOT NULL,
+        queued_at TEXT NOT NULL,
+        reviewed_at TEXT,
+        better_answer TEXT,
+        note TEXT
+    );
+    CREATE INDEX reviews_pending ON reviews(reviewed_at, queued_at);
+    CREATE INDEX responses_for_stats ON responses(
+        created_at, status, ttft_ms, total_ms, tokens_per_s, input_tokens, output_tokens, cost, cache_hit
+    );
+    """,
 ]

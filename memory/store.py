@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import sqlite3
 import threading
@@ -198,10 +199,12 @@ class Store:
 
     @_translated
     def record_answer(
-        self, conversation_id: int, text: str, partial: bool, response: dict[str, Any]
+        self, conversation_id: int, text: str, partial: bool, response: dict[str, Any],
+        spans: list[dict[str, Any]] | None = None, review: str | None = None,
     ) -> tuple[int | None, int]:
-        """Save an answer (complete, or partial after an error or cancel) and its response row in
-        one transaction; returns (message id or None when there is no text, response id)."""
+        """Save an answer (complete, or partial after an error or cancel), its response row, its
+        trace's spans and, when `review` gives a reason, its place in the review queue, in one
+        transaction; returns (message id or None when there is no text, response id)."""
         with self._transaction():
             message_id = None
             if text:
@@ -209,7 +212,65 @@ class Store:
                 message_id = self._insert_message(conversation_id, "assistant", text, status)
             row = {**response, "conversation_id": conversation_id, "message_id": message_id}
             row.setdefault("created_at", now())
-            return message_id, self._insert("responses", row)
+            response_id = self._insert("responses", row)
+            self.conn.executemany(
+                "INSERT INTO spans (response_id, name, parent, start_ms, duration_ms, attrs)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(response_id, s["name"], s["parent"], s["start_ms"], s["duration_ms"],
+                  json.dumps(s["attrs"]) if s["attrs"] else None) for s in spans or ()],
+            )
+            if review:
+                self._enqueue_review(response_id, review)
+            return message_id, response_id
+
+    @_translated
+    def spans(self, response_id: int) -> list[dict[str, Any]]:
+        rows = dicts(self.conn.execute(
+            "SELECT name, parent, start_ms, duration_ms, attrs FROM spans WHERE response_id = ? ORDER BY id",
+            [response_id],
+        ))
+        for row in rows:
+            row["attrs"] = json.loads(row["attrs"]) if row["attrs"] else {}
+        return rows
+
+    # review queue ------------------------------------------------------------------------------
+
+    def _enqueue_review(self, response_id: int, reason: str) -> None:
+        self.conn.execute(
+            "INSERT INTO reviews (response_id, reason, queued_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (response_id) DO NOTHING",
+            [response_id, reason, now()],
+        )
+
+    @_translated
+    def enqueue_review(self, response_id: int, reason: str) -> None:
+        """Put an answer in the review queue (thumbs down, a guardrail, a refusal)."""
+        self._get("responses", response_id, "response")
+        self._enqueue_review(response_id, reason)
+
+    @_translated
+    def reviews(self, pending: bool = True, limit: int = 200) -> list[dict[str, Any]]:
+        """Queued answers, oldest first, with their question and answer."""
+        return dicts(self.conn.execute(
+            f"""SELECT v.*, r.conversation_id, r.model, r.backend, r.status, r.created_at AS answered_at,
+                       q.content AS question, a.content AS answer
+                FROM reviews v JOIN responses r ON r.id = v.response_id
+                LEFT JOIN messages q ON q.id = r.prompt_message_id
+                LEFT JOIN messages a ON a.id = r.message_id
+                WHERE v.reviewed_at IS {"NULL" if pending else "NOT NULL"}
+                ORDER BY v.queued_at, v.response_id LIMIT ?""",
+            [limit],
+        ))
+
+    @_translated
+    def mark_reviewed(self, response_id: int, better_answer: str | None, note: str | None = None) -> None:
+        self._get("responses", response_id, "response")
+        with self._transaction():
+            self._enqueue_review(response_id, "manual")  # reviewing an answer not yet queued is fine
+            self.conn.execute(
+                "UPDATE reviews SET reviewed_at = ?, better_answer = ?, note = ? WHERE response_id = ?",
+                [now(), better_answer, note, response_id],
+            )
 
     @_translated
     def response(self, response_id: int) -> dict[str, Any]:
@@ -221,7 +282,11 @@ class Store:
             raise ValueError(f"rating must be +1 or -1, not {rating!r}")
         self._get("responses", response_id, "response")
         row = {"response_id": response_id, "rating": rating, "comment": comment, "created_at": now()}
-        return self.db["feedback"].insert(row).last_pk
+        with self._transaction():
+            feedback_id = self._insert("feedback", row)
+            if rating < 0:
+                self._enqueue_review(response_id, "thumbs_down")
+        return feedback_id
 
     @_translated
     def set_feedback_comment(self, feedback_id: int, comment: str) -> None:

@@ -24,6 +24,10 @@ class StreamResult:
     completion_tokens: int = 0
     finish_reason: str | None = None
     prompt_tokens: int | None = None  # when the server counts them (remote backends)
+    # For the trace (time.perf_counter() values, or None when the backend cannot tell):
+    started_at: float | None = None  # the backend began: the model's thread, or the request sent
+    prompt_eval_ms: float | None = None  # llama.cpp's own prompt evaluation time
+    first_byte_at: float | None = None  # a server's response headers arrived
 
 
 class Backend(Protocol):

@@ -192,10 +192,14 @@ class LocalBackend:
                 stop.set()
 
         def decode() -> None:
+            import llama_cpp
+
+            result.started_at = time.perf_counter()
             pieces: list[str] = []
             sent = 0  # pieces[:sent] have been handed over
             last_send = 0.0
             try:
+                llama_cpp.llama_perf_context_reset(self._llm.ctx)
                 chunks = self._llm.create_chat_completion(
                     messages=messages,
                     stream=True,
@@ -224,6 +228,7 @@ class LocalBackend:
                     chunks.close()  # ends llama.cpp's decoding loop now, not at garbage collection
                 if sent < len(pieces):
                     send("".join(pieces[sent:]))
+                result.prompt_eval_ms = llama_cpp.llama_perf_context(self._llm.ctx).t_p_eval_ms
                 result.completion_tokens = len(self._tokenize("".join(pieces), add_bos=False))
                 send(_DONE)
             except Exception as exc:  # handed to the event loop, translated there

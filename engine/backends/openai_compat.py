@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -140,6 +141,7 @@ class OpenAICompatibleBackend:
             await self._limiter.acquire()
         loop = asyncio.get_running_loop()
         got_text = False
+        result.started_at = time.perf_counter()
         try:
             async with self.client().stream(
                 "POST", "chat/completions", json=body,
@@ -154,6 +156,7 @@ class OpenAICompatibleBackend:
                     if response.status_code in RETRY_STATUSES:
                         raise _Retry(error, retry_after_s(response.headers.get("retry-after")))
                     raise error
+                result.first_byte_at = time.perf_counter()
                 async for event in EventSource(response).aiter_sse():
                     if loop.time() > deadline:
                         raise BackendError(
