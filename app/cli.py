@@ -349,3 +349,177 @@ def forget(folder: Path) -> None:
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Forgot {folder.expanduser().resolve()}: {removed} chunks removed from the index.")
+
+
+def _store():
+    """The database, for commands that only read and write rows (no model, no event loop)."""
+    from engine.paths import database_file, ensure_private_dir
+    from memory.store import Store
+
+    try:
+        ensure_private_dir(database_file().parent)
+        return Store(database_file())
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.option("--since", help="Only answers since: 30m, 24h, 7d, 2w, or a date (2026-11-01).")
+@click.option("--by", type=click.Choice(["model", "backend", "template", "folder", "feature"]),
+              help="One row per model, backend, prompt template, indexed folder, or feature (chat / rag).")
+@click.option("--plots/--no-plots", default=True, show_default=True, help="Draw the plots.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (no plots).")
+def stats(since: str | None, by: str | None, plots: bool, as_json: bool) -> None:
+    """Answers, latency percentiles, speed, tokens and cost per day, thumbs, errors; and alerts.
+
+    \b
+    assistant stats --since 7d
+    assistant stats --by model --no-plots
+    assistant stats --json | jq .overall.ttft_ms
+    """
+    from engine import alerts as alerting
+    from engine import stats as statistics
+
+    store = _store()
+    try:
+        result = statistics.compute(store, since, by)
+        found = alerting.check(store, _settings())
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    result["alerts"] = [a.__dict__ for a in found]
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    from app.stats_view import stats_tables
+
+    console = _console()
+    for table in stats_tables(result):
+        console.print(table)
+    if plots:
+        for _title, text in statistics.plots(result, width=min(console.width, 100)):
+            click.echo(text)
+    for alert in found:
+        click.secho(f"⚠ {alert.message}", fg="yellow")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+@main.command()
+@click.argument("response_id", type=int, required=False)
+@click.option("--better", help="The better answer (marks it reviewed).")
+@click.option("--done", is_flag=True, help="Mark reviewed without a better answer.")
+@click.option("--note", help="A note on what was wrong.")
+@click.option("--reviewed", is_flag=True, help="List reviewed answers instead of pending ones.")
+def review(response_id: int | None, better: str | None, done: bool, note: str | None, reviewed: bool) -> None:
+    """The review queue: thumbs-down answers and refusals, to correct or dismiss.
+
+    \b
+    assistant review                       # pending answers
+    assistant review 12                    # one: question, answer, sources, trace
+    assistant review 12 --better "..."     # write the better answer; marks it reviewed
+    assistant review 12 --done             # nothing to fix
+    """
+    store = _store()
+    try:
+        if response_id is None:
+            rows = store.reviews(pending=not reviewed)
+            if not rows:
+                click.echo("Nothing to review." if not reviewed else "Nothing reviewed yet.")
+            for row in rows:
+                question = (row["question"] or "").replace("\n", " ")[:70]
+                click.echo(f"{row['response_id']:>6}  {row['reason']:<12} {row['model']:<28} {question}")
+            return
+        if better is not None or done:
+            store.mark_reviewed(response_id, better, note)
+            click.echo(f"Response {response_id} reviewed.")
+            return
+        _show_response(store, response_id)
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+
+
+def _show_response(store: Any, response_id: int) -> None:
+    from app.stats_view import trace_lines
+
+    row = store.response(response_id)
+    question = store.message_text(row["prompt_message_id"])
+    answer = store.message_text(row["message_id"])
+    click.secho(f"Response {response_id} · {row['model']} · {row['backend']} · {row['status']} · "
+                f"{row['created_at'][:19].replace('T', ' ')}", bold=True)
+    click.secho("\nQuestion:", bold=True)
+    click.echo(question or "(not stored)")
+    click.secho("\nAnswer:", bold=True)
+    click.echo(answer or "(none)")
+    if row["error"]:
+        click.echo(f"\nError: {row['error']}")
+    if row["retrieved_chunk_ids"]:
+        click.echo(f"\nRetrieved chunks: {row['retrieved_chunk_ids']}")
+    click.secho("\nTrace:", bold=True)
+    for line in trace_lines(row, store.spans(response_id)):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("response_id", type=int)
+def trace(response_id: int) -> None:
+    """Why was it slow? One answer's steps and inputs: model, template, sources, timings."""
+    store = _store()
+    try:
+        _show_response(store, response_id)
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+
+
+@main.command()
+@click.argument("what", type=click.Choice(["sft", "dpo", "responses"]))
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True,
+              help="For `responses`.")
+@click.option("--since", help="For `responses`: only answers since (7d, 2026-11-01, ...).")
+def export(what: str, output: Path, fmt: str, since: str | None) -> None:
+    """Export feedback for fine-tuning, or the response log.
+
+    \b
+    sft        thumbs-up and reviewed answers as chat-format examples (JSONL)
+    dpo        preference pairs: the reviewer's answer chosen, the model's rejected (JSONL)
+    responses  every response row (JSONL or CSV)
+    """
+    import csv
+
+    from engine.review import fine_tuning_examples, preference_pairs
+    from engine.stats import parse_since
+
+    store = _store()
+    try:
+        if what == "sft":
+            rows = fine_tuning_examples(store, _settings().system_prompt)
+        elif what == "dpo":
+            rows = preference_pairs(store)
+        else:
+            rows = store.responses_since(parse_since(since))
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    try:
+        with output.open("w", encoding="utf-8", newline="") as fh:
+            if fmt == "csv" and what == "responses":
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["id"])
+                writer.writeheader()
+                writer.writerows(rows)
+            else:
+                for row in rows:
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        raise click.ClickException(f"Cannot write {output}: {exc.strerror}.") from exc
+    click.echo(f"Wrote {len(rows)} {what} rows to {output}.")

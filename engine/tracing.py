@@ -30,12 +30,13 @@ class Trace:
 
     @contextlib.contextmanager
     def span(self, name: str, parent: str | None = None, **attrs: Any) -> Iterator[Span]:
-        """Times the block; the span is kept even when the block raises or is cancelled."""
+        """Times the block (the block may end the span earlier by setting `end`); the span is kept
+        even when the block raises or is cancelled."""
         span = Span(name, time.perf_counter(), 0.0, parent, dict(attrs))
         try:
             yield span
         finally:
-            span.end = time.perf_counter()
+            span.end = span.end or time.perf_counter()
             self.spans.append(span)
 
     def add(self, name: str, start: float | None, end: float | None, parent: str | None = None,

@@ -233,6 +233,15 @@ class Store:
             row["attrs"] = json.loads(row["attrs"]) if row["attrs"] else {}
         return rows
 
+    @_translated
+    def message_text(self, message_id: int | None) -> str | None:
+        row = self.conn.execute("SELECT content FROM messages WHERE id = ?", [message_id]).fetchone()
+        return row[0] if row else None
+
+    @_translated
+    def responses_since(self, since: str) -> list[dict[str, Any]]:
+        return dicts(self.conn.execute("SELECT * FROM responses WHERE created_at >= ? ORDER BY id", [since]))
+
     # review queue ------------------------------------------------------------------------------
 
     def _enqueue_review(self, response_id: int, reason: str) -> None:

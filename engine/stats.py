@@ -1,0 +1,194 @@
+"""Answer statistics over the response rows: latency percentiles, speed, tokens and cost per day,
+per model / backend / template / folder / feature, cache hits, thumbs, errors; and terminal plots.
+
+Each figure is one indexed query over a time window (`responses_for_stats` covers the columns),
+so a million rows take well under a second.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from engine.errors import ConfigError
+from memory.store import Store, dicts
+
+GROUPS = {
+    "model": "r.model",
+    "backend": "r.backend",
+    "template": "r.template || ' ' || COALESCE(r.template_version, '')",
+    "feature": "CASE WHEN r.retrieved_chunk_ids IS NULL THEN 'chat' ELSE 'rag' END",
+}
+_SINCE = re.compile(r"^(\d+)\s*([mhdw])$")
+
+
+def parse_since(text: str | None, now: datetime | None = None) -> str:
+    """"7d", "24h", "30m", "2w", or a date (2026-11-01): the ISO time (UTC) the window starts."""
+    now = now or datetime.now(UTC)
+    if not text:
+        return "0000"
+    match = _SINCE.match(text.strip())
+    if match:
+        amount, unit = int(match[1]), match[2]
+        delta = {"m": timedelta(minutes=amount), "h": timedelta(hours=amount),
+                 "d": timedelta(days=amount), "w": timedelta(weeks=amount)}[unit]
+        return (now - delta).isoformat()
+    try:
+        return datetime.fromisoformat(text.strip()).replace(tzinfo=UTC).isoformat()
+    except ValueError as exc:
+        raise ConfigError(f"--since {text!r} is neither a duration nor a date.",
+                          hint="Use 30m, 24h, 7d, 2w, or a date like 2026-11-01.") from exc
+
+
+def percentile(ordered: list[float], q: float) -> float | None:
+    """The q-th percentile of sorted values, interpolating linearly between neighbours."""
+    if not ordered:
+        return None
+    k = (len(ordered) - 1) * q / 100
+    low = math.floor(k)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
+
+
+def _column(store: Store, column: str, since: str, where: str = "", args: tuple = ()) -> list[float]:
+    rows = store.conn.execute(
+        f"SELECT r.{column} FROM responses r WHERE r.created_at >= ? AND r.{column} IS NOT NULL {where}"
+        f" ORDER BY r.{column}",
+        [since, *args],
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _summary(store: Store, since: str, where: str = "", args: tuple = ()) -> dict[str, Any]:
+    totals = dicts(store.conn.execute(
+        f"""SELECT COUNT(*) AS answers,
+                   COALESCE(SUM(r.status = 'error'), 0) AS errors,
+                   COALESCE(SUM(r.status = 'cancelled'), 0) AS cancelled,
+                   COALESCE(SUM(r.input_tokens), 0) AS input_tokens,
+                   COALESCE(SUM(r.output_tokens), 0) AS output_tokens,
+                   COALESCE(SUM(r.cost), 0) AS cost,
+                   COALESCE(SUM(r.cache_hit), 0) AS cache_hits
+            FROM responses r WHERE r.created_at >= ? {where}""",
+        [since, *args],
+    ))[0]
+    thumbs = store.conn.execute(
+        f"""SELECT COALESCE(SUM(f.rating = 1), 0), COALESCE(SUM(f.rating = -1), 0)
+            FROM feedback f JOIN responses r ON r.id = f.response_id
+            WHERE f.id IN (SELECT MAX(id) FROM feedback GROUP BY response_id)
+              AND r.created_at >= ? {where}""",
+        [since, *args],
+    ).fetchone()
+    ok = " AND r.status = 'ok'"
+    ttft = _column(store, "ttft_ms", since, where + ok, args)
+    total = _column(store, "total_ms", since, where + ok, args)
+    speed = _column(store, "tokens_per_s", since, where + ok, args)
+    answers = totals["answers"]
+    rated = thumbs[0] + thumbs[1]
+    return {
+        **totals,
+        "error_rate": totals["errors"] / answers if answers else None,
+        "cache_hit_rate": totals["cache_hits"] / answers if answers else None,
+        "thumbs_up": thumbs[0],
+        "thumbs_down": thumbs[1],
+        "thumbs_up_ratio": thumbs[0] / rated if rated else None,
+        "ttft_ms": {f"p{q}": percentile(ttft, q) for q in (50, 95, 99)},
+        "total_ms": {f"p{q}": percentile(total, q) for q in (50, 95, 99)},
+        "tokens_per_s": {"p50": percentile(speed, 50)},
+    }
+
+
+def _group_keys(store: Store, by: str, since: str) -> list[tuple[str, str, tuple]]:
+    """(label, extra WHERE, its arguments) for each group."""
+    if by == "folder":
+        folders = [row[0] for row in store.conn.execute(
+            """SELECT DISTINCT j.value FROM responses r JOIN spans s ON s.response_id = r.id
+               AND s.name = 'retrieval', json_each(s.attrs, '$.found_in') j WHERE r.created_at >= ?""",
+            [since],
+        )]
+        clause = ("AND r.id IN (SELECT s.response_id FROM spans s, json_each(s.attrs, '$.found_in') j"
+                  " WHERE s.name = 'retrieval' AND j.value = ?)")
+        return [(folder, clause, (folder,)) for folder in sorted(folders)]
+    if by not in GROUPS:
+        known = ", ".join([*GROUPS, "folder"])
+        raise ConfigError(f"--by {by!r} is not a grouping.", hint=f"Use one of: {known}.")
+    expression = GROUPS[by]
+    keys = [row[0] for row in store.conn.execute(
+        f"SELECT DISTINCT {expression} FROM responses r WHERE r.created_at >= ?", [since]
+    )]
+    return [(key, f"AND {expression} = ?", (key,)) for key in sorted(k for k in keys if k is not None)]
+
+
+def compute(store: Store, since: str | None = None, by: str | None = None) -> dict[str, Any]:
+    start = parse_since(since)
+    per_day = dicts(store.conn.execute(
+        """SELECT substr(r.created_at, 1, 10) AS day, COUNT(*) AS answers,
+                  COALESCE(SUM(r.input_tokens), 0) + COALESCE(SUM(r.output_tokens), 0) AS tokens,
+                  COALESCE(SUM(r.cost), 0) AS cost, COALESCE(SUM(r.status = 'error'), 0) AS errors
+           FROM responses r WHERE r.created_at >= ? GROUP BY day ORDER BY day""",
+        [start],
+    ))
+    thumbs_per_day = {row["day"]: row for row in dicts(store.conn.execute(
+        """SELECT substr(f.created_at, 1, 10) AS day, SUM(f.rating = 1) AS up, SUM(f.rating = -1) AS down
+           FROM feedback f WHERE f.created_at >= ? GROUP BY day""",
+        [start],
+    ))}
+    for row in per_day:
+        day = thumbs_per_day.get(row["day"], {})
+        row["thumbs_up"], row["thumbs_down"] = day.get("up", 0), day.get("down", 0)
+    result: dict[str, Any] = {
+        "since": start if since else None,
+        "overall": _summary(store, start),
+        "per_day": per_day,
+        "latency_histogram": histogram(_column(store, "total_ms", start, " AND r.status = 'ok'")),
+    }
+    if by:
+        result["by"] = by
+        result["groups"] = {label: _summary(store, start, where, args)
+                            for label, where, args in _group_keys(store, by, start)}
+    return result
+
+
+def histogram(values: list[float], bins: int = 12) -> list[dict[str, float]]:
+    """Counts of sorted values in equal-width bins."""
+    if not values:
+        return []
+    low, high = values[0], values[-1]
+    width = (high - low) / bins or 1.0
+    counts = [0] * bins
+    for value in values:
+        counts[min(int((value - low) / width), bins - 1)] += 1
+    return [{"from_ms": low + i * width, "to_ms": low + (i + 1) * width, "count": count}
+            for i, count in enumerate(counts)]
+
+
+def plots(stats: dict[str, Any], width: int = 80, height: int = 12) -> list[tuple[str, str]]:
+    """(title, text) plots drawn with characters: the latency histogram, cost per day, thumbs
+    per day. Plain text (no colours), so the CLI and the TUI show the same thing."""
+    import plotext as plt
+
+    drawn = []
+
+    def draw(title: str, fill) -> None:
+        plt.clf()
+        plt.plotsize(width, height)
+        plt.theme("clear")
+        fill()
+        plt.title(title)
+        drawn.append((title, plt.build()))
+
+    bins = stats["latency_histogram"]
+    if bins:
+        draw("Answer latency (ms): how many answers took how long",
+             lambda: plt.bar([f"{b['from_ms']:.0f}" for b in bins], [b["count"] for b in bins]))
+    days = stats["per_day"]
+    if days:
+        labels = [d["day"][5:] for d in days]
+        draw("Cost per day (USD)", lambda: plt.bar(labels, [d["cost"] for d in days]))
+        if any(d["thumbs_up"] or d["thumbs_down"] for d in days):
+            def thumbs() -> None:
+                plt.multiple_bar(labels, [[d["thumbs_up"] for d in days], [d["thumbs_down"] for d in days]],
+                                 labels=["up", "down"])
+            draw("Thumbs per day", thumbs)
+    return drawn

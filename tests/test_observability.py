@@ -1,0 +1,269 @@
+"""Traces, stats, alerts, the review queue, exports and log_content: real model for the traces,
+seeded databases (known latencies) for the numbers."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy
+import pytest
+
+from engine import Engine, Finished, Settings
+from engine.alerts import check
+from engine.review import fine_tuning_examples, looks_like_refusal, preference_pairs
+from engine.stats import compute, parse_since
+from memory.store import Store
+from tests.conftest import events_of
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True, timeout=120)
+
+
+def seed(store: Store, rows: list[dict], start: datetime | None = None) -> list[int]:
+    """Responses with the given fields, one conversation, a question and an answer each; a minute
+    apart, ending now (or from `start`)."""
+    start = start or datetime.now(UTC) - timedelta(minutes=len(rows))
+    conversation = store.create_conversation("seeded")
+    ids = []
+    for i, fields in enumerate(rows):
+        question = store.add_message(conversation, "user", fields.pop("question", f"question {i}"))
+        row = {"prompt_message_id": question, "status": "ok", "backend": "local", "model": "m1",
+               "template": "system", "template_version": "v1", "input_tokens": 10, "output_tokens": 5,
+               "ttft_ms": 50.0, "total_ms": 100.0, "tokens_per_s": 20.0, "cost": 0.0,
+               "created_at": (start + timedelta(minutes=i)).isoformat(), **fields}
+        spans = row.pop("spans", None)
+        _, response_id = store.record_answer(conversation, row.pop("answer", f"answer {i}"),
+                                             row["status"] != "ok", row, spans)
+        ids.append(response_id)
+    return ids
+
+
+@pytest.fixture
+def store(home: Path) -> Store:
+    home.mkdir(parents=True, exist_ok=True)
+    store = Store(home / "assistant.db")
+    yield store
+    store.close()
+
+
+# traces ------------------------------------------------------------------------------------------
+
+
+async def test_an_answer_has_a_trace_that_adds_up(settings: Settings, home: Path) -> None:
+    engine = Engine(settings)
+    events = await events_of(engine, "What is the capital of France?")
+    await engine.close()
+    done = events[-1]
+    assert isinstance(done, Finished)
+    store = Store(home / "assistant.db")
+    response = store.response(done.response_id)
+    spans = store.spans(done.response_id)
+    store.close()
+    names = [s["name"] for s in spans]
+    for step in ("save question", "retrieval", "routing", "load model", "prompt build", "generation",
+                 "queue wait", "prompt evaluation", "first token", "decode", "logging"):
+        assert step in names, step
+    top = [s for s in spans if s["parent"] is None]
+    covered = sum(s["duration_ms"] for s in top)
+    assert covered == pytest.approx(response["total_ms"], rel=0.05, abs=5.0)
+    for a, b in zip(top, top[1:], strict=False):  # one after another, no overlap
+        assert b["start_ms"] >= a["start_ms"] + a["duration_ms"] - 0.5
+    by_name = {s["name"]: s for s in spans}
+    assert by_name["prompt evaluation"]["duration_ms"] > 0
+    assert by_name["first token"]["start_ms"] + by_name["first token"]["duration_ms"] == pytest.approx(
+        response["ttft_ms"], abs=2.0)
+    assert by_name["generation"]["attrs"]["tokens"] == response["output_tokens"]
+    assert response["trace_id"]
+    shown = run("trace", str(done.response_id))
+    assert shown.returncode == 0 and "prompt evaluation" in shown.stdout and "SmolLM2" in shown.stdout
+
+
+# stats -------------------------------------------------------------------------------------------
+
+
+def test_stats_give_the_exact_percentiles_of_a_seeded_database(store: Store) -> None:
+    rng = random.Random(7)
+    rows = []
+    for i in range(400):
+        model = "m1" if i % 4 else "m2"
+        rows.append({"model": model, "ttft_ms": rng.uniform(20, 400), "total_ms": rng.uniform(500, 9000),
+                     "tokens_per_s": rng.uniform(10, 90), "cost": 0.001 * (i % 3),
+                     "status": "error" if i % 20 == 0 else "ok", "cache_hit": int(i % 10 == 0)})
+    ids = seed(store, [dict(r) for r in rows])
+    for response_id in ids[:30]:
+        store.add_feedback(response_id, 1 if response_id % 3 else -1)
+    store.add_feedback(ids[1], -1)  # the latest rating of a response counts
+    result = compute(store)
+    ok = [r for r in rows if r["status"] == "ok"]
+    overall = result["overall"]
+    for column in ("ttft_ms", "total_ms"):
+        values = [r[column] for r in ok]
+        for q in (50, 95, 99):
+            assert overall[column][f"p{q}"] == pytest.approx(numpy.percentile(values, q), rel=1e-12)
+    assert overall["tokens_per_s"]["p50"] == pytest.approx(numpy.median([r["tokens_per_s"] for r in ok]))
+    assert overall["answers"] == 400 and overall["errors"] == 20 and overall["error_rate"] == 0.05
+    assert overall["cache_hit_rate"] == 0.1
+    assert overall["cost"] == pytest.approx(sum(r["cost"] for r in rows))
+    ratings = {rid: (1 if rid % 3 else -1) for rid in ids[:30]}
+    ratings[ids[1]] = -1
+    assert overall["thumbs_up"] == sum(v == 1 for v in ratings.values())
+    assert overall["thumbs_down"] == sum(v == -1 for v in ratings.values())
+    by_model = compute(store, by="model")["groups"]
+    m2 = [r["total_ms"] for r in ok if r["model"] == "m2"]
+    assert by_model["m2"]["total_ms"]["p95"] == pytest.approx(numpy.percentile(m2, 95))
+    assert by_model["m1"]["answers"] + by_model["m2"]["answers"] == 400
+    assert sum(d["answers"] for d in result["per_day"]) == 400
+    # A window: only the last 60 minutes (the seeded answers are a minute apart).
+    assert compute(store, since="60m")["overall"]["answers"] in (59, 60, 61)
+
+
+def test_stats_by_folder_and_feature(store: Store) -> None:
+    def retrieval(folders: list[str]) -> list[dict]:
+        return [{"name": "retrieval", "parent": None, "start_ms": 0.0, "duration_ms": 1.0,
+                 "attrs": {"folders": 1, "passages": len(folders), "found_in": folders}}]
+
+    seed(store, [{"spans": retrieval(["/notes"]), "retrieved_chunk_ids": "[1]", "total_ms": 100.0},
+                 {"spans": retrieval(["/notes", "/code"]), "retrieved_chunk_ids": "[2]", "total_ms": 300.0},
+                 {"total_ms": 50.0}])
+    by_folder = compute(store, by="folder")["groups"]
+    assert by_folder["/notes"]["answers"] == 2 and by_folder["/code"]["answers"] == 1
+    by_feature = compute(store, by="feature")["groups"]
+    assert by_feature["rag"]["answers"] == 2 and by_feature["chat"]["answers"] == 1
+
+
+def test_since_accepts_durations_and_dates() -> None:
+    now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    assert parse_since("7d", now) == (now - timedelta(days=7)).isoformat()
+    assert parse_since("90m", now) == (now - timedelta(minutes=90)).isoformat()
+    assert parse_since("2026-11-01", now).startswith("2026-11-01T00:00:00")
+    with pytest.raises(Exception, match="neither a duration nor a date"):
+        parse_since("last week", now)
+
+
+# alerts ------------------------------------------------------------------------------------------
+
+
+def test_alerts_fire_on_seeded_spikes_and_not_on_normal_data(store: Store, settings: Settings) -> None:
+    rng = random.Random(3)
+    normal = [{"total_ms": rng.uniform(80, 120), "model_hash": "a" * 64} for _ in range(200)]
+    seed(store, normal)
+    assert check(store, settings) == []
+    seed(store, [{"total_ms": rng.uniform(400, 500), "model_hash": "a" * 64} for _ in range(20)])
+    assert [a.kind for a in check(store, settings)] == ["latency"]
+    seed(store, [{"status": "error" if i % 2 else "ok", "model_hash": "a" * 64} for i in range(20)])
+    kinds = [a.kind for a in check(store, settings)]
+    assert "errors" in kinds
+    seed(store, [{"model_hash": "b" * 64} for _ in range(5)])
+    changed = [a for a in check(store, settings) if a.kind == "model_changed"]
+    assert changed and "aaaaaaaaaaaa" in changed[0].message and "bbbbbbbbbbbb" in changed[0].message
+
+
+def test_alerts_on_empty_retrieval_and_budget_pace(store: Store, settings: Settings) -> None:
+    found = [{"name": "retrieval", "parent": None, "start_ms": 0.0, "duration_ms": 1.0,
+              "attrs": {"folders": 2, "passages": 5, "found_in": ["/n"]}}]
+    empty = [{"name": "retrieval", "parent": None, "start_ms": 0.0, "duration_ms": 1.0,
+              "attrs": {"folders": 2, "passages": 0, "found_in": []}}]
+    seed(store, [{"spans": found} for _ in range(10)])
+    assert check(store, settings) == []
+    seed(store, [{"spans": empty} for _ in range(12)])
+    assert [a.kind for a in check(store, settings)] == ["retrieval"]
+    budgeted = settings.replace(budget_monthly_usd=10.0)
+    now = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)  # 2.5 of 30 days gone
+    seed(store, [{"remote": 1, "cost": 0.5}], start=now - timedelta(hours=1))
+    assert not [a for a in check(store, budgeted, now) if a.kind == "budget"]  # on pace for 6 USD of 10
+    seed(store, [{"remote": 1, "cost": 1.0}], start=now - timedelta(minutes=30))
+    pace = [a for a in check(store, budgeted, now) if a.kind == "budget"]  # 1.50 so far: 18 USD pace
+    assert pace and "projected" in pace[0].message
+
+
+# review queue and exports -------------------------------------------------------------------------
+
+
+def test_review_flow_and_exports_round_trip(store: Store, home: Path, tmp_path: Path) -> None:
+    ids = seed(store, [
+        {"question": "What is 2+2?", "answer": "5"},
+        {"question": "Capital of Italy?", "answer": "Rome."},
+        {"question": "Write a poem", "answer": "I'm sorry, but I can't help with that."},
+    ])
+    store.add_feedback(ids[0], -1, "wrong")
+    store.add_feedback(ids[1], 1)
+    store.enqueue_review(ids[2], "refusal")
+    pending = store.reviews()
+    assert [(r["response_id"], r["reason"]) for r in pending] == [(ids[0], "thumbs_down"), (ids[2], "refusal")]
+    assert pending[0]["question"] == "What is 2+2?" and pending[0]["answer"] == "5"
+    listed = run("review")
+    assert listed.returncode == 0 and "thumbs_down" in listed.stdout and "Capital" not in listed.stdout
+    shown = run("review", str(ids[0]))
+    assert "What is 2+2?" in shown.stdout and "Trace:" in shown.stdout
+    assert run("review", str(ids[0]), "--better", "4", "--note", "arithmetic").returncode == 0
+    assert run("review", str(ids[2]), "--done").returncode == 0
+    assert store.reviews() == []
+    assert [r["better_answer"] for r in store.reviews(pending=False)] == ["4", None]
+
+    sft = tmp_path / "sft.jsonl"
+    dpo = tmp_path / "dpo.jsonl"
+    assert run("export", "sft", str(sft)).returncode == 0
+    assert run("export", "dpo", str(dpo)).returncode == 0
+    examples = [json.loads(line) for line in sft.read_text().splitlines()]
+    assert examples == fine_tuning_examples(store, Settings().system_prompt)
+    answers = {e["messages"][-1]["content"] for e in examples}
+    assert answers == {"4", "Rome."}  # the reviewed answer replaces the bad one; thumbs up kept
+    assert examples[0]["messages"][0]["role"] == "system" and examples[0]["messages"][-2]["content"] == "What is 2+2?"
+    pairs = [json.loads(line) for line in dpo.read_text().splitlines()]
+    assert pairs == preference_pairs(store)
+    assert pairs[0]["chosen"] == "4" and pairs[0]["rejected"] == "5"
+    assert pairs[0]["prompt"][-1] == {"role": "user", "content": "What is 2+2?"}
+    out_csv, out_jsonl = tmp_path / "r.csv", tmp_path / "r.jsonl"
+    assert run("export", "responses", str(out_csv), "--format", "csv").returncode == 0
+    assert run("export", "responses", str(out_jsonl)).returncode == 0
+    import csv
+    assert [int(r["id"]) for r in csv.DictReader(out_csv.open())] == ids
+    assert [json.loads(line)["id"] for line in out_jsonl.read_text().splitlines()] == ids
+
+
+def test_refusals_are_detected() -> None:
+    assert looks_like_refusal("I'm sorry, but I can't help with that request.")
+    assert looks_like_refusal("As an AI language model, I cannot browse the web.")
+    assert looks_like_refusal("I cannot provide medical advice.")
+    assert not looks_like_refusal("Paris is the capital of France.")
+    assert not looks_like_refusal("You can't go wrong with a good night's sleep.")
+
+
+# log_content = false ----------------------------------------------------------------------------------
+
+
+async def test_no_prompt_text_reaches_the_database_when_content_logging_is_off(settings: Settings,
+                                                                              home: Path) -> None:
+    engine = Engine(settings.replace(log_content=False))
+    first = await events_of(engine, "My cat is called Zanzibarquux. Remember it.")
+    conversation = first[-1].conversation_id
+    second = await events_of(engine, "What is my cat called?", conversation)
+    await engine.close()
+    assert isinstance(second[-1], Finished)
+    assert second[0].prompt_tokens > first[0].prompt_tokens  # the first turn was in the prompt
+    db = sqlite3.connect(home / "assistant.db")
+    dump = "\n".join(db.iterdump())
+    assert "Zanzibarquux" not in dump and "What is my cat called" not in dump
+    assert first[-1].text and first[-1].text not in dump
+    rows = db.execute("SELECT input_tokens, output_tokens, total_ms FROM responses").fetchall()
+    assert len(rows) == 2 and all(r[0] and r[1] and r[2] for r in rows)
+    assert db.execute("SELECT COUNT(*) FROM spans").fetchone()[0] > 10
+    db.close()
+
+
+def test_cli_stats_json_and_alerts(store: Store) -> None:
+    seed(store, [{"total_ms": 100.0 + i} for i in range(30)])
+    done = run("stats", "--json", "--by", "model")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["overall"]["answers"] == 30 and "m1" in result["groups"] and result["alerts"] == []
+    text = run("stats", "--since", "7d")
+    assert text.returncode == 0 and "Answer latency" in text.stdout and "Per day" in text.stdout
+    assert run("stats", "--since", "yesterday-ish").returncode == 1
