@@ -408,6 +408,29 @@ class Engine:
             raise ConfigError(f"There is no backend named {backend!r}.")
         await self._db((await self.store()).set_conversation_backend, conversation_id, backend)
 
+    # observability -----------------------------------------------------------------------------
+
+    async def trace(self, response_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """An answer's response row and its spans."""
+        store = await self.store()
+        return await self._db(store.response, response_id), await self._db(store.spans, response_id)
+
+    async def stats(self, since: str | None = None, by: str | None = None) -> dict[str, Any]:
+        from engine import stats
+
+        return await self._db(stats.compute, await self.store(), since, by)
+
+    async def alerts(self) -> list[Any]:
+        from engine import alerts
+
+        return await self._db(alerts.check, await self.store(), self.settings)
+
+    async def reviews(self, pending: bool = True) -> list[dict[str, Any]]:
+        return await self._db((await self.store()).reviews, pending)
+
+    async def mark_reviewed(self, response_id: int, better_answer: str | None, note: str | None = None) -> None:
+        await self._db((await self.store()).mark_reviewed, response_id, better_answer, note)
+
     # history -----------------------------------------------------------------------------------
 
     async def conversation(self, conversation_id: int) -> dict[str, Any]:

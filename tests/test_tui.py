@@ -303,3 +303,44 @@ async def test_pick_a_remote_backend_per_conversation(home: Path) -> None:
             origins = [a.origin for a in answers(app)]
             assert origins[0] == "↗ fake-model · fake" and origins[1].endswith("· local")
             assert screen.backend_choice == "fake"
+
+
+async def test_trace_stats_and_review_screens(settings: Settings) -> None:
+    from textual.widgets import Static, TextArea
+
+    from app.screens.insights import ReviewScreen, StatsScreen, TraceDialog
+
+    app = AssistantApp(Engine(settings))
+    async with app.run_test(size=(150, 45)) as pilot:
+        screen = chat(app)
+        await wait_for(lambda: screen.status.state == "ready", what="model loaded")
+        await ask(pilot, "What is the capital of France?")
+        answer = await finished_answer(app)
+        await pilot.press("ctrl+t")
+        await wait_for(lambda: isinstance(app.screen, TraceDialog), what="trace dialog")
+        text = str(app.screen.query_one("#trace-text", Static).render())
+        assert "prompt evaluation" in text and "SmolLM2" in text
+        await pilot.press("escape")
+        await pilot.press("ctrl+b")  # thumbs down: the answer goes to the review queue
+        await wait_for(lambda: isinstance(app.screen, TextDialog))
+        await pilot.press("escape")
+        await wait_for(lambda: answer.rating == -1)
+        await pilot.press("f3")
+        await wait_for(lambda: isinstance(app.screen, StatsScreen))
+        stats = app.screen
+        await wait_for(lambda: stats.result is not None, what="stats computed")
+        assert stats.result["overall"]["answers"] == 1 and stats.result["overall"]["thumbs_down"] == 1
+        assert "Answer latency" in str(stats.query_one("#stats-plots", Static).render())
+        await pilot.press("g")  # group by model
+        await wait_for(lambda: stats.by == "model" and "groups" in (stats.result or {}))
+        await pilot.press("escape")
+        await pilot.press("f4")
+        await wait_for(lambda: isinstance(app.screen, ReviewScreen))
+        review = app.screen
+        await wait_for(lambda: len(review.rows) == 1, what="queued answer listed")
+        await wait_for(lambda: "Question:" in str(review.query_one("#review-text", Static).render()))
+        review.query_one("#better", TextArea).load_text("Paris.")
+        await pilot.click("#save")
+        await wait_for(lambda: review.rows == [], what="reviewed")
+        done = await app.engine.reviews(pending=False)
+        assert done[0]["better_answer"] == "Paris." and done[0]["response_id"] == answer.response_id

@@ -44,6 +44,9 @@ class ChatScreen(Screen):
         Binding("ctrl+r", "open_source", "Open source"),
         Binding("ctrl+f", "folders", "Folders"),
         Binding("ctrl+l", "pick_backend", "Backend"),
+        Binding("ctrl+t", "show_trace", "Trace"),
+        Binding("f3", "stats", "Stats"),
+        Binding("f4", "review", "Review"),
         Binding("ctrl+s", "toggle_sidebar", "Sidebar"),
         Binding("f2", "rename_conversation", "Rename", show=False),
     ]
@@ -54,6 +57,7 @@ class ChatScreen(Screen):
         self.conversation_id: int | None = None
         self.selected: AnswerMessage | None = None
         self.backend_choice: str | None = None  # None: the configured route
+        self.alerts_shown: set[str] = set()
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -93,6 +97,7 @@ class ChatScreen(Screen):
         # loads in its thread left it unpainted in real terminals (seen in tmux, not in Pilot).
         await self.show_conversations()
         await self.load_model()
+        self.check_alerts()
         try:
             await self.engine.warm_up()
         except AssistantError as exc:
@@ -193,6 +198,19 @@ class ChatScreen(Screen):
                 if self.engine.router.breaker_state(name) != "closed"
             )
             self.refresh_conversations()
+            self.check_alerts()
+
+    @work(group="alerts", exclusive=True)
+    async def check_alerts(self) -> None:
+        """Each alert once per session, as a notification (the Stats screen lists them all)."""
+        try:
+            alerts = await self.engine.alerts()
+        except AssistantError:
+            return  # the store's own errors are shown where they happen
+        for alert in alerts:
+            if alert.message not in self.alerts_shown:
+                self.alerts_shown.add(alert.message)
+                self.notify(alert.message, title="Alert (F3: stats)", severity="warning", timeout=12)
 
     def _started(self, event: Started) -> None:
         self.conversation_id = event.conversation_id
@@ -386,6 +404,31 @@ class ChatScreen(Screen):
                         severity="warning", timeout=8)
         else:
             self.notify(f"Next answers: {backend.name} ({backend.model_name}).", timeout=3)
+
+    @work(group="edit")
+    async def action_show_trace(self) -> None:
+        from app.screens.insights import TraceDialog
+
+        answer = self.target_answer()
+        if answer is None:
+            self.notify("There is no answer to trace yet.", severity="warning")
+            return
+        try:
+            response, spans = await self.engine.trace(answer.response_id)
+        except AssistantError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        await self.app.push_screen_wait(TraceDialog(response, spans))
+
+    def action_stats(self) -> None:
+        from app.screens.insights import StatsScreen
+
+        self.app.push_screen(StatsScreen())
+
+    def action_review(self) -> None:
+        from app.screens.insights import ReviewScreen
+
+        self.app.push_screen(ReviewScreen())
 
     def action_toggle_sidebar(self) -> None:
         sidebar = self.query_one(ConversationList)
