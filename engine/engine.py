@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -27,12 +28,13 @@ from engine.router import Route, Router, is_remote, is_trusted
 from engine.tracing import Trace
 from memory.corpus import Corpus
 from memory.retriever import Passage
-from memory.store import Store
+from memory.store import Store, now
 
 if TYPE_CHECKING:
     from engine.knowledge import Knowledge
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 UNLOGGED = "(content not logged)"
 SYSTEM_TEMPLATE = "system"
 SOURCES_TEMPLATE = "system+sources"
@@ -86,6 +88,8 @@ class Engine:
         self._knowledge: Knowledge | None = None
         self._model_hash: asyncio.Task[str | None] | None = None
         self._unlogged: dict[int, list[dict[str, str]]] = {}  # conversations, when log_content is off
+        self._plugin_manager: Any = None
+        self._observers: set[asyncio.Future[None]] = set()
 
     # set-up ------------------------------------------------------------------------------------
 
@@ -137,7 +141,41 @@ class Engine:
     def template_version(self) -> str:
         return _version(self.settings.system_prompt)
 
+    def plugins(self) -> Any:
+        """The plugin manager (built-in and installed plugins; the OTLP exporter when configured).
+        Call from a worker thread: installed plugins are imported on first use."""
+        if self._plugin_manager is None:
+            from plugins.manager import get_plugin_manager
+
+            manager = get_plugin_manager()
+            if self.settings.otlp_endpoint:
+                from plugins.otel import OtlpExporter
+
+                manager.register(OtlpExporter(self.settings.otlp_endpoint), name="otel")
+            self._plugin_manager = manager
+        return self._plugin_manager
+
+    def _observe(self, response: dict[str, Any], spans: list[dict[str, Any]]) -> None:
+        """Hand the saved answer to `on_response_logged` observers, in a thread, in the background."""
+        task = asyncio.ensure_future(asyncio.to_thread(self._notify_observers, response, spans))
+        self._observers.add(task)
+        task.add_done_callback(self._observers.discard)
+
+    def _notify_observers(self, response: dict[str, Any], spans: list[dict[str, Any]]) -> None:
+        try:
+            manager = self.plugins()
+        except AssistantError as exc:  # the OTLP exporter is configured but not installed
+            log.warning("%s", exc)
+            return
+        for impl in manager.hook.on_response_logged.get_hookimpls():
+            try:
+                impl.function(response=response, spans=spans)
+            except Exception as exc:  # someone else's code: disable it, keep answering
+                manager.disable(impl.plugin, f"on_response_logged raised {type(exc).__name__}: {exc}")
+
     async def close(self) -> None:
+        if self._observers:
+            await asyncio.gather(*self._observers, return_exceptions=True)
         if self._model_hash is not None:
             await asyncio.gather(self._model_hash, return_exceptions=True)
         await self.router.aclose()
@@ -251,6 +289,7 @@ class Engine:
                 store.record_answer, conversation_id, saved_text, status != "ok", row, trace.rows(), review))
             try:
                 message_id, response_id = await asyncio.shield(saving)
+                self._observe({**row, "id": response_id, "conversation_id": conversation_id}, trace.rows())
             except AssistantError as exc:  # the disk is full, the database locked...
                 if status != "ok":
                     raise
@@ -331,6 +370,7 @@ class Engine:
             "endpoint": getattr(chosen, "endpoint", "local") if route else None,
             "remote": int(route is not None and is_remote(chosen)),
             "route": json.dumps(route.passed_over if route else []),
+            "created_at": now(),
         }, cost
 
     async def _search(self, question: str, conversation_id: int, attrs: dict[str, Any]) -> list[Passage]:
@@ -428,7 +468,9 @@ class Engine:
     async def reviews(self, pending: bool = True) -> list[dict[str, Any]]:
         return await self._db((await self.store()).reviews, pending)
 
-    async def mark_reviewed(self, response_id: int, better_answer: str | None, note: str | None = None) -> None:
+    async def mark_reviewed(
+        self, response_id: int, better_answer: str | None, note: str | None = None
+    ) -> None:
         await self._db((await self.store()).mark_reviewed, response_id, better_answer, note)
 
     # history -----------------------------------------------------------------------------------

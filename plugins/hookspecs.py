@@ -64,3 +64,14 @@ def register_loaders(register: Register) -> None:
     Plugins are called in registration order, built-ins first, so a later plugin that registers
     a suffix already taken overrides the built-in loader for it.
     """
+
+
+@hookspec
+def on_response_logged(response: dict, spans: list[dict]) -> None:
+    """Observe an answer once its response row and trace are saved.
+
+    `response` is the row as stored (see docs/schema.md, `responses`; its `id` included) and
+    `spans` its trace (`spans` table: name, parent, start_ms, duration_ms, attrs). Called in a
+    worker thread, never on the UI's event loop; an observer that raises is disabled and reported.
+    With `log_content = false` neither holds any question or answer text.
+    """

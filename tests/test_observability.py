@@ -267,3 +267,70 @@ def test_cli_stats_json_and_alerts(store: Store) -> None:
     text = run("stats", "--since", "7d")
     assert text.returncode == 0 and "Answer latency" in text.stdout and "Per day" in text.stdout
     assert run("stats", "--since", "yesterday-ish").returncode == 1
+
+
+# observers: OpenTelemetry export, and a broken observer ------------------------------------------------
+
+
+async def test_traces_reach_an_otlp_collector(settings: Settings) -> None:
+    """A real HTTP server on 127.0.0.1 stands in for the collector and decodes what arrives."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    received: list[ExportTraceServiceRequest] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            received.append(request)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        engine = Engine(settings.replace(otlp_endpoint=f"http://127.0.0.1:{server.server_address[1]}"))
+        events = await events_of(engine, "Say hi.")
+        await engine.close()  # waits for the observers
+    finally:
+        server.shutdown()
+    spans = [s for r in received for rs in r.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    names = {s.name for s in spans}
+    assert {"answer", "generation", "decode", "routing", "logging"} <= names
+    root = next(s for s in spans if s.name == "answer")
+    attributes = {a.key: a.value for a in root.attributes}
+    assert attributes["assistant.response_id"].int_value == events[-1].response_id
+    decode = next(s for s in spans if s.name == "decode")
+    generation = next(s for s in spans if s.name == "generation")
+    assert decode.parent_span_id == generation.span_id and generation.parent_span_id == root.span_id
+
+
+async def test_a_failing_observer_is_disabled_and_answers_go_on(settings: Settings) -> None:
+    from plugins.hookspecs import hookimpl
+
+    class Broken:
+        calls = 0
+
+        @hookimpl
+        def on_response_logged(self, response: dict, spans: list[dict]) -> None:
+            Broken.calls += 1
+            raise RuntimeError("observer bug")
+
+    engine = Engine(settings)
+    manager = await __import__("asyncio").to_thread(engine.plugins)
+    manager.register(Broken(), name="broken")
+    first = await events_of(engine, "Say hi.")
+    second = await events_of(engine, "Say hello.")
+    await engine.close()
+    assert isinstance(first[-1], Finished) and isinstance(second[-1], Finished)
+    assert Broken.calls == 1
+    assert any("broken" in e and "observer bug" in e for e in manager.errors)
