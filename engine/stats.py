@@ -1,8 +1,9 @@
 """Answer statistics over the response rows: latency percentiles, speed, tokens and cost per day,
 per model / backend / template / folder / feature, cache hits, thumbs, errors; and terminal plots.
 
-Each figure is one indexed query over a time window (`responses_for_stats` covers the columns),
-so a million rows take well under a second.
+Each figure is an indexed query over a time window: totals and days read one covering index
+(`responses_for_stats`), and a percentile is the k-th entry of an index sorted by that column
+(`responses_by_ttft`, ...), so a million rows take well under a second and none is read into Python.
 """
 
 from __future__ import annotations
@@ -52,16 +53,30 @@ def percentile(ordered: list[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
 
 
-def _column(store: Store, column: str, since: str, where: str = "", args: tuple = ()) -> list[float]:
-    rows = store.conn.execute(
-        f"SELECT r.{column} FROM responses r WHERE r.created_at >= ? AND r.{column} IS NOT NULL {where}"
-        f" ORDER BY r.{column}",
-        [since, *args],
-    ).fetchall()
-    return [row[0] for row in rows]
+def percentiles(store: Store, column: str, where: str = "", args: tuple = (),
+                qs: tuple[int, ...] = (50, 95, 99)) -> dict[str, float | None]:
+    """Percentiles of a column over the window's successful answers, interpolated like
+    `percentile()`, read as the k-th entries of the index sorted by that column."""
+    filters = f"r.status = 'ok' AND r.{column} IS NOT NULL {where}"
+    count = store.conn.execute(f"SELECT COUNT(*) FROM responses r WHERE {filters}", args).fetchone()[0]
+    result: dict[str, float | None] = {}
+    for q in qs:
+        if not count:
+            result[f"p{q}"] = None
+            continue
+        k = (count - 1) * q / 100
+        low = math.floor(k)
+        pair = [row[0] for row in store.conn.execute(
+            f"SELECT r.{column} FROM responses r WHERE {filters} ORDER BY r.{column} LIMIT 2 OFFSET ?",
+            [*args, low],
+        )]
+        high = pair[1] if len(pair) > 1 else pair[0]
+        result[f"p{q}"] = pair[0] + (high - pair[0]) * (k - low)
+    return result
 
 
-def _summary(store: Store, since: str, where: str = "", args: tuple = ()) -> dict[str, Any]:
+def _summary(store: Store, where: str = "", args: tuple = ()) -> dict[str, Any]:
+    """The figures of the answers matching `where` (SQL starting with AND, over `responses r`)."""
     totals = dicts(store.conn.execute(
         f"""SELECT COUNT(*) AS answers,
                    COALESCE(SUM(r.status = 'error'), 0) AS errors,
@@ -70,20 +85,16 @@ def _summary(store: Store, since: str, where: str = "", args: tuple = ()) -> dic
                    COALESCE(SUM(r.output_tokens), 0) AS output_tokens,
                    COALESCE(SUM(r.cost), 0) AS cost,
                    COALESCE(SUM(r.cache_hit), 0) AS cache_hits
-            FROM responses r WHERE r.created_at >= ? {where}""",
-        [since, *args],
+            FROM responses r WHERE 1 {where}""",
+        args,
     ))[0]
     thumbs = store.conn.execute(
         f"""SELECT COALESCE(SUM(f.rating = 1), 0), COALESCE(SUM(f.rating = -1), 0)
             FROM feedback f JOIN responses r ON r.id = f.response_id
             WHERE f.id IN (SELECT MAX(id) FROM feedback GROUP BY response_id)
-              AND r.created_at >= ? {where}""",
-        [since, *args],
+              {where}""",
+        args,
     ).fetchone()
-    ok = " AND r.status = 'ok'"
-    ttft = _column(store, "ttft_ms", since, where + ok, args)
-    total = _column(store, "total_ms", since, where + ok, args)
-    speed = _column(store, "tokens_per_s", since, where + ok, args)
     answers = totals["answers"]
     rated = thumbs[0] + thumbs[1]
     return {
@@ -93,9 +104,9 @@ def _summary(store: Store, since: str, where: str = "", args: tuple = ()) -> dic
         "thumbs_up": thumbs[0],
         "thumbs_down": thumbs[1],
         "thumbs_up_ratio": thumbs[0] / rated if rated else None,
-        "ttft_ms": {f"p{q}": percentile(ttft, q) for q in (50, 95, 99)},
-        "total_ms": {f"p{q}": percentile(total, q) for q in (50, 95, 99)},
-        "tokens_per_s": {"p50": percentile(speed, 50)},
+        "ttft_ms": percentiles(store, "ttft_ms", where, args),
+        "total_ms": percentiles(store, "total_ms", where, args),
+        "tokens_per_s": percentiles(store, "tokens_per_s", where, args, qs=(50,)),
     }
 
 
@@ -122,6 +133,8 @@ def _group_keys(store: Store, by: str, since: str) -> list[tuple[str, str, tuple
 
 def compute(store: Store, since: str | None = None, by: str | None = None) -> dict[str, Any]:
     start = parse_since(since)
+    # No window, no condition: the min, max and k-th entries are then steps along an index.
+    window: tuple[str, tuple] = ("AND r.created_at >= ?", (start,)) if since else ("", ())
     per_day = dicts(store.conn.execute(
         """SELECT substr(r.created_at, 1, 10) AS day, COUNT(*) AS answers,
                   COALESCE(SUM(r.input_tokens), 0) + COALESCE(SUM(r.output_tokens), 0) AS tokens,
@@ -139,28 +152,33 @@ def compute(store: Store, since: str | None = None, by: str | None = None) -> di
         row["thumbs_up"], row["thumbs_down"] = day.get("up", 0), day.get("down", 0)
     result: dict[str, Any] = {
         "since": start if since else None,
-        "overall": _summary(store, start),
+        "overall": _summary(store, *window),
         "per_day": per_day,
-        "latency_histogram": histogram(_column(store, "total_ms", start, " AND r.status = 'ok'")),
+        "latency_histogram": histogram(store, *window),
     }
     if by:
         result["by"] = by
-        result["groups"] = {label: _summary(store, start, where, args)
+        result["groups"] = {label: _summary(store, window[0] + " " + where, window[1] + args)
                             for label, where, args in _group_keys(store, by, start)}
     return result
 
 
-def histogram(values: list[float], bins: int = 12) -> list[dict[str, float]]:
-    """Counts of sorted values in equal-width bins."""
-    if not values:
+def histogram(store: Store, where: str = "", args: tuple = (), bins: int = 12) -> list[dict[str, float]]:
+    """Answers' total time in equal-width bins from the fastest to the slowest."""
+    filters = f"r.status = 'ok' AND r.total_ms IS NOT NULL {where}"
+    # Separate MIN and MAX: each is then one step along the index, not a scan.
+    low = store.conn.execute(f"SELECT MIN(r.total_ms) FROM responses r WHERE {filters}", args).fetchone()[0]
+    high = store.conn.execute(f"SELECT MAX(r.total_ms) FROM responses r WHERE {filters}", args).fetchone()[0]
+    if low is None:
         return []
-    low, high = values[0], values[-1]
     width = (high - low) / bins or 1.0
-    counts = [0] * bins
-    for value in values:
-        counts[min(int((value - low) / width), bins - 1)] += 1
-    return [{"from_ms": low + i * width, "to_ms": low + (i + 1) * width, "count": count}
-            for i, count in enumerate(counts)]
+    counts = dict(store.conn.execute(
+        f"SELECT MIN(CAST((r.total_ms - ?) / ? AS INTEGER), ?) AS bin, COUNT(*) FROM responses r"
+        f" WHERE {filters} GROUP BY bin",
+        [low, width, bins - 1, *args],
+    ).fetchall())
+    return [{"from_ms": low + i * width, "to_ms": low + (i + 1) * width, "count": counts.get(i, 0)}
+            for i in range(bins)]
 
 
 def plots(stats: dict[str, Any], width: int = 80, height: int = 12) -> list[tuple[str, str]]:

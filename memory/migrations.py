@@ -162,5 +162,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX responses_for_stats ON responses(
         created_at, status, ttft_ms, total_ms, tokens_per_s, input_tokens, output_tokens, cost, cache_hit
     );
+    CREATE INDEX responses_by_ttft ON responses(status, ttft_ms, created_at);
+    CREATE INDEX responses_by_total ON responses(status, total_ms, created_at);
+    CREATE INDEX responses_by_speed ON responses(status, tokens_per_s, created_at);
     """,
 ]
