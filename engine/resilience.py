@@ -95,6 +95,10 @@ class CircuitBreaker:
         self._trial_running = True
         return True
 
+    def release(self) -> None:
+        """The request let through was not made after all (another backend took the question)."""
+        self._trial_running = False
+
     def record_success(self) -> None:
         self._trial_running = False
         if self.current.state != CLOSED or self.current.failures:

@@ -212,6 +212,7 @@ class Router:
                     # Kept as a last resort: a later backend may take the conversation whole.
                     squeezed = squeezed or (backend, fitted, passages, list(passed_over))
                     passed_over.append((backend.name, "the conversation does not fit its context window"))
+                    breaker.release()
                     continue
                 deadline = self.settings.first_token_deadline_s
                 if is_remote(backend) or is_last or "slow_first_token" not in rules:
@@ -219,6 +220,7 @@ class Router:
                 route = await self._first_piece(backend, fitted, passages, params, deadline)
             except _SlowFirstToken:
                 passed_over.append((backend.name, f"no first token within {deadline:g} s"))
+                breaker.release()
                 continue
             except AssistantError as exc:
                 reason = fallback_reason(exc)
@@ -235,6 +237,7 @@ class Router:
         if squeezed is not None:
             backend, fitted, passages, before = squeezed
             route = await self._first_piece(backend, fitted, passages, params, None)
+            await self._record(await self.breaker(backend.name), None)
             route.passed_over = before
             return route
         if len(errors) == 1 and len(passed_over) == 1:
