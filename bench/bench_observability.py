@@ -25,6 +25,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from bench_foundation import machine  # noqa: E402
+from sections import write_section  # noqa: E402
+
 from engine import stats  # noqa: E402
 from engine.stats import percentile  # noqa: E402
 from engine.tracing import Trace  # noqa: E402
@@ -159,16 +161,6 @@ def report(times: dict[str, list[float]], timing: dict[str, float], answers: int
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if "<!-- observability:start -->" in text and "<!-- observability:end -->" in text:
-        head, rest = text.split("<!-- observability:start -->", 1)
-        text = head + section + rest.split("<!-- observability:end -->", 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -180,7 +172,7 @@ def main() -> None:
     section = report(times, timing, args.answers, args.rows)
     print(section)
     if args.write:
-        write_section(args.write, section)
+        write_section(args.write, "observability", section)
 
 
 if __name__ == "__main__":

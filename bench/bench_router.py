@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 from bench_foundation import machine  # noqa: E402
+from sections import write_section  # noqa: E402
 
 from engine.backends.base import SamplingParams  # noqa: E402
 from engine.backends.openai_compat import OpenAICompatibleBackend  # noqa: E402
@@ -150,16 +151,6 @@ refused connection.
 <!-- router:end -->"""
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if "<!-- router:start -->" in text and "<!-- router:end -->" in text:
-        head, rest = text.split("<!-- router:start -->", 1)
-        text = head + section + rest.split("<!-- router:end -->", 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=300)
@@ -170,7 +161,7 @@ def main() -> None:
     section = report(stats, args.rounds)
     print(section)
     if args.write:
-        write_section(args.write, section)
+        write_section(args.write, "router", section)
 
 
 if __name__ == "__main__":
