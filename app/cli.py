@@ -79,12 +79,15 @@ def main(ctx: click.Context, model: str | None) -> None:
               "with -c, the conversation keeps it.")
 @click.option("--sources/--no-sources", "show_sources", default=True, show_default=True,
               help="List the sources from indexed folders after the answer.")
+@click.option("--no-cache", is_flag=True,
+              help="Generate anew even if this exact question was answered before.")
 @click.option("--stats/--no-stats", default=None,
               help="Print response id, tokens and speed to stderr (default: when stderr is a terminal).")
 @click.pass_context
 def ask(ctx: click.Context, question: str, model: str | None, conversation: int | None,
         max_tokens: int | None, temperature: float | None, seed: int | None,
-        system: str | None, backend: str | None, show_sources: bool, stats: bool | None) -> None:
+        system: str | None, backend: str | None, show_sources: bool, no_cache: bool,
+        stats: bool | None) -> None:
     """Answer QUESTION on stdout as it streams ("-" reads the question from stdin).
 
     \b
@@ -110,7 +113,7 @@ def ask(ctx: click.Context, question: str, model: str | None, conversation: int 
         raise click.UsageError(f"There is no backend named {backend!r}; known: {known}.")
     engine.router.primary(backend).start_loading()  # the model loads while the rest starts up
     try:
-        code = _run(_ask(engine, question, conversation, show_stats, show_sources, backend))
+        code = _run(_ask(engine, question, conversation, show_stats, show_sources, backend, no_cache))
     except KeyboardInterrupt:
         click.echo("\nStopped; the partial answer is saved.", err=True)
         sys.exit(130)
@@ -127,10 +130,10 @@ def _sources_text(sources: Any) -> str:
 
 
 async def _ask(engine: Engine, question: str, conversation: int | None, show_stats: bool,
-               show_sources: bool = True, backend: str | None = None) -> int:
+               show_sources: bool = True, backend: str | None = None, regenerate: bool = False) -> int:
     out = sys.stdout
     try:
-        async with contextlib.aclosing(engine.ask(question, conversation, backend)) as events:
+        async with contextlib.aclosing(engine.ask(question, conversation, backend, regenerate)) as events:
             async for event in events:
                 if isinstance(event, Token):
                     out.write(event.text)
@@ -146,6 +149,8 @@ async def _ask(engine: Engine, question: str, conversation: int | None, show_sta
                         speed = f"{t.tokens_per_s:.1f} tok/s" if t.tokens_per_s else "-"
                         ttft = f"{t.ttft_ms:.0f} ms" if t.ttft_ms is not None else "-"
                         cost = "cost unknown" if event.cost_usd is None else f"{event.cost_usd:.4f} USD"
+                        if event.cached_from:
+                            cost = f"from the cache (response {event.cached_from})"
                         click.echo(
                             f"[response {event.response_id} · conversation {event.conversation_id} · "
                             f"{event.usage.prompt_tokens}+{event.usage.completion_tokens} tokens · "

@@ -127,6 +127,8 @@ class AssistantApp(App):
              screen.action_stats),
             ("Review", "Thumbs-down answers and refusals: write the better answer (F4)",
              screen.action_review),
+            ("Regenerate", "Answer the last question anew, not from the cache (F5)",
+             screen.action_regenerate),
             ("Rename conversation", "Rename the current conversation (F2)",
              screen.action_rename_conversation),
             ("Delete conversation", "Delete the current conversation", screen.action_delete_conversation),

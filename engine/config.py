@@ -121,6 +121,13 @@ class Settings:
     budget_monthly_usd: float | None = _doc(
         "Cloud spending limit per calendar month (UTC). Unset: none.", None
     )
+    cache: bool = _doc(
+        "Answer a repeated question from the exact response cache (only deterministic answers: "
+        "temperature 0, unless cache_nondeterministic).",
+        True,
+    )
+    cache_ttl_hours: float = _doc("How long a cached answer is reused.", 168.0)
+    cache_nondeterministic: bool = _doc("Also cache answers sampled at a temperature above 0.", False)
     log_content: bool = _doc(
         "Store questions and answers. Off: timings, tokens and cost are still recorded, the text is not "
         "(conversations then live only while the app runs).",

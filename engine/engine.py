@@ -190,12 +190,14 @@ class Engine:
     # one answer --------------------------------------------------------------------------------
 
     async def ask(
-        self, question: str, conversation_id: int | None = None, backend: str | None = None
+        self, question: str, conversation_id: int | None = None, backend: str | None = None,
+        regenerate: bool = False,
     ) -> AsyncIterator[Event]:
         """Answer `question`, continuing `conversation_id` or starting a new conversation.
 
         `backend` picks the backend for this conversation from now on (saved with it); otherwise
-        the conversation's own choice, else the configured route, applies.
+        the conversation's own choice, else the configured route, applies. A deterministic
+        question asked before with the same inputs is answered from the cache, unless `regenerate`.
 
         Yields Started, Token..., then Finished or Failed. The question is saved before anything
         else, and one response row (with the answer's trace) is written however the answer ends;
@@ -215,58 +217,77 @@ class Engine:
         params = SamplingParams(settings.max_tokens, settings.temperature, settings.top_p, settings.seed)
         result = StreamResult()
         pieces: list[str] = []
-        last_at = None
+        first_at = last_at = None
         passages: list[Passage] = []
         route: Route | None = None
+        cache_key = hit = None
         status, error = "cancelled", None
         try:
             with trace.span("retrieval") as span:
                 passages = await self._search(question, conversation_id, span.attrs)
-            private_history = False
-            if history and any(is_remote(b) for b in router.order(preferred)):
-                private_history = await self._db(store.used_private_sources, conversation_id)
+            if self._cacheable():  # regenerating skips the lookup, and its answer replaces the entry
+                with trace.span("cache lookup") as span:
+                    cache_key = await self._cache_key(router.primary(preferred), history, question, passages,
+                                                      params)
+                    if cache_key and not regenerate:
+                        hit = await self._db(store.cached_answer, cache_key)
+                    span.attrs["hit"] = bool(hit)
+            if hit:
+                primary = router.primary(preferred)
+                by_id = {p.chunk_id: p for p in passages}
+                passages = [by_id[i] for i in json.loads(hit["chunk_ids"] or "[]") if i in by_id]
+                yield Started(conversation_id, prompt_message_id, primary.name, primary.model_name, 0,
+                              primary.n_ctx, 0, False, tuple(passages), cached_from=hit["response_id"])
+                first_at = last_at = time.perf_counter()
+                pieces.append(hit["text"])
+                yield Token(hit["text"])
+            else:
+                private_history = False
+                if history and any(is_remote(b) for b in router.order(preferred)):
+                    private_history = await self._db(store.used_private_sources, conversation_id)
 
-            async def prepare(candidate: Backend) -> tuple[Any, list[Passage]]:
-                await self.load_model(candidate)
-                return await self._fit(candidate, history, question, passages)
+                async def prepare(candidate: Backend) -> tuple[Any, list[Passage]]:
+                    await self.load_model(candidate)
+                    return await self._fit(candidate, history, question, passages)
 
-            with trace.span("routing") as span:
-                route = await router.open(prepare, params, retrieved=passages,
-                                          private_history=private_history, preferred=preferred, trace=trace)
-                span.end = route.stream_started_at  # generation starts there: spans follow one another
-                span.attrs.update(backend=route.backend.name, passed_over=len(route.passed_over))
-            result, passages, chosen = route.result, route.passages, route.backend
-            notices = [f"{name}: {why}" for name, why in route.passed_over]
-            if is_remote(chosen) and not is_trusted(chosen):
-                notices += await router.budget_warnings()
-            yield Started(
-                conversation_id,
-                prompt_message_id,
-                chosen.name,
-                chosen.model_name,
-                route.fitted.prompt_tokens,
-                chosen.n_ctx,
-                route.fitted.dropped_messages,
-                route.fitted.question_truncated,
-                tuple(passages),
-                remote=is_remote(chosen),
-                endpoint=getattr(chosen, "endpoint", "local"),
-                passed_over=tuple(route.passed_over),
-                notices=tuple(notices),
-            )
-            try:
-                if route.first is not None:
-                    last_at = route.first_at
-                    pieces.append(route.first)
-                    yield Token(route.first)
-                async with contextlib.aclosing(route.rest) as stream:
-                    async for piece in stream:
-                        last_at = time.perf_counter()
-                        pieces.append(piece)
-                        yield Token(piece)
-            except AssistantError as exc:
-                await router.finish(route, exc)
-                raise
+                with trace.span("routing") as span:
+                    route = await router.open(prepare, params, retrieved=passages, preferred=preferred,
+                                              private_history=private_history, trace=trace)
+                    span.end = route.stream_started_at  # generation starts there: spans follow one another
+                    span.attrs.update(backend=route.backend.name, passed_over=len(route.passed_over))
+                result, passages, chosen = route.result, route.passages, route.backend
+                notices = [f"{name}: {why}" for name, why in route.passed_over]
+                if is_remote(chosen) and not is_trusted(chosen):
+                    notices += await router.budget_warnings()
+                yield Started(
+                    conversation_id,
+                    prompt_message_id,
+                    chosen.name,
+                    chosen.model_name,
+                    route.fitted.prompt_tokens,
+                    chosen.n_ctx,
+                    route.fitted.dropped_messages,
+                    route.fitted.question_truncated,
+                    tuple(passages),
+                    remote=is_remote(chosen),
+                    endpoint=getattr(chosen, "endpoint", "local"),
+                    passed_over=tuple(route.passed_over),
+                    notices=tuple(notices),
+                )
+                try:
+                    if route.first is not None:
+                        first_at = last_at = route.first_at
+                        pieces.append(route.first)
+                        yield Token(route.first)
+                    async with contextlib.aclosing(route.rest) as stream:
+                        async for piece in stream:
+                            last_at = time.perf_counter()
+                            first_at = first_at or last_at
+                            pieces.append(piece)
+                            yield Token(piece)
+                except AssistantError as exc:
+                    await router.finish(route, exc)
+                    raise
             status = "ok"
         except AssistantError as exc:
             status, error = "error", exc
@@ -279,14 +300,20 @@ class Engine:
                 _generation_spans(trace, route, last_at, logging_started)
             text, sources = resolve_citations("".join(pieces), passages)
             row, cost = await self._response_row(trace, route, preferred, status, error, passages, result,
-                                                 prompt_message_id, last_at, logging_started)
+                                                 prompt_message_id, first_at, last_at, logging_started)
+            if hit:
+                row.update(cache_hit=1, cached_from=hit["response_id"], input_tokens=0, output_tokens=0,
+                           endpoint="cache")
+            keep = None  # a new answer from the route's first backend is kept for next time
+            if status == "ok" and cache_key and route and route.backend is router.primary(preferred):
+                keep = (cache_key, settings.cache_ttl_hours * 3600, [p.chunk_id for p in passages])
             review = "refusal" if status == "ok" and looks_like_refusal(text) else None
             trace.add("logging", logging_started, time.perf_counter())
             saved_text = text if settings.log_content else ""
             self._remember(conversation_id, question, text if status == "ok" else "")
             # Shielded: a second cancel must not lose the row.
-            saving = asyncio.ensure_future(self._db(
-                store.record_answer, conversation_id, saved_text, status != "ok", row, trace.rows(), review))
+            saving = asyncio.ensure_future(self._db(store.record_answer, conversation_id, saved_text,
+                                                    status != "ok", row, trace.rows(), review, keep))
             try:
                 message_id, response_id = await asyncio.shield(saving)
                 self._observe({**row, "id": response_id, "conversation_id": conversation_id}, trace.rows())
@@ -298,7 +325,7 @@ class Engine:
             usage = Usage(row["input_tokens"] or 0, row["output_tokens"])
             timings = Timings(row["ttft_ms"], row["total_ms"], row["tokens_per_s"])
             yield Finished(response_id, conversation_id, message_id, text, usage, timings, tuple(sources),
-                           cost_usd=cost)
+                           cost_usd=cost, cached_from=hit["response_id"] if hit else None)
         else:
             yield Failed(response_id, conversation_id, error, text)
 
@@ -327,6 +354,35 @@ class Engine:
                                            question if logged else "")
         return conversation_id, history, preferred, prompt_message_id
 
+    def _cacheable(self) -> bool:
+        s = self.settings
+        return s.cache and s.log_content and (s.temperature == 0 or s.cache_nondeterministic)
+
+    async def _cache_key(
+        self, backend: Backend, history: list[dict[str, str]], question: str, passages: list[Passage],
+        params: SamplingParams,
+    ) -> str | None:
+        """Everything that decides the answer: the model (and its file), the prompt template, the
+        sampling, the conversation, the question, and the text of each retrieved passage (an
+        edited file gives other passages, hence another key). None: cannot tell (no model file)."""
+        if isinstance(backend, LocalBackend):
+            try:
+                path = await asyncio.to_thread(resolve_model, backend.model, backend.models_dir)
+                stat = await asyncio.to_thread(path.stat)
+            except (AssistantError, OSError):
+                return None  # the answer path reports it
+            model = [str(path), stat.st_size, stat.st_mtime_ns]
+        else:
+            model = [getattr(backend, "endpoint", ""), backend.model_name]
+        payload = {
+            "backend": backend.name, "model": model, "n_ctx": backend.n_ctx,
+            "template": _version(self.settings.system_prompt + SOURCES_INSTRUCTIONS),
+            "params": [params.max_tokens, params.temperature, params.top_p, params.seed],
+            "history": history, "question": question,
+            "passages": [[p.chunk_id, hashlib.sha256(p.text.encode()).hexdigest()] for p in passages],
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
     def _remember(self, conversation_id: int, question: str, answer: str) -> None:
         """With `log_content` off, this session keeps the conversation in memory only."""
         if not self.settings.log_content:
@@ -338,12 +394,11 @@ class Engine:
     async def _response_row(
         self, trace: Trace, route: Route | None, preferred: str | None, status: str,
         error: BaseException | None, passages: list[Passage], result: StreamResult,
-        prompt_message_id: int, last_at: float | None, ended_at: float,
+        prompt_message_id: int, first_at: float | None, last_at: float | None, ended_at: float,
     ) -> tuple[dict[str, Any], float | None]:
         """The response row, and the cost (None when the model's price is unknown)."""
         router, settings = self.router, self.settings
         chosen = route.backend if route else router.primary(preferred)
-        first_at = route.first_at if route and route.first is not None else None
         tokens = result.completion_tokens
         # The server's own count of prompt tokens when it gives one, else ours.
         prompt_tokens = result.prompt_tokens or (route.fitted.prompt_tokens if route else None)

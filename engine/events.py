@@ -38,6 +38,7 @@ class Started:
     endpoint: str = "local"  # where it went: scheme://host:port
     passed_over: tuple[tuple[str, str], ...] = ()  # backends tried or refused first, and why
     notices: tuple[str, ...] = ()  # for the user: fallbacks, budget warnings
+    cached_from: int | None = None  # answered from the cache: the response it repeats
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Finished:
     timings: Timings
     sources: tuple[Source, ...] = ()  # cited ones first; a citation matching no source is dropped
     cost_usd: float | None = 0.0  # None: the model's price is unknown
+    cached_from: int | None = None  # answered from the cache: the response it repeats
 
 
 @dataclass(frozen=True)

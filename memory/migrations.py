@@ -166,4 +166,18 @@ MIGRATIONS: list[str] = [
     CREATE INDEX responses_by_total ON responses(status, total_ms, created_at);
     CREATE INDEX responses_by_speed ON responses(status, tokens_per_s, created_at);
     """,
+    # 5: the exact response cache, and which answer a cached one repeats.
+    """
+    CREATE TABLE response_cache (
+        key TEXT PRIMARY KEY,
+        response_id INTEGER REFERENCES responses(id) ON DELETE CASCADE,
+        text TEXT NOT NULL,
+        chunk_ids TEXT,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        hits INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX response_cache_by_expiry ON response_cache(expires_at);
+    ALTER TABLE responses ADD COLUMN cached_from INTEGER;
+    """,
 ]

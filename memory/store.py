@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -201,10 +201,12 @@ class Store:
     def record_answer(
         self, conversation_id: int, text: str, partial: bool, response: dict[str, Any],
         spans: list[dict[str, Any]] | None = None, review: str | None = None,
+        cache: tuple[str, float, list[int]] | None = None,
     ) -> tuple[int | None, int]:
         """Save an answer (complete, or partial after an error or cancel), its response row, its
-        trace's spans and, when `review` gives a reason, its place in the review queue, in one
-        transaction; returns (message id or None when there is no text, response id)."""
+        trace's spans, when `review` gives a reason its place in the review queue, and with
+        `cache` = (key, seconds to keep, source chunk ids) a cache entry, in one transaction;
+        returns (message id or None when there is no text, response id)."""
         with self._transaction():
             message_id = None
             if text:
@@ -221,7 +223,27 @@ class Store:
             )
             if review:
                 self._enqueue_review(response_id, review)
+            if cache is not None:
+                key, ttl_s, chunk_ids = cache
+                stamp = datetime.now(UTC)
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO response_cache (key, response_id, text, chunk_ids, created_at,"
+                    " expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [key, response_id, text, json.dumps(chunk_ids), stamp.isoformat(),
+                     (stamp + timedelta(seconds=ttl_s)).isoformat()],
+                )
             return message_id, response_id
+
+    @_translated
+    def cached_answer(self, key: str) -> dict[str, Any] | None:
+        """A live cache entry (an expired one is deleted), counted as a hit."""
+        stamp = now()
+        with self._transaction():
+            self.conn.execute("DELETE FROM response_cache WHERE expires_at <= ?", [stamp])
+            rows = dicts(self.conn.execute("SELECT * FROM response_cache WHERE key = ?", [key]))
+            if rows:
+                self.conn.execute("UPDATE response_cache SET hits = hits + 1 WHERE key = ?", [key])
+        return rows[0] if rows else None
 
     @_translated
     def spans(self, response_id: int) -> list[dict[str, Any]]:

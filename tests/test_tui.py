@@ -344,3 +344,10 @@ async def test_trace_stats_and_review_screens(settings: Settings) -> None:
         await wait_for(lambda: review.rows == [], what="reviewed")
         done = await app.engine.reviews(pending=False)
         assert done[0]["better_answer"] == "Paris." and done[0]["response_id"] == answer.response_id
+        await pilot.press("escape", "ctrl+n")  # the same question in a new chat: from the cache
+        await ask(pilot, "What is the capital of France?")
+        cached = await finished_answer(app)
+        assert cached.cached_from == answer.response_id and "⚡ cached" in cached.footer_text()
+        await pilot.press("f5")  # regenerate
+        fresh = await finished_answer(app, 2)
+        assert fresh.cached_from is None and fresh.response_id > cached.response_id

@@ -47,6 +47,7 @@ class ChatScreen(Screen):
         Binding("ctrl+t", "show_trace", "Trace"),
         Binding("f3", "stats", "Stats"),
         Binding("f4", "review", "Review"),
+        Binding("f5", "regenerate", "Regenerate", show=False),
         Binding("ctrl+s", "toggle_sidebar", "Sidebar"),
         Binding("f2", "rename_conversation", "Rename", show=False),
     ]
@@ -144,8 +145,16 @@ class ChatScreen(Screen):
         event.prompt.clear()
         self.answer(question)
 
+    def action_regenerate(self) -> None:
+        """Ask the last question again, generating anew instead of answering from the cache."""
+        questions = list(self.log_view.query(UserMessage))
+        if not questions:
+            self.notify("There is no question to answer again yet.", severity="warning")
+            return
+        self.answer(questions[-1].text, regenerate=True)
+
     @work(group="answer", exclusive=True)
-    async def answer(self, question: str) -> None:
+    async def answer(self, question: str, regenerate: bool = False) -> None:
         log = self.log_view
         answer = AnswerMessage()
         await log.mount_all([UserMessage(question), answer])
@@ -157,7 +166,8 @@ class ChatScreen(Screen):
         # A new chat's choice goes with its first question; later it is saved with the conversation.
         choice = self.backend_choice if self.conversation_id is None else None
         try:
-            async with contextlib.aclosing(self.engine.ask(question, self.conversation_id, choice)) as events:
+            asking = self.engine.ask(question, self.conversation_id, choice, regenerate)
+            async with contextlib.aclosing(asking) as events:
                 async for event in events:
                     if isinstance(event, Token):
                         await stream.write(event.text)
@@ -170,6 +180,7 @@ class ChatScreen(Screen):
                         if event.text != answer.markdown.source:  # a citation matching no source was dropped
                             await answer.markdown.update(event.text)
                         answer.text, answer.response_id = event.text, event.response_id
+                        answer.cached_from = event.cached_from
                         await answer.show_sources(event.sources)
                         answer.refresh_footer()
                         self.status.ttft_ms = event.timings.ttft_ms

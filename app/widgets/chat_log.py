@@ -52,6 +52,7 @@ class AnswerMessage(Vertical, can_focus=False):
         self.response_id = response_id
         self.sources = tuple(sources)
         self.origin = origin  # which model wrote it, and "↗" when the question left the machine
+        self.cached_from: int | None = None
 
     def compose(self):
         yield Markdown(self.text)
@@ -77,6 +78,8 @@ class AnswerMessage(Vertical, can_focus=False):
             parts.append({"stopped": "⏹ stopped", "error": "⚠ failed", "partial": "⏹ partial"}[self.state])
         if self.origin:
             parts.append(self.origin)
+        if self.cached_from:
+            parts.append(f"⚡ cached (#{self.cached_from}; F5 regenerates)")
         if self.rating is not None:
             parts.append(RATING_MARKS[self.rating])
         if self.response_id is not None:

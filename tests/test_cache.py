@@ -1,0 +1,87 @@
+"""The exact response cache, with the real model, real embeddings and a real indexed folder."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from engine import Engine, Finished, Settings
+from tests.conftest import events_of
+
+
+def spans_of(home: Path, response_id: int) -> dict[str, str | None]:
+    db = sqlite3.connect(home / "assistant.db")
+    try:
+        return dict(db.execute("SELECT name, attrs FROM spans WHERE response_id = ?", [response_id]).fetchall())
+    finally:
+        db.close()
+
+
+def response(home: Path, response_id: int) -> sqlite3.Row:
+    db = sqlite3.connect(home / "assistant.db")
+    db.row_factory = sqlite3.Row
+    try:
+        return db.execute("SELECT * FROM responses WHERE id = ?", [response_id]).fetchone()
+    finally:
+        db.close()
+
+
+async def test_a_repeated_deterministic_question_is_a_logged_cache_hit(settings: Settings, home: Path) -> None:
+    engine = Engine(settings)  # temperature 0
+    first = (await events_of(engine, "What is the capital of France?"))[-1]
+    second_events = await events_of(engine, "What is the capital of France?")  # a new conversation
+    second = second_events[-1]
+    assert isinstance(first, Finished) and isinstance(second, Finished)
+    assert second.cached_from == first.response_id and first.cached_from is None
+    assert second.text == first.text and second_events[0].cached_from == first.response_id
+    row = response(home, second.response_id)
+    assert (row["cache_hit"], row["cached_from"], row["endpoint"], row["cost"]) == (1, first.response_id, "cache", 0)
+    spans = spans_of(home, second.response_id)
+    assert "cache lookup" in spans and '"hit": true' in spans["cache lookup"] and "generation" not in spans
+    # Regenerate: generated anew, and the new answer replaces the cached one.
+    third = [e async for e in engine.ask("What is the capital of France?", regenerate=True)][-1]
+    assert third.cached_from is None and "generation" in spans_of(home, third.response_id)
+    fourth = (await events_of(engine, "What is the capital of France?"))[-1]
+    assert fourth.cached_from == third.response_id
+    # Another question, or the same one continuing a conversation, is not a hit.
+    assert (await events_of(engine, "What is the capital of Spain?"))[-1].cached_from is None
+    assert (await events_of(engine, "What is the capital of France?", first.conversation_id))[-1].cached_from is None
+    await engine.close()
+
+
+async def test_sampled_and_unlogged_answers_are_not_cached(settings: Settings, home: Path) -> None:
+    for changes in ({"temperature": 0.7}, {"log_content": False}, {"cache": False}):
+        engine = Engine(settings.replace(**changes))
+        await events_of(engine, "Say hello.")
+        again = (await events_of(engine, "Say hello."))[-1]
+        await engine.close()
+        assert again.cached_from is None, changes
+        assert "cache lookup" not in spans_of(home, again.response_id)
+
+
+async def test_entries_expire(settings: Settings, home: Path) -> None:
+    engine = Engine(settings.replace(cache_ttl_hours=0.5 / 3600))  # half a second
+    await events_of(engine, "Say hello.")
+    await asyncio.sleep(0.6)
+    assert (await events_of(engine, "Say hello."))[-1].cached_from is None
+    await engine.close()
+
+
+async def test_editing_a_cited_file_invalidates(settings: Settings, home: Path, tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    plan = notes / "plan.md"
+    plan.write_text("# Launch\n\nThe launch date of project Heron is the 14th of March.\n")
+    engine = Engine(settings)
+    knowledge = await engine.knowledge()
+    await asyncio.to_thread(knowledge.index, notes)
+    question = "When is the launch date of project Heron?"
+    first = (await events_of(engine, question))[-1]
+    assert first.sources
+    assert (await events_of(engine, question))[-1].cached_from == first.response_id
+    plan.write_text("# Launch\n\nThe launch date of project Heron moved to the 2nd of May.\n")
+    await asyncio.to_thread(knowledge.index, notes)
+    after = (await events_of(engine, question))[-1]
+    assert after.cached_from is None
+    await engine.close()
