@@ -9,6 +9,11 @@
    The big index is built once and cached under bench/.cache/.
 
     python bench/bench_rag.py [--files 2000] [--chunks 100000] [--queries 200] [--write docs/benchmarks.md]
+    python bench/bench_rag.py --only memory          # or indexing, retrieval; comma-separated
+
+`--only` runs some parts and prints their rows (no `--write`: the section is written whole).
+indexing = 1 and 2; memory = 3 (it indexes the folder and its quarter with both tools, without
+the re-index and token counts); retrieval = 4.
 """
 
 from __future__ import annotations
@@ -200,7 +205,10 @@ def corpus_bytes(folder: Path) -> int:
 
 # 1-3. indexing ----------------------------------------------------------------------------------
 
-def bench_indexing(files: int, work: Path) -> dict[str, Any]:
+PARTS = ("indexing", "memory", "retrieval")
+
+
+def bench_indexing(files: int, work: Path, parts: frozenset[str] | set[str] = frozenset(PARTS)) -> dict[str, Any]:
     full = make_corpus(work / "corpus", files, SEED)
     quarter = make_corpus(work / "quarter", files // 4, SEED)
     warm = make_corpus(work / "warm", WARMUP_FILES, SEED)
@@ -220,15 +228,21 @@ def bench_indexing(files: int, work: Path) -> dict[str, Any]:
     r["peer_rows"] = peer_rows(work / "full.db")
     print(f"  ours {r['ours_s']:.1f} s ({r['chunks']} chunks), peer {r['peer_s']:.1f} s", file=sys.stderr)
 
-    r["ours_again_s"], _, again = ours_index(full, work / "home", "ours, re-index")
-    if again["indexed"] or again["unchanged"] != files:
-        raise RuntimeError(f"re-index did work on an unchanged folder: {again}")
-    r["ours_again_internal_s"] = again["seconds"]
-    r["peer_again_s"], _ = peer_index(full, llm_home, work / "full.db", "peer, second run")
+    if "indexing" in parts:
+        r["ours_again_s"], _, again = ours_index(full, work / "home", "ours, re-index")
+        if again["indexed"] or again["unchanged"] != files:
+            raise RuntimeError(f"re-index did work on an unchanged folder: {again}")
+        r["ours_again_internal_s"] = again["seconds"]
+        r["peer_again_s"], _ = peer_index(full, llm_home, work / "full.db", "peer, second run")
 
-    r["ours_quarter_s"], r["ours_quarter_rss"], q = ours_index(quarter, work / "home-quarter", "ours, quarter")
-    r["quarter_chunks"] = q["chunks_added"]
-    r["peer_quarter_s"], r["peer_quarter_rss"] = peer_index(quarter, llm_home, work / "quarter.db", "peer, quarter")
+    if "memory" in parts:
+        r["ours_quarter_s"], r["ours_quarter_rss"], q = ours_index(quarter, work / "home-quarter",
+                                                                   "ours, quarter")
+        r["quarter_chunks"] = q["chunks_added"]
+        r["peer_quarter_s"], r["peer_quarter_rss"] = peer_index(quarter, llm_home, work / "quarter.db",
+                                                                "peer, quarter")
+    if "indexing" not in parts:
+        return r
 
     # What each side embedded, in the model's word pieces (both truncate at 256).
     with sqlite3.connect(work / "home" / "assistant.db") as conn:
@@ -427,6 +441,48 @@ The machine is shared: its 1-minute load average was {load[0]:.2f} at the start 
 <!-- rag:end -->"""
 
 
+def partial_report(ix: dict[str, Any] | None, rt: dict[str, Any] | None, parts: set[str], command: str,
+                   load: tuple[float, float]) -> str:
+    """The rows of the parts that ran (`--only`), with what is needed to read them."""
+    out = [f"Run on {datetime.date.today().isoformat()}, {machine()}, ours computing in {ours_precision()},"
+           f" the peer in float32. Command: `{command}`.", "",
+           "| what | assistant | reference | ratio | target |", "|---|---|---|---|---|"]
+    if ix is not None:
+        files = ix["files"]
+        ours_fps, peer_fps = files / ix["ours_s"], files / ix["peer_s"]
+        out.append(f"| index {files} files ({ix['bytes'] / 1e6:.1f} MB), fresh data folder, whole process |"
+                   f" {ix['ours_s']:.1f} s: **{ours_fps:.1f} files/s**, {ix['chunks'] / ix['ours_s']:.1f} chunks/s"
+                   f" ({ix['chunks']} chunks) | {ix['peer_s']:.1f} s: **{peer_fps:.1f} files/s**"
+                   f" ({ix['peer_rows']} vectors) | **{ours_fps / peer_fps:.2f}** | >= 2 |")
+        if "ours_tokens" in ix:
+            ours_tps, peer_tps = ix["ours_tokens"] / ix["ours_s"], ix["peer_tokens"] / ix["peer_s"]
+            out.append(f"| same, per word piece embedded | {ours_tps:.0f} tokens/s ({ix['ours_tokens']:,} tokens) |"
+                       f" {peer_tps:.0f} tokens/s ({ix['peer_tokens']:,} tokens) | **{ours_tps / peer_tps:.2f}** | |")
+        if "ours_again_s" in ix:
+            out.append(f"| re-index the unchanged folder, as a share of the first run |"
+                       f" {ix['ours_again_s']:.2f} s (indexer {ix['ours_again_internal_s']:.2f} s) |"
+                       f" {ix['peer_again_s']:.2f} s = {100 * ix['peer_again_s'] / ix['peer_s']:.1f}% |"
+                       f" **{100 * ix['ours_again_s'] / ix['ours_s']:.1f}%** | <= 3% |")
+        out.append(f"| peak RSS of the process tree, indexing {files} files | {mib(ix['ours_rss'])} |"
+                   f" {mib(ix['peer_rss'])} | **{ix['ours_rss'] / ix['peer_rss']:.2f}** | |")
+        if "ours_quarter_rss" in ix:
+            out.append(f"| peak RSS, {files} files against {ix['quarter_files']} files ({ix['quarter_chunks']} chunks,"
+                       f" ours {ix['ours_quarter_s']:.1f} s, peer {ix['peer_quarter_s']:.1f} s) |"
+                       f" {mib(ix['ours_rss'])} / {mib(ix['ours_quarter_rss'])} ="
+                       f" **{ix['ours_rss'] / ix['ours_quarter_rss']:.2f}** |"
+                       f" {mib(ix['peer_rss'])} / {mib(ix['peer_quarter_rss'])} ="
+                       f" {ix['peer_rss'] / ix['peer_quarter_rss']:.2f} | | about 1 |")
+    if rt is not None:
+        out += ["", f"| retrieval over {rt['chunks_in_index']:,} chunks, {rt['queries']} queries, top {rt['top_k']}"
+                f" | p50 | p95 |", "|---|---|---|"]
+        out += [f"| {name} | {ms(rt[name + '_p50'])} | {ms(rt[name + '_p95'])} |"
+                for name in ("hybrid", "vector", "fulltext", "embed")]
+    others = ", ".join(f"{value:.2f} ({label})" for label, value in OTHERS.items())
+    out += ["", f"Load average {load[0]:.2f} at the start, {load[1]:.2f} at the end; other processes kept busy,"
+            f" in CPU cores: {others}."]
+    return "\n".join(out)
+
+
 def write_section(path: Path, section: str) -> None:
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     if "<!-- rag:start -->" in text and "<!-- rag:end -->" in text:
@@ -443,23 +499,41 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=100_000, help="Chunks in the retrieval index.")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--write", type=Path, help="Replace the RAG section of this Markdown file.")
+    parser.add_argument("--only", help=f"Run only these parts, comma-separated: {', '.join(PARTS)}.")
     args = parser.parse_args()
+    parts = set(PARTS) if not args.only else {p.strip() for p in args.only.split(",")}
+    if parts - set(PARTS):
+        parser.error(f"--only: unknown part(s) {', '.join(sorted(parts - set(PARTS)))}")
+    if args.write and parts != set(PARTS):
+        parser.error("--write needs every part: the section is written whole")
     command = "python bench/bench_rag.py" + "".join(
         f" --{name} {value}" for name, value in (("files", args.files), ("chunks", args.chunks),
                                                   ("queries", args.queries)))
+    if args.only:
+        command += f" --only {args.only}"
     if args.write:
         command += f" --write {args.write}"
     subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(ROOT / p) for p in
                     ("app", "engine", "memory", "plugins"))], check=True, capture_output=True)
     started, load_before = time.perf_counter(), os.getloadavg()[0]
-    work = Path(tempfile.mkdtemp(prefix="bench-rag-"))
-    try:
-        ix = bench_indexing(args.files, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    built = build_index(args.chunks, ix["chunks"] / ix["files"], ix["chunks"] / ix["ours_s"])
-    rt = bench_retrieval(built["home"], args.queries)
+    ix = rt = None
+    if parts & {"indexing", "memory"}:
+        work = Path(tempfile.mkdtemp(prefix="bench-rag-"))
+        try:
+            ix = bench_indexing(args.files, work, parts)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    if "retrieval" in parts:
+        # Without an indexing run, the estimates only size the build (if the index is not cached).
+        per_file, per_s = (ix["chunks"] / ix["files"], ix["chunks"] / ix["ours_s"]) if ix else (4.5, 100.0)
+        built = build_index(args.chunks, per_file, per_s)
+        rt = bench_retrieval(built["home"], args.queries)
     load = (load_before, os.getloadavg()[0])
+    if parts != set(PARTS):
+        print(partial_report(ix, rt, parts, command, load))
+        print(f"(benchmark: {(time.perf_counter() - started) / 60:.1f} min)", file=sys.stderr)
+        return
+    assert ix is not None and rt is not None
     section = report(ix, rt, built, command, load)
     print(section)
     print(f"(whole benchmark: {(time.perf_counter() - started) / 60:.1f} min)", file=sys.stderr)

@@ -50,9 +50,11 @@ class Embedder:
                 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
                 # oneDNN, and ideep (torch's wrapper around it) on its own, cache compiled kernels
                 # per input shape, up to 1024 of them; chunks come in every length, so each cache
-                # grew memory batch after batch while indexing (ideep's: ~100 MB over 9k chunks).
-                # Both off: memory stays flat, at no measurable cost in speed here. Read by the C++
-                # side on first use, so set before torch computes anything.
+                # grew memory batch after batch while indexing (ideep's: ~130 MB of heap over 9k
+                # chunks). Both off: peak RSS for 2000 files / 500 files went from 1.50 to 1.04-1.08;
+                # no speed cost measured in one process (bench/embed_throughput.py), whole-process
+                # runs too noisy to tell (docs/benchmarks.md). Read by the C++ side on first use,
+                # so set before torch computes anything.
                 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
                 os.environ.setdefault("LRU_CACHE_CAPACITY", "1")
                 try:
