@@ -53,17 +53,24 @@ def percentile(ordered: list[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
 
 
-def percentiles(store: Store, column: str, where: str = "", args: tuple = (),
+SMALL = 50_000  # fewer values than this are read and sorted in Python: faster than index walks
+
+
+def percentiles(store: Store, column: str, where: str = "", args: tuple = (), count: int | None = None,
                 qs: tuple[int, ...] = (50, 95, 99)) -> dict[str, float | None]:
-    """Percentiles of a column over the window's successful answers, interpolated like
-    `percentile()`, read as the k-th entries of the index sorted by that column."""
+    """Percentiles of a column over the successful answers matching `where`, interpolated like
+    `percentile()`. Many values: read as the k-th entries of the index sorted by that column, so
+    none is read into Python. Few (a recent window): read through the time index and sorted."""
     filters = f"r.status = 'ok' AND r.{column} IS NOT NULL {where}"
-    count = store.conn.execute(f"SELECT COUNT(*) FROM responses r WHERE {filters}", args).fetchone()[0]
+    if count is None:
+        count = store.conn.execute(f"SELECT COUNT(*) FROM responses r WHERE {filters}", args).fetchone()[0]
+    if count < SMALL:
+        by_time = "INDEXED BY responses_for_stats" if "created_at" in where else ""
+        values = sorted(row[0] for row in store.conn.execute(
+            f"SELECT r.{column} FROM responses r {by_time} WHERE {filters}", args))
+        return {f"p{q}": percentile(values, q) for q in qs}
     result: dict[str, float | None] = {}
     for q in qs:
-        if not count:
-            result[f"p{q}"] = None
-            continue
         k = (count - 1) * q / 100
         low = math.floor(k)
         pair = [row[0] for row in store.conn.execute(
@@ -75,19 +82,25 @@ def percentiles(store: Store, column: str, where: str = "", args: tuple = (),
     return result
 
 
-def _summary(store: Store, where: str = "", args: tuple = ()) -> dict[str, Any]:
-    """The figures of the answers matching `where` (SQL starting with AND, over `responses r`)."""
-    totals = dicts(store.conn.execute(
-        f"""SELECT COUNT(*) AS answers,
-                   COALESCE(SUM(r.status = 'error'), 0) AS errors,
-                   COALESCE(SUM(r.status = 'cancelled'), 0) AS cancelled,
-                   COALESCE(SUM(r.input_tokens), 0) AS input_tokens,
-                   COALESCE(SUM(r.output_tokens), 0) AS output_tokens,
-                   COALESCE(SUM(r.cost), 0) AS cost,
-                   COALESCE(SUM(r.cache_hit), 0) AS cache_hits
-            FROM responses r WHERE 1 {where}""",
-        args,
-    ))[0]
+TOTALS = """COUNT(*) AS answers,
+    COALESCE(SUM(r.status = 'error'), 0) AS errors,
+    COALESCE(SUM(r.status = 'cancelled'), 0) AS cancelled,
+    COALESCE(SUM(r.input_tokens), 0) AS input_tokens,
+    COALESCE(SUM(r.output_tokens), 0) AS output_tokens,
+    COALESCE(SUM(r.cost), 0) AS cost,
+    COALESCE(SUM(r.cache_hit), 0) AS cache_hits,
+    COALESCE(SUM(r.status = 'ok' AND r.ttft_ms IS NOT NULL), 0) AS n_ttft_ms,
+    COALESCE(SUM(r.status = 'ok' AND r.total_ms IS NOT NULL), 0) AS n_total_ms,
+    COALESCE(SUM(r.status = 'ok' AND r.tokens_per_s IS NOT NULL), 0) AS n_tokens_per_s"""
+COUNTS = ("n_ttft_ms", "n_total_ms", "n_tokens_per_s")
+
+
+def _summary(store: Store, where: str = "", args: tuple = (), totals: dict[str, Any] | None = None
+             ) -> dict[str, Any]:
+    """The figures of the answers matching `where` (SQL starting with AND, over `responses r`);
+    `totals` when the caller already summed them."""
+    if totals is None:
+        totals = dicts(store.conn.execute(f"SELECT {TOTALS} FROM responses r WHERE 1 {where}", args))[0]
     thumbs = store.conn.execute(
         f"""SELECT COALESCE(SUM(f.rating = 1), 0), COALESCE(SUM(f.rating = -1), 0)
             FROM feedback f JOIN responses r ON r.id = f.response_id
@@ -98,15 +111,15 @@ def _summary(store: Store, where: str = "", args: tuple = ()) -> dict[str, Any]:
     answers = totals["answers"]
     rated = thumbs[0] + thumbs[1]
     return {
-        **totals,
+        **{k: v for k, v in totals.items() if k not in COUNTS},
         "error_rate": totals["errors"] / answers if answers else None,
         "cache_hit_rate": totals["cache_hits"] / answers if answers else None,
         "thumbs_up": thumbs[0],
         "thumbs_down": thumbs[1],
         "thumbs_up_ratio": thumbs[0] / rated if rated else None,
-        "ttft_ms": percentiles(store, "ttft_ms", where, args),
-        "total_ms": percentiles(store, "total_ms", where, args),
-        "tokens_per_s": percentiles(store, "tokens_per_s", where, args, qs=(50,)),
+        "ttft_ms": percentiles(store, "ttft_ms", where, args, totals["n_ttft_ms"]),
+        "total_ms": percentiles(store, "total_ms", where, args, totals["n_total_ms"]),
+        "tokens_per_s": percentiles(store, "tokens_per_s", where, args, totals["n_tokens_per_s"], qs=(50,)),
     }
 
 
@@ -131,17 +144,42 @@ def _group_keys(store: Store, by: str, since: str) -> list[tuple[str, str, tuple
     return [(key, f"AND {expression} = ?", (key,)) for key in sorted(k for k in keys if k is not None)]
 
 
+def _days(store: Store, since: str | None) -> list[dict[str, Any]]:
+    """The totals of each day (UTC) that had answers: one range of the time index per day, which
+    is faster than grouping every row by its date."""
+    first, last = (store.conn.execute(f"SELECT {f}(created_at) FROM responses").fetchone()[0]
+                   for f in ("MIN", "MAX"))
+    if first is None:
+        return []
+    day = datetime.fromisoformat(max(first, since or first)[:10]).date()
+    end = datetime.fromisoformat(last[:10]).date()
+    days = []
+    while day <= end:
+        after = day + timedelta(days=1)
+        low = max(day.isoformat(), since) if since else day.isoformat()
+        row = dicts(store.conn.execute(
+            f"SELECT {TOTALS} FROM responses r WHERE r.created_at >= ? AND r.created_at < ?",
+            [low, after.isoformat()],
+        ))[0]
+        if row["answers"]:
+            days.append({"day": day.isoformat(), **row})
+        day = after
+    return days
+
+
+def dicts_keys(rows: list[dict[str, Any]]) -> list[str]:
+    return [k for k in rows[0] if k != "day"]
+
+
 def compute(store: Store, since: str | None = None, by: str | None = None) -> dict[str, Any]:
     start = parse_since(since)
     # No window, no condition: the min, max and k-th entries are then steps along an index.
     window: tuple[str, tuple] = ("AND r.created_at >= ?", (start,)) if since else ("", ())
-    per_day = dicts(store.conn.execute(
-        """SELECT substr(r.created_at, 1, 10) AS day, COUNT(*) AS answers,
-                  COALESCE(SUM(r.input_tokens), 0) + COALESCE(SUM(r.output_tokens), 0) AS tokens,
-                  COALESCE(SUM(r.cost), 0) AS cost, COALESCE(SUM(r.status = 'error'), 0) AS errors
-           FROM responses r WHERE r.created_at >= ? GROUP BY day ORDER BY day""",
-        [start],
-    ))
+    # One pass over the time index gives the days, and the overall totals as their sums.
+    days = _days(store, start if since else None)
+    totals = {key: sum(d[key] for d in days) for key in dicts_keys(days)} if days else None
+    per_day = [{"day": d["day"], "answers": d["answers"], "tokens": d["input_tokens"] + d["output_tokens"],
+                "cost": d["cost"], "errors": d["errors"]} for d in days]
     thumbs_per_day = {row["day"]: row for row in dicts(store.conn.execute(
         """SELECT substr(f.created_at, 1, 10) AS day, SUM(f.rating = 1) AS up, SUM(f.rating = -1) AS down
            FROM feedback f WHERE f.created_at >= ? GROUP BY day""",
@@ -152,7 +190,7 @@ def compute(store: Store, since: str | None = None, by: str | None = None) -> di
         row["thumbs_up"], row["thumbs_down"] = day.get("up", 0), day.get("down", 0)
     result: dict[str, Any] = {
         "since": start if since else None,
-        "overall": _summary(store, *window),
+        "overall": _summary(store, *window, totals=totals),
         "per_day": per_day,
         "latency_histogram": histogram(store, *window),
     }
@@ -166,14 +204,17 @@ def compute(store: Store, since: str | None = None, by: str | None = None) -> di
 def histogram(store: Store, where: str = "", args: tuple = (), bins: int = 12) -> list[dict[str, float]]:
     """Answers' total time in equal-width bins from the fastest to the slowest."""
     filters = f"r.status = 'ok' AND r.total_ms IS NOT NULL {where}"
+    by_time = "INDEXED BY responses_for_stats" if "created_at" in where else ""
     # Separate MIN and MAX: each is then one step along the index, not a scan.
-    low = store.conn.execute(f"SELECT MIN(r.total_ms) FROM responses r WHERE {filters}", args).fetchone()[0]
-    high = store.conn.execute(f"SELECT MAX(r.total_ms) FROM responses r WHERE {filters}", args).fetchone()[0]
+    low = store.conn.execute(f"SELECT MIN(r.total_ms) FROM responses r {by_time} WHERE {filters}",
+                             args).fetchone()[0]
+    high = store.conn.execute(f"SELECT MAX(r.total_ms) FROM responses r {by_time} WHERE {filters}",
+                              args).fetchone()[0]
     if low is None:
         return []
     width = (high - low) / bins or 1.0
     counts = dict(store.conn.execute(
-        f"SELECT MIN(CAST((r.total_ms - ?) / ? AS INTEGER), ?) AS bin, COUNT(*) FROM responses r"
+        f"SELECT MIN(CAST((r.total_ms - ?) / ? AS INTEGER), ?) AS bin, COUNT(*) FROM responses r {by_time}"
         f" WHERE {filters} GROUP BY bin",
         [low, width, bins - 1, *args],
     ).fetchall())
