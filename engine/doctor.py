@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from engine.backends.base import origin
 from engine.backends.local import default_threads
-from engine.backends.openai_compat import origin
 from engine.config import Settings
 from engine.errors import AssistantError
 from engine.gguf import read_gguf

@@ -43,7 +43,8 @@ def provider(url: str, name: str = "fake", **extra: object) -> str:
 
 
 def make_engine(**changes: object) -> Engine:
-    return Engine(load_settings().replace(temperature=0.0, seed=42, max_tokens=24, **changes))
+    """Deterministic, and without the response cache: every question here must be routed."""
+    return Engine(load_settings().replace(temperature=0.0, seed=42, max_tokens=24, cache=False, **changes))
 
 
 def rows(home: Path, sql: str) -> list[sqlite3.Row]:

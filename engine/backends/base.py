@@ -9,6 +9,15 @@ from typing import Protocol
 from engine.context import FittedPrompt, Message
 
 
+def origin(url: str) -> str:
+    """scheme://host[:port] of a URL: where a prompt went, without any credentials or path."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     max_tokens: int

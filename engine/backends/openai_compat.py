@@ -14,12 +14,11 @@ import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from httpx_sse import EventSource, SSEError
 
-from engine.backends.base import SamplingParams, StreamResult
+from engine.backends.base import SamplingParams, StreamResult, origin
 from engine.config import Provider
 from engine.context import FittedPrompt, Message, fit_messages
 from engine.errors import BackendError, ConfigError
@@ -28,13 +27,6 @@ from engine.secrets import Secret, api_key, redact
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 ERROR_BODY_LIMIT = 2000  # characters of a server's error body worth showing
-
-
-def origin(url: str) -> str:
-    """scheme://host[:port] of a URL: where a prompt went, without any credentials or path."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
 def estimate_tokens(messages: list[Message]) -> int:
