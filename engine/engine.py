@@ -262,6 +262,10 @@ class Engine:
                 notices = [f"{name}: {why}" for name, why in route.passed_over]
                 if is_remote(chosen) and not is_trusted(chosen):
                     notices += await router.budget_warnings()
+                    if router.cost(chosen, 1, 1) is None:
+                        model = chosen.model_name
+                        notices.append(f"No price is known for {model}: its cost is counted as 0 and budgets "
+                                       f'cannot see it. Add [prices."{model}"] to the config.')
                 yield Started(
                     conversation_id,
                     prompt_message_id,

@@ -103,6 +103,15 @@ async def test_streams_from_a_healthy_server_and_records_where_it_went(home: Pat
     assert row["cost"] == pytest.approx(expected) and done.cost_usd == pytest.approx(expected)
 
 
+async def test_an_unknown_price_is_said_and_counted_as_zero(home: Path, server: FakeOpenAI) -> None:
+    configure(home, provider(server.url), backends=["fake"], allow_cloud=True)
+    engine = make_engine()
+    events = await ask(engine)
+    await engine.close()
+    assert any('[prices."fake-model"]' in note for note in started(events).notices)
+    assert finished(events).cost_usd is None and rows(home, "SELECT cost FROM responses")[0]["cost"] == 0
+
+
 async def test_cloud_stays_off_until_allowed(home: Path, server: FakeOpenAI) -> None:
     configure(home, provider(server.url), backends=["fake", "local"])
     engine = make_engine()
