@@ -88,6 +88,11 @@ class Settings:
     flash_attn: bool = _doc(
         "Flash attention: faster decoding (about +25% on CPU here) and a smaller KV cache.", True
     )
+    prompt_cache_mb: int = _doc(
+        "Memory for model states kept after answers, so going back to an earlier conversation does not "
+        "evaluate its history again (0: only the last answer's prefix is reused).",
+        256,
+    )
     max_tokens: int = _doc("Longest answer in tokens; this much room is kept in the context.", 512)
     temperature: float = _doc("Sampling temperature; 0 gives the same answer every time.", 0.2)
     top_p: float = _doc("Nucleus sampling threshold.", 0.95)

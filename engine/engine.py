@@ -48,6 +48,7 @@ def local_backend(settings: Settings) -> LocalBackend:
         n_threads=settings.n_threads,
         n_batch=settings.n_batch,
         flash_attn=settings.flash_attn,
+        prompt_cache_mb=settings.prompt_cache_mb,
     )
 
 
@@ -596,7 +597,8 @@ def _generation_spans(trace: Trace, route: Route, last_at: float | None, ended_a
     trace.add("generation", start, ended_at, backend=route.backend.name, tokens=r.completion_tokens)
     trace.add("queue wait", start, began, "generation")
     if r.prompt_eval_ms is not None:
-        trace.add("prompt evaluation", began, began + r.prompt_eval_ms / 1000, "generation")
+        trace.add("prompt evaluation", began, began + r.prompt_eval_ms / 1000, "generation",
+                  tokens=r.prompt_tokens_evaluated)
     trace.add("server wait", began, r.first_byte_at, "generation")
     trace.add("first token", began, first, "generation")
     trace.add("decode", first, last_at, "generation")

@@ -85,3 +85,29 @@ async def test_editing_a_cited_file_invalidates(settings: Settings, home: Path, 
     after = (await events_of(engine, question))[-1]
     assert after.cached_from is None
     await engine.close()
+
+
+def evaluated(home: Path, response_id: int) -> int:
+    import json
+
+    return json.loads(spans_of(home, response_id)["prompt evaluation"])["tokens"]
+
+
+async def test_prompt_prefix_is_reused_across_turns_and_conversations(settings: Settings, home: Path) -> None:
+    history = "Tell me about the history of Paris, its bridges and its markets. " * 20
+    for cache_mb in (256, 0):
+        engine = Engine(settings.replace(cache=False, prompt_cache_mb=cache_mb))
+        first = await events_of(engine, history)
+        conversation = first[-1].conversation_id
+        second = await events_of(engine, "And in one sentence?", conversation)
+        await events_of(engine, "What is 2 + 2?")  # another conversation in between
+        back = await events_of(engine, "And in two sentences?", conversation)
+        await engine.close()
+        assert evaluated(home, first[-1].response_id) == first[0].prompt_tokens  # nothing to reuse yet
+        # The next turn evaluates only what is new: the last answer's prefix is still in the model.
+        assert evaluated(home, second[-1].response_id) < second[0].prompt_tokens / 5
+        returning = evaluated(home, back[-1].response_id)
+        if cache_mb:  # the saved state of the conversation comes back
+            assert returning < back[0].prompt_tokens / 5
+        else:  # only the system prompt is shared with the conversation in between
+            assert returning > back[0].prompt_tokens / 2

@@ -36,6 +36,7 @@ class StreamResult:
     # For the trace (time.perf_counter() values, or None when the backend cannot tell):
     started_at: float | None = None  # the backend began: the model's thread, or the request sent
     prompt_eval_ms: float | None = None  # llama.cpp's own prompt evaluation time
+    prompt_tokens_evaluated: int | None = None  # prompt tokens not reused from a cached prefix
     first_byte_at: float | None = None  # a server's response headers arrived
 
 

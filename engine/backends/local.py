@@ -64,6 +64,7 @@ class LocalBackend:
         n_threads: int | None = None,
         n_batch: int = 512,
         flash_attn: bool = True,
+        prompt_cache_mb: int = 256,
     ) -> None:
         # Resolved at load time, so a bad `model` setting is reported like any load error.
         self.model = str(model) if model else None
@@ -75,6 +76,7 @@ class LocalBackend:
         self.n_threads = n_threads or default_threads()
         self.n_batch = n_batch
         self.flash_attn = flash_attn
+        self.prompt_cache_mb = prompt_cache_mb
         self.info: GGUFInfo | None = None
         self._llm: Any = None
         self._formatter: Any = None
@@ -139,6 +141,11 @@ class LocalBackend:
             ) from exc
         self.n_gpu_layers = n_gpu_layers
         self._formatter = self._make_formatter()
+        if self.prompt_cache_mb > 0:
+            # llama.cpp reuses the prompt prefix of the last answer by itself; this keeps the model
+            # state after earlier answers too, so returning to another conversation (or starting one
+            # with the same system prompt and sources) does not evaluate its history again.
+            self._llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=self.prompt_cache_mb << 20))
 
     def _make_formatter(self) -> Any:
         """The model's own chat template, used to count prompt tokens exactly as llama.cpp will."""
@@ -228,7 +235,8 @@ class LocalBackend:
                     chunks.close()  # ends llama.cpp's decoding loop now, not at garbage collection
                 if sent < len(pieces):
                     send("".join(pieces[sent:]))
-                result.prompt_eval_ms = llama_cpp.llama_perf_context(self._llm.ctx).t_p_eval_ms
+                perf = llama_cpp.llama_perf_context(self._llm.ctx)
+                result.prompt_eval_ms, result.prompt_tokens_evaluated = perf.t_p_eval_ms, perf.n_p_eval
                 result.completion_tokens = len(self._tokenize("".join(pieces), add_bos=False))
                 send(_DONE)
             except Exception as exc:  # handed to the event loop, translated there
