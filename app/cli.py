@@ -528,3 +528,43 @@ def export(what: str, output: Path, fmt: str, since: str | None) -> None:
     except OSError as exc:
         raise click.ClickException(f"Cannot write {output}: {exc.strerror}.") from exc
     click.echo(f"Wrote {len(rows)} {what} rows to {output}.")
+
+
+@main.command()
+@click.argument("action", type=click.Choice(["list", "show", "diff"]), default="list")
+@click.argument("name", required=False)
+@click.argument("other", required=False)
+def prompts(action: str, name: str | None, other: str | None) -> None:
+    """Prompt templates: each with its version (a hash of its text) and where it comes from.
+
+    \b
+    assistant prompts                      # every template, version, origin
+    assistant prompts show sources         # one template's text
+    assistant prompts diff system          # your override against the shipped text
+    assistant prompts diff system system-b # two templates
+    Override one by writing PROMPTS_FOLDER/NAME.md (the folder is printed by `list`).
+    """
+    from engine import prompts as templates
+
+    settings = _settings()
+    try:
+        if action == "list":
+            for t in templates.all_templates(settings):
+                first = t.text.splitlines()[0][:60] if t.text else ""
+                click.echo(f"{t.name:<16} {t.version}  {t.origin:<28} {first}")
+            click.echo(f"\nYour templates: {templates.user_folder()}")
+            return
+        if name is None:
+            raise click.UsageError(f"`prompts {action}` needs a template NAME.")
+        current = templates.load(name, settings)
+        if action == "show":
+            click.secho(f"{current.name} {current.version} ({current.origin})", bold=True)
+            click.echo(current.text)
+            return
+        base = templates.load(other, settings) if other else templates.built_in(name)
+        if base is None:
+            raise click.ClickException(f"{name!r} is not a shipped template; give a second NAME to compare.")
+        changes = templates.diff(base, current) if other is None else templates.diff(current, base)
+        click.echo(changes or f"No difference: {name} is the shipped text ({current.version}).")
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -97,7 +97,15 @@ class Settings:
     temperature: float = _doc("Sampling temperature; 0 gives the same answer every time.", 0.2)
     top_p: float = _doc("Nucleus sampling threshold.", 0.95)
     seed: int | None = _doc("Sampling seed. Unset: random.", None)
-    system_prompt: str = _doc("The system prompt at the top of every conversation.", DEFAULT_SYSTEM_PROMPT)
+    system_prompt: str = _doc(
+        "The system prompt at the top of every conversation (replaces the `system` prompt template).",
+        DEFAULT_SYSTEM_PROMPT,
+    )
+    ab_system_prompt: str | None = _doc(
+        "A/B test: the name of another system prompt template (a file in the prompts folder); every "
+        "other new conversation gets it, and `assistant stats --by template` compares the two.",
+        None,
+    )
     rag_top_k: int = _doc("Passages from indexed folders placed in the prompt (0: never search).", 5)
     chunk_tokens: int = _doc("Size of an indexed chunk in tokens (estimated).", 200)
     chunk_overlap: int = _doc("Tokens shared by consecutive chunks, so no sentence is cut off.", 40)

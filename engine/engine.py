@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from engine import prompts
 from engine.backends.base import Backend, SamplingParams, StreamResult
 from engine.backends.local import LocalBackend
-from engine.citations import SOURCES_INSTRUCTIONS, resolve_citations, sources_prompt
+from engine.citations import resolve_citations, sources_prompt
 from engine.config import Settings
 from engine.errors import AssistantError, ConfigError, ContextOverflowError
 from engine.events import Event, Failed, Finished, Started, Timings, Token, Usage
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 UNLOGGED = "(content not logged)"
-SYSTEM_TEMPLATE = "system"
-SOURCES_TEMPLATE = "system+sources"
 
 
 def local_backend(settings: Settings) -> LocalBackend:
@@ -143,7 +142,12 @@ class Engine:
 
     @property
     def template_version(self) -> str:
-        return _version(self.settings.system_prompt)
+        """The version of the system prompt a new conversation gets (without A/B)."""
+        return prompts.load("system", self.settings).version
+
+    def _templates(self, system_name: str) -> tuple[prompts.Template, prompts.Template]:
+        """The system prompt and the sources instructions, read afresh: an edit applies at once."""
+        return prompts.load(system_name, self.settings), prompts.load("sources", self.settings)
 
     def plugins(self) -> Any:
         """The plugin manager (built-in and installed plugins; the OTLP exporter when configured).
@@ -214,8 +218,9 @@ class Engine:
                               hint=f"Known backends: {', '.join(router.backends)}.")
         with trace.span("save question"):
             store = await self.store()
-            conversation_id, history, preferred, prompt_message_id = await self._save_question(
+            conversation_id, history, preferred, prompt_message_id, system_name = await self._save_question(
                 store, question, conversation_id, backend)
+            templates = self._templates(system_name)
 
         settings = self.settings
         params = SamplingParams(settings.max_tokens, settings.temperature, settings.top_p, settings.seed)
@@ -232,7 +237,7 @@ class Engine:
             if self._cacheable():  # regenerating skips the lookup, and its answer replaces the entry
                 with trace.span("cache lookup") as span:
                     cache_key = await self._cache_key(router.primary(preferred), history, question, passages,
-                                                      params)
+                                                      params, templates)
                     if cache_key and not regenerate:
                         hit = await self._db(store.cached_answer, cache_key)
                     span.attrs["hit"] = bool(hit)
@@ -252,7 +257,7 @@ class Engine:
 
                 async def prepare(candidate: Backend) -> tuple[Any, list[Passage]]:
                     await self.load_model(candidate)
-                    return await self._fit(candidate, history, question, passages)
+                    return await self._fit(candidate, history, question, passages, templates)
 
                 with trace.span("routing") as span:
                     route = await router.open(prepare, params, retrieved=passages, preferred=preferred,
@@ -308,7 +313,8 @@ class Engine:
                 _generation_spans(trace, route, last_at, logging_started)
             text, sources = resolve_citations("".join(pieces), passages)
             row, cost = await self._response_row(trace, route, preferred, status, error, passages, result,
-                                                 prompt_message_id, first_at, last_at, logging_started)
+                                                 prompt_message_id, first_at, last_at, logging_started,
+                                                 templates)
             if hit:
                 row.update(cache_hit=1, cached_from=hit["response_id"], input_tokens=0, output_tokens=0,
                            endpoint="cache")
@@ -339,9 +345,11 @@ class Engine:
 
     async def _save_question(
         self, store: Store, question: str, conversation_id: int | None, backend: str | None
-    ) -> tuple[int, list[dict[str, str]], str | None, int]:
+    ) -> tuple[int, list[dict[str, str]], str | None, int, str]:
         """Start or continue the conversation and save the question (its text only when
-        `log_content` is on); the model starts loading meanwhile."""
+        `log_content` is on); the model starts loading meanwhile. Also returns the conversation's
+        system prompt template: with `ab_system_prompt` set, every other new conversation gets
+        the alternative, and keeps it."""
         router = self.router
         logged = self.settings.log_content
         if conversation_id is None:
@@ -349,8 +357,14 @@ class Engine:
             router.primary(preferred).start_loading()
             conversation_id = await self._db(store.create_conversation, question if logged else UNLOGGED)
             history: list[dict[str, str]] = []
+            system_name = "system"
+            if self.settings.ab_system_prompt and conversation_id % 2:
+                system_name = self.settings.ab_system_prompt
+                await self._db(store.set_conversation_template, conversation_id, system_name)
         else:
-            preferred = backend or (await self._db(store.conversation, conversation_id)).get("backend")
+            conversation = await self._db(store.conversation, conversation_id)  # NotFoundError names it
+            preferred = backend or conversation.get("backend")
+            system_name = conversation.get("system_template") or "system"
             router.primary(preferred).start_loading()
             if logged:
                 history = _context_messages(await self._db(store.messages, conversation_id))
@@ -360,7 +374,7 @@ class Engine:
             await self._db(store.set_conversation_backend, conversation_id, backend)
         prompt_message_id = await self._db(store.add_message, conversation_id, "user",
                                            question if logged else "")
-        return conversation_id, history, preferred, prompt_message_id
+        return conversation_id, history, preferred, prompt_message_id, system_name
 
     def _cacheable(self) -> bool:
         s = self.settings
@@ -368,7 +382,7 @@ class Engine:
 
     async def _cache_key(
         self, backend: Backend, history: list[dict[str, str]], question: str, passages: list[Passage],
-        params: SamplingParams,
+        params: SamplingParams, templates: tuple[prompts.Template, prompts.Template],
     ) -> str | None:
         """Everything that decides the answer: the model (and its file), the prompt template, the
         sampling, the conversation, the question, and the text of each retrieved passage (an
@@ -384,7 +398,7 @@ class Engine:
             model = [getattr(backend, "endpoint", ""), backend.model_name]
         payload = {
             "backend": backend.name, "model": model, "n_ctx": backend.n_ctx,
-            "template": _version(self.settings.system_prompt + SOURCES_INSTRUCTIONS),
+            "template": [t.version for t in templates],
             "params": [params.max_tokens, params.temperature, params.top_p, params.seed],
             "history": history, "question": question,
             "passages": [[p.chunk_id, hashlib.sha256(p.text.encode()).hexdigest()] for p in passages],
@@ -403,9 +417,10 @@ class Engine:
         self, trace: Trace, route: Route | None, preferred: str | None, status: str,
         error: BaseException | None, passages: list[Passage], result: StreamResult,
         prompt_message_id: int, first_at: float | None, last_at: float | None, ended_at: float,
+        templates: tuple[prompts.Template, prompts.Template],
     ) -> tuple[dict[str, Any], float | None]:
         """The response row, and the cost (None when the model's price is unknown)."""
-        router, settings = self.router, self.settings
+        router = self.router
         chosen = route.backend if route else router.primary(preferred)
         tokens = result.completion_tokens
         # The server's own count of prompt tokens when it gives one, else ours.
@@ -418,9 +433,8 @@ class Engine:
             "backend": chosen.name,
             "model": chosen.model_name,
             "model_hash": None if is_remote(chosen) else await self._known_model_hash(),
-            "template": SOURCES_TEMPLATE if passages else SYSTEM_TEMPLATE,
-            "template_version": _version(settings.system_prompt + SOURCES_INSTRUCTIONS)
-            if passages else self.template_version,
+            "template": _template_name(templates, bool(passages)),
+            "template_version": _template_version(templates, bool(passages)),
             "retrieved_chunk_ids": json.dumps([p.chunk_id for p in passages]) if passages else None,
             "input_tokens": prompt_tokens,
             "output_tokens": tokens,
@@ -453,14 +467,15 @@ class Engine:
         return passages
 
     async def _fit(
-        self, backend: Backend, history: list[dict[str, str]], question: str, passages: list[Passage]
+        self, backend: Backend, history: list[dict[str, str]], question: str, passages: list[Passage],
+        templates: tuple[prompts.Template, prompts.Template],
     ) -> tuple[Any, list[Passage]]:
         """Fit the prompt; sources come before older turns, and the least relevant sources go
         first when even they do not fit."""
         while True:
-            system = self.settings.system_prompt
+            system = templates[0].text
             if passages:
-                system = sources_prompt(system, passages)
+                system = sources_prompt(system, passages, templates[1].text)
             try:
                 fitted = await backend.fit(system, history, question, self.settings.max_tokens)
             except ContextOverflowError:
@@ -604,8 +619,12 @@ def _generation_spans(trace: Trace, route: Route, last_at: float | None, ended_a
     trace.add("decode", first, last_at, "generation")
 
 
-def _version(template: str) -> str:
-    return hashlib.sha256(template.encode()).hexdigest()[:12]
+def _template_name(templates: tuple[prompts.Template, prompts.Template], with_sources: bool) -> str:
+    return f"{templates[0].name}+{templates[1].name}" if with_sources else templates[0].name
+
+
+def _template_version(templates: tuple[prompts.Template, prompts.Template], with_sources: bool) -> str:
+    return f"{templates[0].version}+{templates[1].version}" if with_sources else templates[0].version
 
 
 def _context_messages(rows: list[dict[str, Any]]) -> list[dict[str, str]]:

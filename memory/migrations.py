@@ -180,4 +180,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX response_cache_by_expiry ON response_cache(expires_at);
     ALTER TABLE responses ADD COLUMN cached_from INTEGER;
     """,
+    # 6: the system prompt template a conversation was given (A/B tests of prompts).
+    """
+    ALTER TABLE conversations ADD COLUMN system_template TEXT;
+    """,
 ]

@@ -342,6 +342,11 @@ class Store:
         return row is not None
 
     @_translated
+    def set_conversation_template(self, conversation_id: int, name: str) -> None:
+        self.conn.execute("UPDATE conversations SET system_template = ? WHERE id = ?",
+                          [name, conversation_id])
+
+    @_translated
     def set_conversation_backend(self, conversation_id: int, backend: str | None) -> None:
         self._get("conversations", conversation_id, "conversation")
         self.conn.execute("UPDATE conversations SET backend = ? WHERE id = ?", [backend, conversation_id])
