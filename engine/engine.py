@@ -21,6 +21,7 @@ from engine.config import Settings
 from engine.errors import AssistantError, ConfigError, ContextOverflowError
 from engine.events import Event, Failed, Finished, Started, Timings, Token, Usage
 from engine.gguf import read_gguf
+from engine.guardrails import Guardrails, describe
 from engine.models import resolve_model
 from engine.paths import database_file, ensure_private_dir
 from engine.review import looks_like_refusal
@@ -92,6 +93,8 @@ class Engine:
         self._model_hash: asyncio.Task[str | None] | None = None
         self._unlogged: dict[int, list[dict[str, str]]] = {}  # conversations, when log_content is off
         self._plugin_manager: Any = None
+        self._guardrails: Guardrails | None = None
+        self.router.redact = self._redact
         self._observers: set[asyncio.Future[None]] = set()
 
     # set-up ------------------------------------------------------------------------------------
@@ -162,6 +165,16 @@ class Engine:
                 manager.register(OtlpExporter(self.settings.otlp_endpoint), name="otel")
             self._plugin_manager = manager
         return self._plugin_manager
+
+    def guardrails(self) -> Guardrails:
+        """The guardrail plugins' detectors; call from a worker thread (plugins load on first use)."""
+        if self._guardrails is None:
+            self._guardrails = Guardrails.from_plugins(self.plugins())
+        return self._guardrails
+
+    async def _redact(self, messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], Any]:
+        guardrails = await asyncio.to_thread(self.guardrails)
+        return guardrails.redact_messages(messages)
 
     def _observe(self, response: dict[str, Any], spans: list[dict[str, Any]]) -> None:
         """Hand the saved answer to `on_response_logged` observers, in a thread, in the background."""
@@ -266,6 +279,8 @@ class Engine:
                     span.attrs.update(backend=route.backend.name, passed_over=len(route.passed_over))
                 result, passages, chosen = route.result, route.passages, route.backend
                 notices = [f"{name}: {why}" for name, why in route.passed_over]
+                if route.redacted:
+                    notices.append(f"Hidden before sending to {chosen.name}: {describe(route.redacted)}.")
                 if is_remote(chosen) and not is_trusted(chosen):
                     notices += await router.budget_warnings()
                     if router.cost(chosen, 1, 1) is None:
@@ -321,7 +336,12 @@ class Engine:
             keep = None  # a new answer from the route's first backend is kept for next time
             if status == "ok" and cache_key and route and route.backend is router.primary(preferred):
                 keep = (cache_key, settings.cache_ttl_hours * 3600, [p.chunk_id for p in passages])
-            review = "refusal" if status == "ok" and looks_like_refusal(text) else None
+            review = None
+            if status == "ok" and text:
+                if looks_like_refusal(text):
+                    review = "refusal"
+                elif (await asyncio.to_thread(lambda: self.guardrails().redact(text)))[1]:
+                    review = "guardrail"  # the answer holds a secret or personal data
             trace.add("logging", logging_started, time.perf_counter())
             saved_text = text if settings.log_content else ""
             self._remember(conversation_id, question, text if status == "ok" else "")

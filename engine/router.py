@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from typing import Any
 
 from engine.backends.base import Backend, SamplingParams, StreamResult
 from engine.config import Settings
-from engine.context import FittedPrompt
+from engine.context import FittedPrompt, Message
 from engine.errors import (
     AssistantError,
     ContextOverflowError,
@@ -54,6 +55,7 @@ class Route:
     # may still be finishing its step in a thread)
     stream_started_at: float = 0.0  # perf_counter() when the chosen backend was asked to stream
     first_at: float | None = None  # and when its first piece arrived
+    redacted: Counter[str] = field(default_factory=Counter)  # what was hidden before it was sent
     passed_over: list[tuple[str, str]] = field(default_factory=list)  # (backend, why), in order
 
 
@@ -90,6 +92,8 @@ class Router:
         self.breakers: dict[str, CircuitBreaker] = {}
         self._breakers_loaded = False
         self._background: set[asyncio.Task[Any]] = set()
+        # Hides secrets and personal data from prompts bound for an untrusted remote backend.
+        self.redact: Callable[[list[Message]], Awaitable[tuple[list[Message], Counter[str]]]] | None = None
 
     def order(self, preferred: str | None = None) -> list[Backend]:
         names = list(self.settings.backends)
@@ -250,14 +254,18 @@ class Router:
     ) -> Route:
         result = StreamResult()
         started = time.perf_counter()
-        stream = backend.stream(fitted.messages, params, result)
+        messages, redacted = fitted.messages, Counter()
+        if self.redact is not None and is_remote(backend) and not is_trusted(backend):
+            messages, redacted = await self.redact(messages)
+        stream = backend.stream(messages, params, result)
         if deadline is None:
             try:
                 first = await anext(stream, None)
             except BaseException:
                 await stream.aclose()
                 raise
-            return Route(backend, fitted, passages, first, stream, result, started, time.perf_counter())
+            return Route(backend, fitted, passages, first, stream, result, started, time.perf_counter(),
+                         redacted=redacted)
         # The first step runs as its own task so the wait can be cut short; the local model
         # finishes its current step in its thread while the next backend starts.
         step = asyncio.ensure_future(anext(stream, None))
@@ -271,7 +279,8 @@ class Router:
             self._background.add(step)
             step.add_done_callback(self._background.discard)
             raise _SlowFirstToken
-        return Route(backend, fitted, passages, step.result(), stream, result, started, time.perf_counter())
+        return Route(backend, fitted, passages, step.result(), stream, result, started, time.perf_counter(),
+                     redacted=redacted)
 
     async def finish(self, route: Route, error: BaseException | None) -> None:
         """Called when the answer's stream ended: a failure mid-answer counts against the backend."""

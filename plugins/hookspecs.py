@@ -75,3 +75,18 @@ def on_response_logged(response: dict, spans: list[dict]) -> None:
     worker thread, never on the UI's event loop; an observer that raises is disabled and reported.
     With `log_content = false` neither holds any question or answer text.
     """
+
+
+# register(name, find): `find(text) -> list of (start, end)` spans of text to hide.
+RegisterGuardrail = Callable[[str, Callable[[str], list[tuple[int, int]]]], None]
+
+
+@hookspec
+def register_guardrails(register: RegisterGuardrail) -> None:
+    """Register detectors of secrets and personal data.
+
+    Call `register(name, find)` once per kind ("API keys", "email addresses"): `find(text)`
+    returns the (start, end) character spans to hide. Before a prompt goes to an untrusted remote
+    backend every span found is replaced by `[redacted NAME]` and the user is told what was
+    removed; an answer in which a detector finds something is put in the review queue.
+    """

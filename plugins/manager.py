@@ -18,7 +18,7 @@ from plugins import hookspecs
 from plugins.hookspecs import KINDS
 
 ENTRY_POINT_GROUP = "assistant.plugins"
-BUILTIN_PLUGINS = ["plugins.loaders"]
+BUILTIN_PLUGINS = ["plugins.loaders", "plugins.guardrails"]
 
 log = logging.getLogger(__name__)
 

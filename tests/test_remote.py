@@ -597,3 +597,35 @@ async def test_extra_headers_are_sent(home: Path, server: FakeOpenAI) -> None:
     await engine.close()
     headers = server.requests[0]["headers"]
     assert headers["X-Title"] == "assistant" and headers["HTTP-Referer"] == "https://example.org"
+
+
+async def test_secrets_and_personal_data_are_hidden_from_a_cloud_backend(home: Path, server: FakeOpenAI) -> None:
+    configure(home, provider(server.url) + provider(server.url, name="homelab", trusted=True),
+              backends=["fake"], allow_cloud=True)
+    engine = make_engine()
+    planted = ("Why does this fail? key=sk-live-4f9a8b7c6d5e4f3a2b1c0d9e, mail me at ana.lopez@example.org, "
+               "card 4111 1111 1111 1111, order 1234 5678 9012 3456.")
+    events = await ask(engine, planted)
+    sent = json.dumps(server.requests[0]["body"]["messages"])
+    for secret in ("sk-live-4f9a8b7c6d5e4f3a2b1c0d9e", "ana.lopez@example.org", "4111 1111 1111 1111"):
+        assert secret not in sent
+    assert "[redacted API key]" in sent and "[redacted email address]" in sent and "[redacted card number]" in sent
+    assert "1234 5678 9012 3456" in sent  # not a card number (fails the Luhn check)
+    note = next(n for n in started(events).notices if n.startswith("Hidden before sending"))
+    assert "1 API key" in note and "1 email address" in note and "1 card number" in note
+    # A trusted server on the user's own network gets the text as written.
+    events = [e async for e in engine.ask(planted, backend="homelab")]
+    assert "ana.lopez@example.org" in json.dumps(server.requests[1]["body"]["messages"])
+    await engine.close()
+    # The question itself is stored as the user wrote it, on this machine.
+    assert rows(home, "SELECT content FROM messages WHERE role = 'user'")[0]["content"] == planted
+
+
+async def test_an_answer_holding_a_secret_goes_to_review(home: Path) -> None:
+    with FakeOpenAI(words=["Your", " key", " is", " sk-test-AAAABBBBCCCCDDDDEEEE"]) as server:
+        configure(home, provider(server.url), backends=["fake"], allow_cloud=True)
+        engine = make_engine()
+        done = finished(await ask(engine))
+        await engine.close()
+    queued = rows(home, "SELECT * FROM reviews")
+    assert [(r["response_id"], r["reason"]) for r in queued] == [(done.response_id, "guardrail")]
