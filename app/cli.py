@@ -173,6 +173,9 @@ def _started_notes(event: Started) -> None:
         click.echo(f"Note: {note}", err=True)
     if event.remote:
         click.echo(f"↗ Sent to {event.backend} ({event.model}) at {event.endpoint}.", err=True)
+    if event.similar_question:
+        click.echo(f"Note: answered from a similar earlier question (response {event.cached_from}): "
+                   f"“{event.similar_question[:80]}”. --no-cache answers this one anew.", err=True)
     if event.question_truncated:
         click.echo("Note: the question was shortened to fit the context window.", err=True)
 

@@ -141,6 +141,14 @@ class Settings:
     )
     cache_ttl_hours: float = _doc("How long a cached answer is reused.", 168.0)
     cache_nondeterministic: bool = _doc("Also cache answers sampled at a temperature above 0.", False)
+    semantic_cache: bool = _doc(
+        "Answer a new standalone question from a similar earlier one (same model, settings and sources), "
+        "showing which. Off by default: similar is not the same.",
+        False,
+    )
+    semantic_cache_similarity: float = _doc(
+        "How similar (cosine of the questions' embeddings) counts as the same question.", 0.92
+    )
     log_content: bool = _doc(
         "Store questions and answers. Off: timings, tokens and cost are still recorded, the text is not "
         "(conversations then live only while the app runs).",

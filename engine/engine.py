@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -242,24 +243,29 @@ class Engine:
         first_at = last_at = None
         passages: list[Passage] = []
         route: Route | None = None
-        cache_key = hit = None
+        context_key = cache_key = hit = vector = None
         status, error = "cancelled", None
         try:
             with trace.span("retrieval") as span:
                 passages = await self._search(question, conversation_id, span.attrs)
             if self._cacheable():  # regenerating skips the lookup, and its answer replaces the entry
                 with trace.span("cache lookup") as span:
-                    cache_key = await self._cache_key(router.primary(preferred), history, question, passages,
-                                                      params, templates)
+                    context_key = await self._cache_context(router.primary(preferred), history, passages,
+                                                            params, templates)
+                    cache_key = context_key and _exact_key(context_key, question)
                     if cache_key and not regenerate:
                         hit = await self._db(store.cached_answer, cache_key)
-                    span.attrs["hit"] = bool(hit)
+                    if context_key and not hit and not history and self.settings.semantic_cache:
+                        vector, hit = await asyncio.to_thread(self._similar, store, context_key, question)
+                        hit = None if regenerate else hit
+                    span.attrs["hit"] = "semantic" if hit and "similar_question" in hit else bool(hit)
             if hit:
                 primary = router.primary(preferred)
                 by_id = {p.chunk_id: p for p in passages}
                 passages = [by_id[i] for i in json.loads(hit["chunk_ids"] or "[]") if i in by_id]
                 yield Started(conversation_id, prompt_message_id, primary.name, primary.model_name, 0,
-                              primary.n_ctx, 0, False, tuple(passages), cached_from=hit["response_id"])
+                              primary.n_ctx, 0, False, tuple(passages), cached_from=hit["response_id"],
+                              similar_question=hit.get("similar_question"))
                 first_at = last_at = time.perf_counter()
                 pieces.append(hit["text"])
                 yield Token(hit["text"])
@@ -350,6 +356,8 @@ class Engine:
                                                     status != "ok", row, trace.rows(), review, keep))
             try:
                 message_id, response_id = await asyncio.shield(saving)
+                if keep and vector is not None:  # a new standalone answer: findable by similar questions
+                    await self._db(store.save_question_vector, response_id, context_key, vector)
                 self._observe({**row, "id": response_id, "conversation_id": conversation_id}, trace.rows())
             except AssistantError as exc:  # the disk is full, the database locked...
                 if status != "ok":
@@ -400,13 +408,14 @@ class Engine:
         s = self.settings
         return s.cache and s.log_content and (s.temperature == 0 or s.cache_nondeterministic)
 
-    async def _cache_key(
-        self, backend: Backend, history: list[dict[str, str]], question: str, passages: list[Passage],
+    async def _cache_context(
+        self, backend: Backend, history: list[dict[str, str]], passages: list[Passage],
         params: SamplingParams, templates: tuple[prompts.Template, prompts.Template],
     ) -> str | None:
-        """Everything that decides the answer: the model (and its file), the prompt template, the
-        sampling, the conversation, the question, and the text of each retrieved passage (an
-        edited file gives other passages, hence another key). None: cannot tell (no model file)."""
+        """A hash of everything but the question that decides the answer: the model (and its
+        file), the prompt templates, the sampling, the conversation, and the text of each
+        retrieved passage (an edited file gives other passages, hence another key). None: cannot
+        tell (no model file)."""
         if isinstance(backend, LocalBackend):
             try:
                 path = await asyncio.to_thread(resolve_model, backend.model, backend.models_dir)
@@ -420,10 +429,31 @@ class Engine:
             "backend": backend.name, "model": model, "n_ctx": backend.n_ctx,
             "template": [t.version for t in templates],
             "params": [params.max_tokens, params.temperature, params.top_p, params.seed],
-            "history": history, "question": question,
+            "history": history,
             "passages": [[p.chunk_id, hashlib.sha256(p.text.encode()).hexdigest()] for p in passages],
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def _similar(self, store: Store, context_key: str, question: str) -> tuple[bytes, dict[str, Any] | None]:
+        """The question's embedding, and the most similar earlier standalone question answered in
+        the same context, if similar enough (run in a worker thread: it embeds)."""
+        import numpy
+
+        from memory.embedder import Embedder
+
+        vector = numpy.asarray(Embedder().embed([question])[0], dtype=numpy.float32)
+        since = (datetime.now(UTC) - timedelta(hours=self.settings.cache_ttl_hours)).isoformat()
+        best, best_score = None, self.settings.semantic_cache_similarity
+        for row in store.similar_answers(context_key, since):
+            score = float(numpy.frombuffer(row["vector"], dtype=numpy.float32) @ vector)
+            if score >= best_score:
+                best, best_score = row, score
+        if best is None:
+            return vector.tobytes(), None
+        return vector.tobytes(), {
+            "response_id": best["response_id"], "text": best["answer"], "similar_question": best["question"],
+            "chunk_ids": best["retrieved_chunk_ids"], "similarity": best_score,
+        }
 
     def _remember(self, conversation_id: int, question: str, answer: str) -> None:
         """With `log_content` off, this session keeps the conversation in memory only."""
@@ -637,6 +667,10 @@ def _generation_spans(trace: Trace, route: Route, last_at: float | None, ended_a
     trace.add("server wait", began, r.first_byte_at, "generation")
     trace.add("first token", began, first, "generation")
     trace.add("decode", first, last_at, "generation")
+
+
+def _exact_key(context_key: str, question: str) -> str:
+    return hashlib.sha256(f"{context_key}\n{question}".encode()).hexdigest()
 
 
 def _template_name(templates: tuple[prompts.Template, prompts.Template], with_sources: bool) -> str:

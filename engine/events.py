@@ -39,6 +39,7 @@ class Started:
     passed_over: tuple[tuple[str, str], ...] = ()  # backends tried or refused first, and why
     notices: tuple[str, ...] = ()  # for the user: fallbacks, budget warnings
     cached_from: int | None = None  # answered from the cache: the response it repeats
+    similar_question: str | None = None  # semantic cache: the earlier question it was taken for
 
 
 @dataclass(frozen=True)

@@ -184,4 +184,15 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE conversations ADD COLUMN system_template TEXT;
     """,
+    # 7: the semantic cache: each cacheable standalone question's embedding, by what else decided
+    # its answer (model, templates, settings, retrieved passages).
+    """
+    CREATE TABLE question_vectors (
+        response_id INTEGER PRIMARY KEY REFERENCES responses(id) ON DELETE CASCADE,
+        context_key TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX question_vectors_by_context ON question_vectors(context_key);
+    """,
 ]

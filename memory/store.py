@@ -235,6 +235,27 @@ class Store:
             return message_id, response_id
 
     @_translated
+    def save_question_vector(self, response_id: int, context_key: str, vector: bytes) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO question_vectors (response_id, context_key, vector, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            [response_id, context_key, vector, now()],
+        )
+
+    @_translated
+    def similar_answers(self, context_key: str, since: str) -> list[dict[str, Any]]:
+        """Answered standalone questions with the same context, newer than `since`: their
+        vectors, question and answer text, and sources."""
+        return dicts(self.conn.execute(
+            """SELECT v.response_id, v.vector, q.content AS question, a.content AS answer,
+                      r.retrieved_chunk_ids
+               FROM question_vectors v JOIN responses r ON r.id = v.response_id
+               JOIN messages q ON q.id = r.prompt_message_id JOIN messages a ON a.id = r.message_id
+               WHERE v.context_key = ? AND v.created_at >= ? AND r.status = 'ok'""",
+            [context_key, since],
+        ))
+
+    @_translated
     def cached_answer(self, key: str) -> dict[str, Any] | None:
         """A live cache entry (an expired one is deleted), counted as a hit."""
         stamp = now()

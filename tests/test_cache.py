@@ -111,3 +111,22 @@ async def test_prompt_prefix_is_reused_across_turns_and_conversations(settings: 
             assert returning < back[0].prompt_tokens / 5
         else:  # only the system prompt is shared with the conversation in between
             assert returning > back[0].prompt_tokens / 2
+
+
+async def test_semantic_cache_hits_a_paraphrase_and_misses_another_question(settings: Settings, home: Path) -> None:
+    engine = Engine(settings.replace(semantic_cache=True))
+    first = (await events_of(engine, "What is the capital city of France?"))[-1]
+    paraphrase_events = await events_of(engine, "Which city is the capital of France?")
+    paraphrase = paraphrase_events[-1]
+    assert paraphrase.cached_from == first.response_id and paraphrase.text == first.text
+    assert paraphrase_events[0].similar_question == "What is the capital city of France?"
+    assert '"hit": "semantic"' in spans_of(home, paraphrase.response_id)["cache lookup"]
+    other = (await events_of(engine, "How many legs does a spider have?"))[-1]
+    assert other.cached_from is None
+    # Not in a conversation: the earlier turns could change what the question means.
+    follow = (await events_of(engine, "Which city is the capital of France?", other.conversation_id))[-1]
+    assert follow.cached_from is None
+    await engine.close()
+    off = Engine(settings)  # off by default
+    assert (await events_of(off, "Which one is the capital city of France?"))[-1].cached_from is None
+    await off.close()

@@ -231,6 +231,10 @@ class ChatScreen(Screen):
         self.status.state = "answering…"
         for note in event.notices:
             self.notify(note, title="Routing", severity="warning", timeout=8)
+        if event.similar_question:
+            self.notify(f"Answered from a similar earlier question (#{event.cached_from}): "
+                        f"“{event.similar_question[:80]}”. F5 answers this one anew.",
+                        title="⚡ Cache", timeout=8)
         if event.remote:
             self.notify(f"Sent to {event.backend} ({event.model}) at {event.endpoint}.", title="↗ Remote",
                         timeout=4)
