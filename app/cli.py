@@ -79,6 +79,8 @@ def main(ctx: click.Context, model: str | None) -> None:
               "with -c, the conversation keeps it.")
 @click.option("--sources/--no-sources", "show_sources", default=True, show_default=True,
               help="List the sources from indexed folders after the answer.")
+@click.option("--json-schema", "schema_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Answer with JSON valid against this JSON schema file (checked; one retry).")
 @click.option("--no-cache", is_flag=True,
               help="Generate anew even if this exact question was answered before.")
 @click.option("--stats/--no-stats", default=None,
@@ -86,8 +88,8 @@ def main(ctx: click.Context, model: str | None) -> None:
 @click.pass_context
 def ask(ctx: click.Context, question: str, model: str | None, conversation: int | None,
         max_tokens: int | None, temperature: float | None, seed: int | None,
-        system: str | None, backend: str | None, show_sources: bool, no_cache: bool,
-        stats: bool | None) -> None:
+        system: str | None, backend: str | None, show_sources: bool, schema_file: Path | None,
+        no_cache: bool, stats: bool | None) -> None:
     """Answer QUESTION on stdout as it streams ("-" reads the question from stdin).
 
     \b
@@ -107,13 +109,19 @@ def ask(ctx: click.Context, question: str, model: str | None, conversation: int 
         seed=seed, system_prompt=system,
     )
     show_stats = sys.stderr.isatty() if stats is None else stats
+    schema = None
+    if schema_file is not None:
+        try:
+            schema = json.loads(schema_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise click.ClickException(f"Cannot read the JSON schema {schema_file}: {exc}.") from exc
     engine = Engine(settings)
     if backend is not None and backend not in engine.router.backends:
         known = ", ".join(engine.router.backends)
         raise click.UsageError(f"There is no backend named {backend!r}; known: {known}.")
     engine.router.primary(backend).start_loading()  # the model loads while the rest starts up
     try:
-        code = _run(_ask(engine, question, conversation, show_stats, show_sources, backend, no_cache))
+        code = _run(_ask(engine, question, conversation, show_stats, show_sources, backend, no_cache, schema))
     except KeyboardInterrupt:
         click.echo("\nStopped; the partial answer is saved.", err=True)
         sys.exit(130)
@@ -130,7 +138,10 @@ def _sources_text(sources: Any) -> str:
 
 
 async def _ask(engine: Engine, question: str, conversation: int | None, show_stats: bool,
-               show_sources: bool = True, backend: str | None = None, regenerate: bool = False) -> int:
+               show_sources: bool = True, backend: str | None = None, regenerate: bool = False,
+               schema: dict | None = None) -> int:
+    if schema is not None:
+        return await _ask_json(engine, question, conversation, backend, regenerate, schema)
     out = sys.stdout
     try:
         async with contextlib.aclosing(engine.ask(question, conversation, backend, regenerate)) as events:
@@ -163,6 +174,28 @@ async def _ask(engine: Engine, question: str, conversation: int | None, show_sta
                     click.echo(f"Error: {event.error}", err=True)
                     return 1
         return 0
+    finally:
+        await engine.close()
+
+
+async def _ask_json(engine: Engine, question: str, conversation: int | None, backend: str | None,
+                    regenerate: bool, schema: dict) -> int:
+    """Structured output: printed only once valid; an invalid answer is asked again once (afresh,
+    in the same place: a new conversation, or the one given)."""
+    from engine.structured import InvalidOutputError
+
+    try:
+        for attempt in range(2):
+            events = [e async for e in engine.ask(question, conversation, backend, regenerate or attempt > 0,
+                                                  json_schema=schema)]
+            last = events[-1]
+            if isinstance(last, Finished):
+                click.echo(last.text)
+                return 0
+            click.echo(f"Error: {last.error}", err=True)
+            if not isinstance(last.error, InvalidOutputError):
+                return 1
+        return 1
     finally:
         await engine.close()
 

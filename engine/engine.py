@@ -27,6 +27,7 @@ from engine.models import resolve_model
 from engine.paths import database_file, ensure_private_dir
 from engine.review import looks_like_refusal
 from engine.router import Route, Router, is_remote, is_trusted
+from engine.structured import InvalidOutputError, check_schema, problem
 from engine.tracing import Trace
 from memory.corpus import Corpus
 from memory.retriever import Passage
@@ -213,7 +214,7 @@ class Engine:
 
     async def ask(
         self, question: str, conversation_id: int | None = None, backend: str | None = None,
-        regenerate: bool = False,
+        regenerate: bool = False, json_schema: dict | None = None,
     ) -> AsyncIterator[Event]:
         """Answer `question`, continuing `conversation_id` or starting a new conversation.
 
@@ -237,7 +238,8 @@ class Engine:
             templates = self._templates(system_name)
 
         settings = self.settings
-        params = SamplingParams(settings.max_tokens, settings.temperature, settings.top_p, settings.seed)
+        params = SamplingParams(settings.max_tokens, settings.temperature, settings.top_p, settings.seed,
+                                check_schema(json_schema) if json_schema is not None else None)
         result = StreamResult()
         pieces: list[str] = []
         first_at = last_at = None
@@ -322,6 +324,9 @@ class Engine:
                 except AssistantError as exc:
                     await router.finish(route, exc)
                     raise
+                if params.json_schema and (why := problem("".join(pieces), params.json_schema)):
+                    raise InvalidOutputError(f"The answer is not valid for the requested JSON schema: {why}.",
+                                             hint="Ask again (it may need a larger max_tokens).")
             status = "ok"
         except AssistantError as exc:
             status, error = "error", exc
@@ -342,7 +347,7 @@ class Engine:
             keep = None  # a new answer from the route's first backend is kept for next time
             if status == "ok" and cache_key and route and route.backend is router.primary(preferred):
                 keep = (cache_key, settings.cache_ttl_hours * 3600, [p.chunk_id for p in passages])
-            review = None
+            review = "guardrail" if isinstance(error, InvalidOutputError) else None
             if status == "ok" and text:
                 if looks_like_refusal(text):
                     review = "refusal"
@@ -428,7 +433,7 @@ class Engine:
         payload = {
             "backend": backend.name, "model": model, "n_ctx": backend.n_ctx,
             "template": [t.version for t in templates],
-            "params": [params.max_tokens, params.temperature, params.top_p, params.seed],
+            "params": [params.max_tokens, params.temperature, params.top_p, params.seed, params.json_schema],
             "history": history,
             "passages": [[p.chunk_id, hashlib.sha256(p.text.encode()).hexdigest()] for p in passages],
         }

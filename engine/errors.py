@@ -16,6 +16,7 @@ escapes is a bug.
     |   +-- ContextOverflowError        the prompt cannot fit the model's context window
     |   +-- BackendError                a remote server failed (HTTP error, timeout, bad stream)
     |   +-- NoBackendError              every backend in the route failed or was refused
+    |   +-- InvalidOutputError          (engine/structured.py) not JSON of the requested schema
     +-- StoreError                      (memory/errors.py)
         +-- DatabaseLockedError
         +-- StorageFullError

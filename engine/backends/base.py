@@ -24,6 +24,7 @@ class SamplingParams:
     temperature: float
     top_p: float
     seed: int | None
+    json_schema: dict | None = None  # structured output: the answer must be JSON of this schema
 
 
 @dataclass

@@ -214,6 +214,9 @@ class LocalBackend:
                     temperature=params.temperature,
                     top_p=params.top_p,
                     seed=params.seed,
+                    # A JSON schema becomes a llama.cpp grammar: the model can only write valid JSON.
+                    response_format={"type": "json_object", "schema": params.json_schema}
+                    if params.json_schema else None,
                 )
                 try:
                     for chunk in chunks:

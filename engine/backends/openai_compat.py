@@ -108,6 +108,9 @@ class OpenAICompatibleBackend:
         }
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.json_schema:
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "answer", "schema": params.json_schema}}
         deadline = asyncio.get_running_loop().time() + p.total_timeout_s
         attempt = 0
         while True:

@@ -1,0 +1,84 @@
+"""Structured output: JSON that matches a schema, enforced by a llama.cpp grammar on the real
+model, by `response_format` on a remote server, and checked either way."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine import Engine, Failed, Finished, Settings
+from engine.errors import ConfigError
+from engine.structured import InvalidOutputError
+from tests.openai_server import FakeOpenAI
+from tests.test_remote import configure, provider
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+    "required": ["city", "country"],
+    "additionalProperties": False,
+}
+
+
+async def test_the_local_model_answers_valid_json(settings: Settings) -> None:
+    engine = Engine(settings.replace(max_tokens=64))
+    events = [e async for e in engine.ask("What is the capital of France? Give the city and the country.",
+                                          json_schema=SCHEMA)]
+    await engine.close()
+    done = events[-1]
+    assert isinstance(done, Finished), done
+    value = json.loads(done.text)
+    assert set(value) == {"city", "country"} and all(isinstance(v, str) for v in value.values())
+
+
+async def test_a_truncated_answer_fails_and_is_never_shown_as_valid(settings: Settings, home: Path) -> None:
+    engine = Engine(settings.replace(max_tokens=4))  # too short to close the object
+    events = [e async for e in engine.ask("Capital of France?", json_schema=SCHEMA)]
+    await engine.close()
+    failed = events[-1]
+    assert isinstance(failed, Failed) and isinstance(failed.error, InvalidOutputError)
+    assert not any(isinstance(e, Finished) for e in events)
+    db = sqlite3.connect(home / "assistant.db")
+    assert db.execute("SELECT status FROM responses").fetchone()[0] == "error"
+    assert db.execute("SELECT reason FROM reviews").fetchone()[0] == "guardrail"
+    db.close()
+
+
+async def test_a_bad_schema_is_a_clear_error(settings: Settings) -> None:
+    engine = Engine(settings)
+    with pytest.raises(ConfigError, match="schema is not valid"):
+        await anext(engine.ask("?", json_schema={"type": "nonsense"}))
+    await engine.close()
+
+
+async def test_a_remote_backend_gets_response_format_and_its_answer_is_checked(home: Path) -> None:
+    with FakeOpenAI(words=['{"city": "Paris", ', '"country": "France"}']) as server:
+        configure(home, provider(server.url), backends=["fake"], allow_cloud=True)
+        from tests.test_remote import make_engine
+        engine = make_engine()
+        done = (await events_of_schema(engine))[-1]
+        assert isinstance(done, Finished) and json.loads(done.text) == {"city": "Paris", "country": "France"}
+        assert server.requests[0]["body"]["response_format"]["json_schema"]["schema"] == SCHEMA
+        server.words = ['{"city": 42}']
+        failed = (await events_of_schema(engine, "Again?"))[-1]
+        await engine.close()
+    assert isinstance(failed, Failed) and "not valid for the requested JSON schema" in str(failed.error)
+
+
+async def events_of_schema(engine: Engine, question: str = "Capital of France?") -> list:
+    return [e async for e in engine.ask(question, json_schema=SCHEMA)]
+
+
+def test_cli_json_schema(home: Path, tmp_path: Path) -> None:
+    schema_file = tmp_path / "schema.json"
+    schema_file.write_text(json.dumps(SCHEMA))
+    done = subprocess.run([sys.executable, "-m", "app", "ask", "--temperature", "0", "--max-tokens", "64",
+                           "--json-schema", str(schema_file), "Capital of Japan? City and country."],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert set(json.loads(done.stdout)) == {"city", "country"}
