@@ -25,9 +25,8 @@ from engine.gguf import read_gguf
 from engine.guardrails import Guardrails, describe
 from engine.models import resolve_model
 from engine.paths import database_file, ensure_private_dir
-from engine.review import looks_like_refusal
 from engine.router import Route, Router, is_remote, is_trusted
-from engine.structured import InvalidOutputError, check_schema, problem
+from engine.structured import InvalidOutputError, check_schema
 from engine.tracing import Trace
 from memory.corpus import Corpus
 from memory.retriever import Passage
@@ -245,7 +244,8 @@ class Engine:
         first_at = last_at = None
         passages: list[Passage] = []
         route: Route | None = None
-        context_key = cache_key = hit = vector = None
+        context_key = cache_key = hit = vector = generated_at = None
+        findings: list[tuple[str, str, bool]] = []
         status, error = "cancelled", None
         try:
             with trace.span("retrieval") as span:
@@ -324,8 +324,16 @@ class Engine:
                 except AssistantError as exc:
                     await router.finish(route, exc)
                     raise
-                if params.json_schema and (why := problem("".join(pieces), params.json_schema)):
-                    raise InvalidOutputError(f"The answer is not valid for the requested JSON schema: {why}.",
+                generated_at = time.perf_counter()
+                with trace.span("guardrails") as span:
+                    answer, schema = "".join(pieces), params.json_schema
+                    findings = await asyncio.to_thread(lambda: self.guardrails().validate(answer, schema))
+                    span.attrs["findings"] = [name for name, _, _ in findings]
+                rejected = [(name, why) for name, why, rejects in findings if rejects]
+                if rejected:
+                    name, why = rejected[0]
+                    what = "the requested JSON schema" if name == "json schema" else f"the {name} check"
+                    raise InvalidOutputError(f"The answer is not valid for {what}: {why}.",
                                              hint="Ask again (it may need a larger max_tokens).")
             status = "ok"
         except AssistantError as exc:
@@ -336,7 +344,7 @@ class Engine:
         finally:
             logging_started = time.perf_counter()
             if route is not None:
-                _generation_spans(trace, route, last_at, logging_started)
+                _generation_spans(trace, route, last_at, generated_at or logging_started)
             text, sources = resolve_citations("".join(pieces), passages)
             row, cost = await self._response_row(trace, route, preferred, status, error, passages, result,
                                                  prompt_message_id, first_at, last_at, logging_started,
@@ -348,11 +356,8 @@ class Engine:
             if status == "ok" and cache_key and route and route.backend is router.primary(preferred):
                 keep = (cache_key, settings.cache_ttl_hours * 3600, [p.chunk_id for p in passages])
             review = "guardrail" if isinstance(error, InvalidOutputError) else None
-            if status == "ok" and text:
-                if looks_like_refusal(text):
-                    review = "refusal"
-                elif (await asyncio.to_thread(lambda: self.guardrails().redact(text)))[1]:
-                    review = "guardrail"  # the answer holds a secret or personal data
+            if status == "ok" and findings:  # flagged, not rejected: the answer stands, a person looks
+                review = "refusal" if findings[0][0] == "refusal" else "guardrail"
             trace.add("logging", logging_started, time.perf_counter())
             saved_text = text if settings.log_content else ""
             self._remember(conversation_id, question, text if status == "ok" else "")

@@ -1,5 +1,5 @@
-"""Redaction before a cloud backend, and flagging of answers, with the guardrail plugins'
-detectors (see `register_guardrails` in plugins/hookspecs.py)."""
+"""The guardrail pipeline, from plugins: detectors that hide secrets and personal data before a
+cloud backend (`register_guardrails`), and validators of every new answer (`register_validators`)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,31 @@ from collections import Counter
 from collections.abc import Callable
 
 Find = Callable[[str], list[tuple[int, int]]]
+Check = Callable[[str, dict | None], str | None]
 
 
 class Guardrails:
-    def __init__(self, detectors: list[tuple[str, Find]]) -> None:
+    def __init__(self, detectors: list[tuple[str, Find]], validators: list[tuple[str, Check, bool]]) -> None:
         self.detectors = detectors
+        self.validators = validators
 
     @classmethod
     def from_plugins(cls, manager) -> Guardrails:
         detectors: list[tuple[str, Find]] = []
+        validators: list[tuple[str, Check, bool]] = []
         manager.hook.register_guardrails(register=lambda name, find: detectors.append((name, find)))
-        return cls(detectors)
+        manager.hook.register_validators(
+            register=lambda name, check, rejects: validators.append((name, check, rejects)))
+        return cls(detectors, validators)
+
+    def validate(self, answer: str, schema: dict | None) -> list[tuple[str, str, bool]]:
+        """(validator, problem, rejects) for each validator that objects to the answer."""
+        found = []
+        for name, check, rejects in self.validators:
+            why = check(answer, schema)
+            if why:
+                found.append((name, why, rejects))
+        return found
 
     def redact(self, text: str) -> tuple[str, Counter[str]]:
         """The text with every detected span replaced by `[redacted NAME]`, and the counts."""

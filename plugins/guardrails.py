@@ -1,14 +1,17 @@
-"""The built-in guardrails plugin: secrets and personal data that must not reach a cloud backend.
+"""The built-in guardrails plugin.
 
-Each detector returns the spans it finds; the engine replaces them before a prompt goes to an
-untrusted remote backend, and flags answers that contain them for review.
+Detectors of secrets and personal data: the engine hides what they find before a prompt goes to
+an untrusted remote backend. Validators of answers: JSON against a requested schema (rejects),
+refusals and answers holding a secret or personal data (flagged for review).
 """
 
 from __future__ import annotations
 
 import re
 
-from plugins.hookspecs import RegisterGuardrail, hookimpl
+from engine.review import looks_like_refusal
+from engine.structured import problem
+from plugins.hookspecs import RegisterGuardrail, RegisterValidator, hookimpl
 
 _API_KEY = re.compile(
     r"\b(?:sk-(?:proj-|live-|test-)?[A-Za-z0-9_-]{16,}"  # OpenAI-style
@@ -51,7 +54,22 @@ def _cards(text: str) -> list[tuple[int, int]]:
 
 @hookimpl
 def register_guardrails(register: RegisterGuardrail) -> None:
-    register("API key", _spans(_API_KEY))
-    register("token", _spans(_TOKEN))
-    register("email address", _spans(_EMAIL))
-    register("card number", _cards)
+    for name, find in DETECTORS:
+        register(name, find)
+
+
+DETECTORS = [("API key", _spans(_API_KEY)), ("token", _spans(_TOKEN)), ("email address", _spans(_EMAIL)),
+             ("card number", _cards)]
+
+
+def _sensitive(answer: str, schema: dict | None) -> str | None:
+    found = [name for name, find in DETECTORS if find(answer)]
+    return f"holds {', '.join(found)}" if found else None
+
+
+@hookimpl
+def register_validators(register: RegisterValidator) -> None:
+    register("json schema", lambda answer, schema: problem(answer, schema) if schema else None, True)
+    register("refusal", lambda answer, schema: "looks like a refusal" if looks_like_refusal(answer) else None,
+             False)
+    register("sensitive output", _sensitive, False)

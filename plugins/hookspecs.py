@@ -77,6 +77,21 @@ def on_response_logged(response: dict, spans: list[dict]) -> None:
     """
 
 
+# register(name, check, rejects): `check(answer, json_schema) -> problem or None`.
+RegisterValidator = Callable[[str, Callable[[str, dict | None], str | None], bool], None]
+
+
+@hookspec
+def register_validators(register: RegisterValidator) -> None:
+    """Register checks run on every new answer, in order.
+
+    Call `register(name, check, rejects)`: `check(answer, json_schema)` returns a short problem
+    ("looks like a refusal") or None; `json_schema` is the schema the caller asked for, or None.
+    A check that `rejects` turns the answer into a failure (never shown as valid); otherwise the
+    answer stands and goes to the review queue.
+    """
+
+
 # register(name, find): `find(text) -> list of (start, end)` spans of text to hide.
 RegisterGuardrail = Callable[[str, Callable[[str], list[tuple[int, int]]]], None]
 
