@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import logging.handlers
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,9 @@ def _run(coro: Any) -> Any:
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="assistant", prog_name="assistant")
 @click.option("--model", "-m", help="GGUF file path, or a model name in models_dir.")
+@click.option("--no-plugins", is_flag=True, help="Start without third-party plugins.")
 @click.pass_context
-def main(ctx: click.Context, model: str | None) -> None:
+def main(ctx: click.Context, model: str | None, no_plugins: bool) -> None:
     """A local-first AI assistant. With no command, opens the chat app.
 
     \b
@@ -60,6 +62,8 @@ def main(ctx: click.Context, model: str | None) -> None:
     Ctrl+G / Ctrl+B rate an answer up / down, Ctrl+P opens the command palette.
     """
     ctx.obj = {"model": model}
+    if no_plugins:
+        os.environ["ASSISTANT_PLUGINS"] = "0"  # for every settings read in this run
     _log_to_file()
     if ctx.invoked_subcommand is None:
         from app.tui import AssistantApp  # Textual is only imported for the TUI
@@ -604,3 +608,29 @@ def prompts(action: str, name: str | None, other: str | None) -> None:
         click.echo(changes or f"No difference: {name} is the shipped text ({current.version}).")
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins(as_json: bool) -> None:
+    """Plugins: built-in and installed, what each registers, and the ones that failed."""
+    from plugins.manager import describe, get_plugin_manager
+
+    settings = _settings()
+    manager = get_plugin_manager(load_entry_points=settings.plugins)
+    rows = describe(manager)
+    if as_json:
+        click.echo(json.dumps({"plugins": rows, "errors": manager.errors, "third_party": settings.plugins},
+                              indent=2))
+        return
+    for row in rows:
+        click.secho(f"{row['name']}  ({row['source']})", bold=True)
+        for kind, items in row["registers"].items():
+            click.echo(f"  {kind}: " + "; ".join(items))
+        others = [h for h in row["hooks"] if not h.startswith("register_")]
+        if others:
+            click.echo(f"  observes: {', '.join(others)}")
+    if not settings.plugins:
+        click.echo("\nThird-party plugins are off (--no-plugins, or plugins = false).")
+    for error in manager.errors:
+        click.secho(f"\n{error} (disabled)", fg="red")

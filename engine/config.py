@@ -149,6 +149,11 @@ class Settings:
     semantic_cache_similarity: float = _doc(
         "How similar (cosine of the questions' embeddings) counts as the same question.", 0.92
     )
+    plugins: bool = _doc(
+        "Load installed third-party plugins (entry point group `assistant.plugins`); "
+        "`assistant --no-plugins` turns them off for one run.",
+        True,
+    )
     log_content: bool = _doc(
         "Store questions and answers. Off: timings, tokens and cost are still recorded, the text is not "
         "(conversations then live only while the app runs).",

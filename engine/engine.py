@@ -159,7 +159,7 @@ class Engine:
         if self._plugin_manager is None:
             from plugins.manager import get_plugin_manager
 
-            manager = get_plugin_manager()
+            manager = get_plugin_manager(load_entry_points=self.settings.plugins)
             if self.settings.otlp_endpoint:
                 from plugins.otel import OtlpExporter
 

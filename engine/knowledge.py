@@ -44,7 +44,7 @@ class Knowledge:
     def loaders(self) -> LoaderRegistry:
         with self._lock:
             if self._loaders is None:
-                self._loaders = loader_registry(get_plugin_manager())
+                self._loaders = loader_registry(get_plugin_manager(load_entry_points=self.settings.plugins))
             return self._loaders
 
     @property

@@ -155,3 +155,33 @@ def loader_registry(pm: pluggy.PluginManager) -> LoaderRegistry:
     if isinstance(pm, PluginManager):
         registry.errors[:0] = pm.errors
     return registry
+
+
+def describe(pm: PluginManager) -> list[dict]:
+    """Each plugin: its name, where it comes from, the hooks it implements and what it registers."""
+    sources = {id(plugin): f"{dist.project_name} {dist.version}"
+               for plugin, dist in pm.list_plugin_distinfo()}
+    rows = []
+    for plugin in pm.get_plugins():
+        hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
+        registers = {hook.removeprefix("register_"): _registrations(pm, plugin, hook)
+                     for hook in ("register_loaders", "register_guardrails", "register_validators")
+                     if hook in hooks}
+        rows.append({"name": plugin_name(pm, plugin), "source": sources.get(id(plugin), "built-in"),
+                     "hooks": hooks, "registers": registers})
+    return rows
+
+
+def _registrations(pm: PluginManager, plugin: object, hook: str) -> list[str]:
+    """What one plugin registers through one hook: loaders' suffixes, or the names given."""
+    found: list[str] = []
+
+    def register(first: object, *rest: object) -> None:
+        found.append(", ".join(first) if isinstance(first, list) else str(first))
+
+    impl = next(i for i in getattr(pm.hook, hook).get_hookimpls() if i.plugin is plugin)
+    try:
+        impl.function(register=register)
+    except Exception as exc:  # shown, not raised: the listing must work for broken plugins too
+        found.append(f"(failed: {_short(exc)})")
+    return found

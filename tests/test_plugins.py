@@ -1,0 +1,60 @@
+"""`assistant plugins` and `--no-plugins`, with a real installed plugin (a dist-info with entry
+points on the path, as pip leaves it) and a broken one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def install_plugins(folder: Path) -> dict[str, str]:
+    (folder / "good_assistant_plugin.py").write_text(
+        "from plugins.hookspecs import hookimpl\n"
+        "from plugins.loaders import load_text\n"
+        "@hookimpl\n"
+        "def register_loaders(register):\n"
+        "    register(['.good'], load_text, 'text')\n"
+        "@hookimpl\n"
+        "def on_response_logged(response, spans):\n"
+        "    pass\n"
+    )
+    info = folder / "assistant_test_plugins-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: assistant-test-plugins\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[assistant.plugins]\ngood = good_assistant_plugin\nmissing = no_such_module_for_assistant\n")
+    return {**os.environ, "PYTHONPATH": str(folder)}
+
+
+def plugins_json(env: dict[str, str], *options: str) -> dict:
+    done = subprocess.run([sys.executable, "-m", "app", *options, "plugins", "--json"], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_plugins_lists_what_each_registers_and_what_failed(tmp_path: Path) -> None:
+    env = install_plugins(tmp_path)
+    listed = plugins_json(env)
+    by_name = {p["name"]: p for p in listed["plugins"]}
+    assert by_name["plugins.loaders"]["source"] == "built-in"
+    assert "card number" in by_name["plugins.guardrails"]["registers"]["guardrails"]
+    good = by_name["good"]
+    assert good["source"] == "assistant-test-plugins 1.0"
+    assert good["registers"]["loaders"] == [".good"] and "on_response_logged" in good["hooks"]
+    assert listed["errors"] == ["plugin missing: could not be loaded: ModuleNotFoundError: "
+                                "No module named 'no_such_module_for_assistant'"]
+    text = subprocess.run([sys.executable, "-m", "app", "plugins"], capture_output=True, text=True,
+                          timeout=120, env=env).stdout
+    assert "good  (assistant-test-plugins 1.0)" in text and "observes: on_response_logged" in text
+    assert "plugin missing: could not be loaded" in text
+
+
+def test_no_plugins_starts_without_third_party_plugins(tmp_path: Path) -> None:
+    env = install_plugins(tmp_path)
+    listed = plugins_json(env, "--no-plugins")
+    assert {p["name"] for p in listed["plugins"]} == {"plugins.loaders", "plugins.guardrails"}
+    assert listed["errors"] == [] and listed["third_party"] is False
