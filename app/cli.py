@@ -634,3 +634,57 @@ def plugins(as_json: bool) -> None:
         click.echo("\nThird-party plugins are off (--no-plugins, or plugins = false).")
     for error in manager.errors:
         click.secho(f"\n{error} (disabled)", fg="red")
+
+
+def _backup_name(prefix: str) -> Path:
+    from datetime import UTC, datetime
+
+    from engine.paths import data_dir
+
+    return data_dir() / "backups" / f"{prefix}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S-%f')}.db"
+
+
+@main.command()
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path), required=False)
+def backup(target: Path | None) -> None:
+    """Copy the database (conversations, answers, feedback, indexed folders) to one file.
+
+    Consistent even while the app is answering. Default: DATA_FOLDER/backups/assistant-TIME.db.
+    The vector store is not copied: `assistant restore` rebuilds it from the database.
+    """
+    target = (target or _backup_name("assistant")).expanduser()
+    store = _store()
+    try:
+        store.backup(target)
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    click.echo(f"Backed up to {target} ({target.stat().st_size / 1e6:,.1f} MB).")
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--rebuild/--no-rebuild", default=True, show_default=True,
+              help="Rebuild the vector store from the restored database.")
+def restore(source: Path, yes: bool, rebuild: bool) -> None:
+    """Replace the database with a backup. The current one is backed up first."""
+    if not yes:
+        click.confirm(f"Replace the database with {source}? (the current one is backed up first)", abort=True)
+    store = _store()
+    safety = _backup_name("before-restore")
+    try:
+        store.check_backup(source)  # before anything changes
+        store.backup(safety)
+        store.restore_from(source)
+        chunks = store.conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    click.echo(f"Restored {source}. The previous database is in {safety}.")
+    if rebuild and chunks:
+        from app.indexing import index_command
+
+        index_command(_settings(), None, watch=False, rebuild=True, as_json=False)

@@ -413,6 +413,48 @@ class Store:
         row = {"path": path, "size": size, "mtime_ns": mtime_ns, "sha256": sha256}
         self.db["model_files"].upsert(row, pk="path")
 
+    # backup and restore --------------------------------------------------------------------------
+
+    @_translated
+    def backup(self, target: Path) -> None:
+        """A consistent copy in one file (`VACUUM INTO`: one read transaction, so answers being
+        written meanwhile are either wholly in it or not at all)."""
+        if target.exists():
+            raise StoreError(f"{target} already exists.", hint="Choose another file name.")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.conn.execute("VACUUM INTO ?", [str(target)])
+        os.chmod(target, 0o600)
+
+    @staticmethod
+    def check_backup(source: Path) -> None:
+        """Raise unless `source` is a sound database of this or an older schema."""
+        try:
+            backup = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+            try:
+                check = backup.execute("PRAGMA integrity_check").fetchone()[0]
+                version = backup.execute("PRAGMA user_version").fetchone()[0]
+            finally:
+                backup.close()
+        except sqlite3.Error as exc:
+            raise CorruptDatabaseError(f"{source} is not a readable assistant database: {exc}.") from exc
+        if check != "ok" or not version:
+            raise CorruptDatabaseError(f"{source} is not a sound assistant database ({check}).")
+        if version > len(MIGRATIONS):
+            raise StoreError(f"{source} comes from a newer version of assistant (schema {version}).",
+                             hint="Upgrade assistant, then restore it.")
+
+    @_translated
+    def restore_from(self, source: Path) -> None:
+        """Replace this database's contents with a backup's, page by page under SQLite's own lock
+        (other processes see either the old or the new database), then bring its schema up to date."""
+        self.check_backup(source)
+        backup = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        try:
+            backup.backup(self.conn)
+        finally:
+            backup.close()
+        self._migrate()
+
     # health ------------------------------------------------------------------------------------
 
     @_translated
