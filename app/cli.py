@@ -238,15 +238,18 @@ def feedback(response_id: int, rating: str, comment: str | None) -> None:
 @main.command()
 @click.option("--limit", "-n", default=20, show_default=True, help="How many conversations.")
 @click.option("--conversation", "-c", type=int, help="Show this conversation's messages.")
+@click.option("--search", "-s", help="Only conversations whose messages contain these words.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def history(limit: int, conversation: int | None, as_json: bool) -> None:
-    """List recent conversations, or show one with -c ID."""
+def history(limit: int, conversation: int | None, search: str | None, as_json: bool) -> None:
+    """List recent conversations, search them (-s WORDS), or show one with -c ID."""
 
     async def read() -> list[dict[str, Any]]:
         engine = Engine(_settings())
         try:
             if conversation is not None:
                 return await engine.messages(conversation)
+            if search:
+                return await engine.search_conversations(search)
             return await engine.conversations(limit)
         finally:
             await engine.close()
@@ -263,10 +266,13 @@ def history(limit: int, conversation: int | None, as_json: bool) -> None:
             click.echo(row["content"] + "\n")
         return
     if not rows:
-        click.echo("No conversations yet. Start one with `assistant` or `assistant ask`.")
+        click.echo(f"No conversation mentions {search!r}." if search
+                   else "No conversations yet. Start one with `assistant` or `assistant ask`.")
     for row in rows:
         click.echo(f"{row['id']:>5}  {row['updated_at'][:16].replace('T', ' ')}  "
                    f"{row['messages']:>3} msgs  {row['title']}")
+        if row.get("snippet"):
+            click.echo(f"       {' '.join(row['snippet'].split())}")
 
 
 @main.command()

@@ -129,6 +129,7 @@ class AssistantApp(App):
              screen.action_review),
             ("Regenerate", "Answer the last question anew, not from the cache (F5)",
              screen.action_regenerate),
+            ("Search conversations", "Find conversations by the words in them (F8)", screen.action_search),
             ("Rename conversation", "Rename the current conversation (F2)",
              screen.action_rename_conversation),
             ("Delete conversation", "Delete the current conversation", screen.action_delete_conversation),

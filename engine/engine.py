@@ -616,6 +616,9 @@ class Engine:
     async def conversation(self, conversation_id: int) -> dict[str, Any]:
         return await self._db((await self.store()).conversation, conversation_id)
 
+    async def search_conversations(self, query: str) -> list[dict[str, Any]]:
+        return await self._db((await self.store()).search_conversations, query)
+
     async def conversations(self, limit: int = 100) -> list[dict[str, Any]]:
         return await self._db((await self.store()).conversations, limit)
 

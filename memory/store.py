@@ -12,6 +12,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -147,6 +148,31 @@ class Store:
             FROM conversations c ORDER BY c.updated_at DESC, c.id DESC LIMIT ?
         """
         return list(self.db.query(sql, [limit]))
+
+    @_translated
+    def search_conversations(self, query: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Conversations whose messages match every word of `query` (best first), each with a
+        snippet of its best matching message."""
+        words = re.findall(r"\w+", query)
+        if not words:
+            return []
+        match = " ".join(f'"{w}"' for w in words)
+        best: dict[int, str] = {}  # conversation id -> snippet of its best message, in rank order
+        for conversation_id, snippet in self.conn.execute(
+            """SELECT m.conversation_id, snippet(messages_fts, 0, '[', ']', '…', 12)
+               FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid
+               WHERE messages_fts MATCH ? ORDER BY bm25(messages_fts) LIMIT 1000""",
+            [match],
+        ):
+            best.setdefault(conversation_id, snippet)
+        ids = list(best)[:limit]
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = {r["id"]: r for r in dicts(self.conn.execute(
+            f"""SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS messages
+                FROM conversations c WHERE c.id IN ({marks})""", ids))}
+        return [{**rows[i], "snippet": best[i]} for i in ids if i in rows]
 
     @_translated
     def rename_conversation(self, conversation_id: int, title: str) -> None:

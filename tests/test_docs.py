@@ -22,9 +22,9 @@ def test_every_column_is_documented(tmp_path: Path) -> None:
     store = Store(tmp_path / "a.db")
     text = (DOCS / "schema.md").read_text()
     assert f"schema version {len(MIGRATIONS)}" in text
-    assert "`chunks_fts`" in text
+    assert "`chunks_fts`" in text and "`messages_fts`" in text
     for table in store.db.table_names():
-        if table.startswith("sqlite_") or table.startswith("chunks_fts"):
+        if table.startswith(("sqlite_", "chunks_fts", "messages_fts")):
             continue  # SQLite's own bookkeeping and the FTS5 index's shadow tables
         assert f"### {table}" in text, f"docs/schema.md does not document table {table}"
         for column in store.db[table].columns:

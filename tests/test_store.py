@@ -136,3 +136,19 @@ def test_model_hash_cache(store: Store) -> None:
     store.save_model_hash("/m.gguf", 10, 1, "abc")
     assert store.cached_model_hash("/m.gguf", 10, 1) == "abc"
     assert store.cached_model_hash("/m.gguf", 11, 1) is None
+
+
+def test_full_text_search_over_conversations(tmp_path: Path) -> None:
+    store = Store(tmp_path / "a.db")
+    garden = store.create_conversation("garden")
+    store.add_message(garden, "user", "How deep should I plant tulip bulbs?")
+    store.add_message(garden, "assistant", "Plant tulips about 15 cm deep, pointy end up.")
+    cooking = store.create_conversation("cooking")
+    store.add_message(cooking, "user", "A recipe for onion soup?")
+    found = store.search_conversations("tulip planting")  # stemmed: planting ~ plant, tulip ~ tulips
+    assert [r["id"] for r in found] == [garden] and "[" in found[0]["snippet"]
+    assert store.search_conversations('onion "soup') [0]["id"] == cooking  # quotes in the query are harmless
+    assert store.search_conversations("---") == []
+    store.delete_conversation(garden)
+    assert store.search_conversations("tulip") == []
+    store.close()

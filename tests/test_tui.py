@@ -351,3 +351,21 @@ async def test_trace_stats_and_review_screens(settings: Settings) -> None:
         await pilot.press("f5")  # regenerate
         fresh = await finished_answer(app, 2)
         assert fresh.cached_from is None and fresh.response_id > cached.response_id
+
+
+async def test_search_conversations(settings: Settings) -> None:
+    engine = Engine(settings)
+    for question in ("Tell me about the Zanzibar archipelago.", "What is the capital of France?"):
+        await events_of(engine, question)
+    app = AssistantApp(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = chat(app)
+        sidebar = screen.query_one(ConversationList)
+        await wait_for(lambda: len(sidebar.children) == 2, what="both conversations listed")
+        await pilot.press("f8")
+        await wait_for(lambda: isinstance(app.screen, TextDialog), what="search dialog")
+        await pilot.press(*"zanzibar", "enter")
+        await wait_for(lambda: screen.searching and len(sidebar.children) == 1, what="one match")
+        assert "Zanzibar" in sidebar.children[0].title
+        await pilot.press("ctrl+n")
+        await wait_for(lambda: len(sidebar.children) == 2, what="all conversations again")

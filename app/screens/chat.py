@@ -48,6 +48,7 @@ class ChatScreen(Screen):
         Binding("f3", "stats", "Stats"),
         Binding("f4", "review", "Review"),
         Binding("f5", "regenerate", "Regenerate", show=False),
+        Binding("f8", "search", "Search"),
         Binding("ctrl+s", "toggle_sidebar", "Sidebar"),
         Binding("f2", "rename_conversation", "Rename", show=False),
     ]
@@ -59,6 +60,7 @@ class ChatScreen(Screen):
         self.selected: AnswerMessage | None = None
         self.backend_choice: str | None = None  # None: the configured route
         self.alerts_shown: set[str] = set()
+        self.searching = False  # the sidebar shows search results, not the latest conversations
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -130,6 +132,8 @@ class ChatScreen(Screen):
         await self.show_conversations()
 
     async def show_conversations(self) -> None:
+        if self.searching:
+            return  # search results stay until Ctrl+N
         try:
             rows = await self.engine.conversations()
         except AssistantError as exc:
@@ -256,6 +260,9 @@ class ChatScreen(Screen):
 
     async def action_new_chat(self) -> None:
         self.workers.cancel_group(self, "answer")
+        if self.searching:
+            self.searching = False
+            self.refresh_conversations()
         self.conversation_id = None
         self.backend_choice = None
         self.show_backend()
@@ -444,6 +451,27 @@ class ChatScreen(Screen):
         from app.screens.insights import ReviewScreen
 
         self.app.push_screen(ReviewScreen())
+
+    @work(group="search", exclusive=True)
+    async def action_search(self) -> None:
+        """Search every conversation; the sidebar then lists the ones that match (Ctrl+N: all)."""
+        dialog = TextDialog("Search conversations", placeholder="words to find")
+        query = await self.app.push_screen_wait(dialog)
+        if not query or not query.strip():
+            return
+        try:
+            rows = await self.engine.search_conversations(query)
+        except AssistantError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        sidebar = self.query_one(ConversationList)
+        sidebar.display = True
+        await sidebar.show(rows, self.conversation_id)
+        self.searching = True
+        self.notify(f"{len(rows)} conversations mention “{query.strip()}”. Ctrl+N shows all again."
+                    if rows else f"No conversation mentions “{query.strip()}”.", timeout=5)
+        if rows:
+            sidebar.focus()
 
     def action_toggle_sidebar(self) -> None:
         sidebar = self.query_one(ConversationList)
