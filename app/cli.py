@@ -353,6 +353,8 @@ def backends(check: bool, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from engine.prices import table_version
+
     async def report() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         engine = Engine(_settings())
         try:
@@ -364,6 +366,7 @@ def backends(check: bool, as_json: bool) -> None:
     settings = _settings()
     if as_json:
         click.echo(json.dumps({"backends": rows, "allow_cloud": settings.allow_cloud,
+                               "price_table": table_version(),
                                "spending": {k: {"spent": v[0], "limit": v[1]} for k, v in spending.items()}},
                               indent=2))
         return
@@ -382,6 +385,8 @@ def backends(check: bool, as_json: bool) -> None:
     Console().print(table)
     cloud = "allowed" if settings.allow_cloud else "off (set allow_cloud = true to use remote backends)"
     click.echo(f"Cloud: {cloud}.")
+    overridden = f"; your [prices] for {', '.join(settings.prices)}" if settings.prices else ""
+    click.echo(f"Prices: the table of {table_version()}{overridden}.")
     for period, (spent, limit) in spending.items():
         click.echo(f"Budget this {period}: {spent:.2f} of {limit:.2f} USD.")
     for row in rows:

@@ -234,7 +234,7 @@ class Engine:
             store = await self.store()
             conversation_id, history, preferred, prompt_message_id, system_name = await self._save_question(
                 store, question, conversation_id, backend)
-            templates = self._templates(system_name)
+            templates = await asyncio.to_thread(self._templates, system_name)  # files: off the event loop
 
         settings = self.settings
         params = SamplingParams(settings.max_tokens, settings.temperature, settings.top_p, settings.seed,
@@ -362,13 +362,14 @@ class Engine:
             saved_text = text if settings.log_content else ""
             self._remember(conversation_id, question, text if status == "ok" else "")
             # Shielded: a second cancel must not lose the row.
+            spans = trace.rows()
             saving = asyncio.ensure_future(self._db(store.record_answer, conversation_id, saved_text,
-                                                    status != "ok", row, trace.rows(), review, keep))
+                                                    status != "ok", row, spans, review, keep))
             try:
                 message_id, response_id = await asyncio.shield(saving)
                 if keep and vector is not None:  # a new standalone answer: findable by similar questions
                     await self._db(store.save_question_vector, response_id, context_key, vector)
-                self._observe({**row, "id": response_id, "conversation_id": conversation_id}, trace.rows())
+                self._observe({**row, "id": response_id, "conversation_id": conversation_id}, spans)
             except AssistantError as exc:  # the disk is full, the database locked...
                 if status != "ok":
                     raise

@@ -9,6 +9,7 @@ template name and version it was answered with.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
@@ -34,7 +35,10 @@ def user_folder() -> Path:
     return config_file().parent / "prompts"
 
 
+@functools.cache
 def _built_in() -> dict[str, str]:
+    """The shipped templates, read once (the user's overrides are read at every answer, so an
+    edit applies at once)."""
     folder = resources.files("engine").joinpath("data/prompts")
     return {f.name.removesuffix(".md"): f.read_text("utf-8").strip()
             for f in folder.iterdir() if f.name.endswith(".md")}

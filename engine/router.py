@@ -300,6 +300,10 @@ class Router:
         breaker = self.breakers.get(name)
         return breaker.state if breaker else "closed"
 
+    def open_breakers(self) -> tuple[str, ...]:
+        """Backends whose breaker is not closed, as this process last saw them."""
+        return tuple(name for name in self.backends if self.breaker_state(name) != "closed")
+
     async def aclose(self) -> None:
         for task in list(self._background):
             with contextlib.suppress(BaseException):

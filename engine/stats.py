@@ -167,17 +167,13 @@ def _days(store: Store, since: str | None) -> list[dict[str, Any]]:
     return days
 
 
-def dicts_keys(rows: list[dict[str, Any]]) -> list[str]:
-    return [k for k in rows[0] if k != "day"]
-
-
 def compute(store: Store, since: str | None = None, by: str | None = None) -> dict[str, Any]:
     start = parse_since(since)
     # No window, no condition: the min, max and k-th entries are then steps along an index.
     window: tuple[str, tuple] = ("AND r.created_at >= ?", (start,)) if since else ("", ())
     # One pass over the time index gives the days, and the overall totals as their sums.
     days = _days(store, start if since else None)
-    totals = {key: sum(d[key] for d in days) for key in dicts_keys(days)} if days else None
+    totals = {key: sum(d[key] for d in days) for key in days[0] if key != "day"} if days else None
     per_day = [{"day": d["day"], "answers": d["answers"], "tokens": d["input_tokens"] + d["output_tokens"],
                 "cost": d["cost"], "errors": d["errors"]} for d in days]
     thumbs_per_day = {row["day"]: row for row in dicts(store.conn.execute(

@@ -10,6 +10,7 @@ demand: each request takes the next behaviour from `script` (then `default`).
     drop      streams two chunks, then closes the connection mid-body
     garbage   streams one chunk, then a data line that is not JSON
     json      200 with a JSON body instead of an event stream
+    [words]   a list: like ok, streaming these words instead of `words`
 
 Used by the tests and by bench/bench_router.py.
 """
@@ -35,7 +36,7 @@ class FakeOpenAI:
     def __init__(self, words: list[str] | None = None, model: str = "fake-model") -> None:
         self.words = words or ["Hello", " from", " the", " remote", " server", "."]
         self.model = model
-        self.script: deque[str] = deque()
+        self.script: deque[str | list[str]] = deque()
         self.default = "ok"
         self.first_byte_delay_s = 2.0
         self.chunk_delay_s = 0.0
@@ -58,11 +59,11 @@ class FakeOpenAI:
         self._server.shutdown()
         self._server.server_close()
 
-    def then(self, *behaviours: str) -> FakeOpenAI:
+    def then(self, *behaviours: str | list[str]) -> FakeOpenAI:
         self.script.extend(behaviours)
         return self
 
-    def _next(self) -> str:
+    def _next(self) -> str | list[str]:
         try:
             return self.script.popleft()
         except IndexError:
@@ -89,6 +90,9 @@ class FakeOpenAI:
                 fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,
                                       "at": time.monotonic()})
                 behaviour = fake._next()
+                words = fake.words
+                if isinstance(behaviour, list):
+                    behaviour, words = "ok", behaviour
                 if behaviour == "hang":
                     fake._stopping.wait(60)
                     self.close_connection = True
@@ -106,7 +110,7 @@ class FakeOpenAI:
                 if behaviour == "json":
                     self._json(200, {"choices": [{"message": {"content": "not streamed"}}]})
                     return
-                self._stream(behaviour, body)
+                self._stream(behaviour, body, words)
 
             def _json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
@@ -127,12 +131,12 @@ class FakeOpenAI:
                 data = payload if isinstance(payload, str) else json.dumps(payload)
                 self._chunk(f"data: {data}\n\n")
 
-            def _stream(self, behaviour: str, body: dict) -> None:
+            def _stream(self, behaviour: str, body: dict, words: list[str]) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
-                words = fake.words[: max(1, int(body.get("max_tokens", len(fake.words))))]
+                words = words[: max(1, int(body.get("max_tokens", len(words))))]
                 for i, word in enumerate(words):
                     if behaviour == "drop" and i == 2:
                         self.wfile.flush()

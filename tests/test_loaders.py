@@ -296,20 +296,9 @@ def test_a_later_plugin_overrides_a_builtin_suffix(tmp_path: Path) -> None:
 def test_entry_point_plugins_load_and_a_broken_one_is_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A real installed distribution on sys.path: a dist-info with entry points, as pip leaves it.
-    (tmp_path / "good_assistant_plugin.py").write_text(
-        "from plugins.hookspecs import hookimpl\n"
-        "from plugins.loaders import load_text\n"
-        "@hookimpl\n"
-        "def register_loaders(register):\n"
-        "    register(['.good'], load_text, 'text')\n"
-    )
-    info = tmp_path / "assistant_test_plugins-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: assistant-test-plugins\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        "[assistant.plugins]\ngood = good_assistant_plugin\nmissing = no_such_module_for_assistant\n"
-    )
+    from tests.test_plugins import write_plugin_dist
+
+    write_plugin_dist(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
         registry = loader_registry(get_plugin_manager())

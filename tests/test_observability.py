@@ -271,6 +271,13 @@ def test_cli_stats_json_and_alerts(store: Store) -> None:
     assert result["overall"]["answers"] == 30 and "m1" in result["groups"] and result["alerts"] == []
     text = run("stats", "--since", "7d")
     assert text.returncode == 0 and "Answer latency" in text.stdout and "Per day" in text.stdout
+    assert "Thumbs per day" not in text.stdout  # no feedback yet: no empty plot
+    ids = seed(store, [{"total_ms": 900.0 + i} for i in range(20)])  # a latency spike
+    store.add_feedback(ids[0], 1)
+    store.add_feedback(ids[1], -1)
+    text = run("stats")
+    assert "Thumbs per day" in text.stdout and "Cost per day" in text.stdout
+    assert "⚠ Latency spike" in text.stdout
     assert run("stats", "--since", "yesterday-ish").returncode == 1
 
 

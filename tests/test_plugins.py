@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 
-def install_plugins(folder: Path) -> dict[str, str]:
+def write_plugin_dist(folder: Path) -> None:
+    """A real installed distribution, as pip leaves it: a module and a dist-info whose entry
+    points name it and a module that does not exist."""
     (folder / "good_assistant_plugin.py").write_text(
         "from plugins.hookspecs import hookimpl\n"
         "from plugins.loaders import load_text\n"
@@ -26,6 +28,11 @@ def install_plugins(folder: Path) -> dict[str, str]:
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: assistant-test-plugins\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(
         "[assistant.plugins]\ngood = good_assistant_plugin\nmissing = no_such_module_for_assistant\n")
+
+
+def install_plugins(folder: Path) -> dict[str, str]:
+    """The environment of a process that has the plugin distribution installed."""
+    write_plugin_dist(folder)
     return {**os.environ, "PYTHONPATH": str(folder)}
 
 

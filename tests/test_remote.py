@@ -13,6 +13,7 @@ import pytest
 
 from engine import Engine, Failed, Finished, Started, load_settings
 from engine.errors import ConfigError, NoBackendError
+from engine.prices import table_version
 from tests.conftest import events_of
 from tests.openai_server import FakeOpenAI
 
@@ -532,7 +533,7 @@ def test_cli_shows_where_an_answer_went_and_the_breakers(home: Path, server: Fak
     fake = next(b for b in report["backends"] if b["name"] == "fake")
     assert fake["breaker"] == "open" and fake["kind"] == "cloud" and fake["route"] == 2
     assert fake["health"] == "ok: the server lists fake-model"
-    assert report["allow_cloud"] is True
+    assert report["allow_cloud"] is True and report["price_table"] == table_version()
     doctor = run("doctor").stdout
     assert "open, 1 failures in a row" in doctor and "cloud: fake-model at http://127.0.0.1" in doctor
     assert run("backends", "--check").returncode == 0
@@ -621,11 +622,17 @@ async def test_secrets_and_personal_data_are_hidden_from_a_cloud_backend(home: P
     assert rows(home, "SELECT content FROM messages WHERE role = 'user'")[0]["content"] == planted
 
 
-async def test_an_answer_holding_a_secret_goes_to_review(home: Path) -> None:
-    with FakeOpenAI(words=["Your", " key", " is", " sk-test-AAAABBBBCCCCDDDDEEEE"]) as server:
+@pytest.mark.parametrize("words, reason", [
+    (["Your", " key", " is", " sk-test-AAAABBBBCCCCDDDDEEEE"], "guardrail"),
+    (["I'm sorry,", " but I can't", " help with that."], "refusal"),
+    (["Paris", " is the capital."], None),
+])
+async def test_flagged_answers_go_to_review(home: Path, words: list[str], reason: str | None) -> None:
+    with FakeOpenAI(words=words) as server:
         configure(home, provider(server.url), backends=["fake"], allow_cloud=True)
         engine = make_engine()
         done = finished(await ask(engine))
         await engine.close()
+    assert done.text == "".join(words)  # flagged, not rejected: the answer stands
     queued = rows(home, "SELECT * FROM reviews")
-    assert [(r["response_id"], r["reason"]) for r in queued] == [(done.response_id, "guardrail")]
+    assert [(r["response_id"], r["reason"]) for r in queued] == ([(done.response_id, reason)] if reason else [])

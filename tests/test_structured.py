@@ -82,3 +82,22 @@ def test_cli_json_schema(home: Path, tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert set(json.loads(done.stdout)) == {"city", "country"}
+
+
+def test_cli_asks_once_more_after_an_invalid_answer(home: Path, tmp_path: Path) -> None:
+    schema_file = tmp_path / "schema.json"
+    schema_file.write_text(json.dumps(SCHEMA))
+    with FakeOpenAI() as server:
+        server.then(['{"city": "Paris"}'], ['{"city": "Paris", ', '"country": "France"}'])  # invalid, then valid
+        configure(home, provider(server.url), backends=["fake"], allow_cloud=True)
+        done = subprocess.run([sys.executable, "-m", "app", "ask", "--temperature", "0", "--json-schema",
+                               str(schema_file), "Capital of France?"], capture_output=True, text=True, timeout=120)
+        assert len(server.requests) == 2
+        # Never printed as valid: the invalid answer is only reported, on stderr.
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"city": "Paris", "country": "France"}
+        assert "'country' is a required property" in done.stderr
+        server.then(['{"city": 1}'], ['{"city": 2}'])  # invalid twice: fails
+        done = subprocess.run([sys.executable, "-m", "app", "ask", "--no-cache", "--json-schema", str(schema_file),
+                               "Capital of Spain?"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and done.stdout == ""

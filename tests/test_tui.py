@@ -369,3 +369,19 @@ async def test_search_conversations(settings: Settings) -> None:
         assert "Zanzibar" in sidebar.children[0].title
         await pilot.press("ctrl+n")
         await wait_for(lambda: len(sidebar.children) == 2, what="all conversations again")
+
+
+async def test_alerts_are_shown_in_the_app(settings: Settings, home: Path) -> None:
+    from memory.store import Store
+    from tests.test_observability import seed
+
+    home.mkdir(parents=True, exist_ok=True)
+    store = Store(home / "assistant.db")
+    seed(store, [{"total_ms": 100.0} for _ in range(200)] + [{"total_ms": 900.0} for _ in range(20)])
+    store.close()
+    app = AssistantApp(Engine(settings))
+    notes: list[str] = []
+    notify = app.notify
+    app.notify = lambda message, **kw: (notes.append(message), notify(message, **kw))[1]
+    async with app.run_test(size=(120, 40)):
+        await wait_for(lambda: any(note.startswith("Latency spike") for note in notes), what="alert shown")

@@ -123,9 +123,7 @@ class ChatScreen(Screen):
         self.status.model = backend.model_name
         self.status.backend = backend.name
         self.status.remote = bool(getattr(backend, "remote", False))
-        self.status.open_breakers = tuple(
-            name for name in self.engine.router.backends if self.engine.router.breaker_state(name) != "closed"
-        )
+        self.status.open_breakers = self.engine.router.open_breakers()
 
     @work(group="history", exclusive=True)
     async def refresh_conversations(self) -> None:
@@ -208,10 +206,7 @@ class ChatScreen(Screen):
         finally:
             await stream.stop()
             self.status.state = "ready" if backend.loaded else self.status.state
-            self.status.open_breakers = tuple(
-                name for name in self.engine.router.backends
-                if self.engine.router.breaker_state(name) != "closed"
-            )
+            self.status.open_breakers = self.engine.router.open_breakers()
             self.refresh_conversations()
             self.check_alerts()
 

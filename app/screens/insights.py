@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from rich.console import Group
@@ -77,7 +78,7 @@ class StatsScreen(Screen):
         from engine.stats import plots
 
         width = max(40, min(self.size.width - 4, 110))
-        drawn = plots(self.result, width=width)
+        drawn = await asyncio.to_thread(plots, self.result, width)  # plotext: import and drawing
         answers = self.result["overall"]["answers"]
         self.query_one("#stats-title", Label).update(self._title(f"{answers} answers"))
         self.query_one("#alerts", Static).update(
