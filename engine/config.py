@@ -113,6 +113,19 @@ class Settings:
     vector_store_url: str | None = _doc(
         "A Chroma server (http://host:8000) instead of the local vector store in the data folder.", None
     )
+    memory_top_k: int = _doc(
+        "Long-term memories recalled into the prompt for each question (pinned ones first; 0: none).", 3
+    )
+    memory_threshold: float = _doc(
+        "How similar (cosine) a memory must be to the question to be recalled.", 0.3
+    )
+    memory_proposals: bool = _doc(
+        "After each question, propose lasting facts and preferences the user stated as memories "
+        "(shown for a yes or no; nothing is saved silently).", True
+    )
+    summary_tokens: int = _doc(
+        "Longest summary of older turns, written when a conversation outgrows the context window.", 200
+    )
     backends: tuple[str, ...] = _doc(
         "Backends in the order they are tried: `local` and the names of `[providers.NAME]` tables.",
         ("local",),

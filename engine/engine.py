@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,12 +24,14 @@ from engine.errors import AssistantError, ConfigError, ContextOverflowError
 from engine.events import Event, Failed, Finished, Started, Timings, Token, Usage
 from engine.gguf import read_gguf
 from engine.guardrails import Guardrails, describe
+from engine.longterm import Memories
 from engine.models import resolve_model
 from engine.paths import database_file, ensure_private_dir
 from engine.router import Route, Router, is_remote, is_trusted
 from engine.structured import InvalidOutputError, check_schema
 from engine.tracing import Trace
 from memory.corpus import Corpus
+from memory.longterm import Recalled
 from memory.retriever import Passage
 from memory.store import Store, now
 
@@ -97,6 +100,8 @@ class Engine:
         self._guardrails: Guardrails | None = None
         self.router.redact = self._redact
         self._observers: set[asyncio.Future[None]] = set()
+        self.memories = Memories(settings, self.store, self._database.parent)
+        self._summarizing: dict[int, asyncio.Task[None]] = {}  # conversation id -> summary being written
 
     # set-up ------------------------------------------------------------------------------------
 
@@ -149,9 +154,11 @@ class Engine:
         """The version of the system prompt a new conversation gets (without A/B)."""
         return prompts.load("system", self.settings).version
 
-    def _templates(self, system_name: str) -> tuple[prompts.Template, prompts.Template]:
-        """The system prompt and the sources instructions, read afresh: an edit applies at once."""
-        return prompts.load(system_name, self.settings), prompts.load("sources", self.settings)
+    def _templates(self, system_name: str) -> tuple[prompts.Template, ...]:
+        """The system prompt, the sources instructions, the memories and summary headings, read
+        afresh: an edit applies at once."""
+        return (prompts.load(system_name, self.settings), *(prompts.load(name, self.settings)
+                                                            for name in ("sources", "memories", "summary")))
 
     def plugins(self) -> Any:
         """The plugin manager (built-in and installed plugins; the OTLP exporter when configured).
@@ -198,6 +205,8 @@ class Engine:
     async def close(self) -> None:
         if self._observers:
             await asyncio.gather(*self._observers, return_exceptions=True)
+        if self._summarizing:
+            await asyncio.gather(*self._summarizing.values(), return_exceptions=True)
         if self._model_hash is not None:
             await asyncio.gather(self._model_hash, return_exceptions=True)
         await self.router.aclose()
@@ -213,7 +222,7 @@ class Engine:
 
     async def ask(
         self, question: str, conversation_id: int | None = None, backend: str | None = None,
-        regenerate: bool = False, json_schema: dict | None = None,
+        regenerate: bool = False, json_schema: dict | None = None, incognito: bool | None = None,
     ) -> AsyncIterator[Event]:
         """Answer `question`, continuing `conversation_id` or starting a new conversation.
 
@@ -224,7 +233,13 @@ class Engine:
         Yields Started, Token..., then Finished or Failed. The question is saved before anything
         else, and one response row (with the answer's trace) is written however the answer ends;
         if the consumer cancels, the row says "cancelled" and the partial answer is kept.
+
+        Long-term memories similar to the question go into the prompt; lasting facts the
+        question states come back as proposals (unless the conversation is `incognito`, a
+        choice saved with it). Older turns that no longer fit are summarized after the answer.
         """
+        if conversation_id in self._summarizing:  # the model is busy with it anyway: wait, then use it
+            await asyncio.gather(asyncio.shield(self._summarizing[conversation_id]), return_exceptions=True)
         trace = Trace()
         router = self.router
         if backend is not None and backend not in router.backends:
@@ -232,9 +247,11 @@ class Engine:
                               hint=f"Known backends: {', '.join(router.backends)}.")
         with trace.span("save question"):
             store = await self.store()
-            conversation_id, history, preferred, prompt_message_id, system_name = await self._save_question(
-                store, question, conversation_id, backend)
-            templates = await asyncio.to_thread(self._templates, system_name)  # files: off the event loop
+            turn = await self._save_question(store, question, conversation_id, backend, incognito)
+            conversation_id, history, preferred = turn.conversation_id, turn.history, turn.preferred
+            prompt_message_id = turn.prompt_message_id
+            # Files: read off the event loop.
+            templates = await asyncio.to_thread(self._templates, turn.system_name)
 
         settings = self.settings
         params = SamplingParams(settings.max_tokens, settings.temperature, settings.top_p, settings.seed,
@@ -246,18 +263,27 @@ class Engine:
         route: Route | None = None
         context_key = cache_key = hit = vector = generated_at = None
         findings: list[tuple[str, str, bool]] = []
+        recalled: list[Recalled] = []
+        proposals: list[dict[str, Any]] = []
         status, error = "cancelled", None
         try:
             with trace.span("retrieval") as span:
                 passages = await self._search(question, conversation_id, span.attrs)
+            with trace.span("memory recall") as span:
+                recalled, notes = await self._recall(question)
+                span.attrs["memories"] = [m.id for m in recalled]
+            turn.memories = recalled
+            turn.question = _with_memories(question, recalled, templates[2])
+            turn.notices += notes
             if self._cacheable():  # regenerating skips the lookup, and its answer replaces the entry
                 with trace.span("cache lookup") as span:
-                    context_key = await self._cache_context(router.primary(preferred), history, passages,
+                    context_key = await self._cache_context(router.primary(preferred), turn, passages,
                                                             params, templates)
                     cache_key = context_key and _exact_key(context_key, question)
                     if cache_key and not regenerate:
                         hit = await self._db(store.cached_answer, cache_key)
-                    if context_key and not hit and not history and self.settings.semantic_cache:
+                    standalone = not history and not turn.summary
+                    if context_key and not hit and standalone and self.settings.semantic_cache:
                         vector, hit = await asyncio.to_thread(self._similar, store, context_key, question)
                         hit = None if regenerate else hit
                     span.attrs["hit"] = "semantic" if hit and "similar_question" in hit else bool(hit)
@@ -267,7 +293,8 @@ class Engine:
                 passages = [by_id[i] for i in json.loads(hit["chunk_ids"] or "[]") if i in by_id]
                 yield Started(conversation_id, prompt_message_id, primary.name, primary.model_name, 0,
                               primary.n_ctx, 0, False, tuple(passages), cached_from=hit["response_id"],
-                              similar_question=hit.get("similar_question"))
+                              similar_question=hit.get("similar_question"), memories=tuple(recalled),
+                              summarized_messages=turn.summarized, notices=tuple(turn.notices))
                 first_at = last_at = time.perf_counter()
                 pieces.append(hit["text"])
                 yield Token(hit["text"])
@@ -278,7 +305,7 @@ class Engine:
 
                 async def prepare(candidate: Backend) -> tuple[Any, list[Passage]]:
                     await self.load_model(candidate)
-                    return await self._fit(candidate, history, question, passages, templates)
+                    return await self._fit(candidate, turn, passages, templates)
 
                 with trace.span("routing") as span:
                     route = await router.open(prepare, params, retrieved=passages, preferred=preferred,
@@ -286,7 +313,7 @@ class Engine:
                     span.end = route.stream_started_at  # generation starts there: spans follow one another
                     span.attrs.update(backend=route.backend.name, passed_over=len(route.passed_over))
                 result, passages, chosen = route.result, route.passages, route.backend
-                notices = [f"{name}: {why}" for name, why in route.passed_over]
+                notices = turn.notices + [f"{name}: {why}" for name, why in route.passed_over]
                 if route.redacted:
                     notices.append(f"Hidden before sending to {chosen.name}: {describe(route.redacted)}.")
                 if is_remote(chosen) and not is_trusted(chosen):
@@ -309,6 +336,8 @@ class Engine:
                     endpoint=getattr(chosen, "endpoint", "local"),
                     passed_over=tuple(route.passed_over),
                     notices=tuple(notices),
+                    memories=tuple(recalled),
+                    summarized_messages=turn.summarized,
                 )
                 try:
                     if route.first is not None:
@@ -336,6 +365,7 @@ class Engine:
                     raise InvalidOutputError(f"The answer is not valid for {what}: {why}.",
                                              hint="Ask again (it may need a larger max_tokens).")
             status = "ok"
+            proposals = await self._propose(question, turn)
         except AssistantError as exc:
             status, error = "error", exc
         except Exception as exc:  # a bug: record it, then let it crash loudly
@@ -352,6 +382,8 @@ class Engine:
             if hit:
                 row.update(cache_hit=1, cached_from=hit["response_id"], input_tokens=0, output_tokens=0,
                            endpoint="cache")
+            if recalled:
+                row["memory_ids"] = json.dumps([m.id for m in recalled])
             keep = None  # a new answer from the route's first backend is kept for next time
             if status == "ok" and cache_key and route and route.backend is router.primary(preferred):
                 keep = (cache_key, settings.cache_ttl_hours * 3600, [p.chunk_id for p in passages])
@@ -374,54 +406,122 @@ class Engine:
                 if status != "ok":
                     raise
                 status, error, message_id, response_id = "error", exc, None, None
+            if status == "ok" and route is not None and route.fitted.dropped_messages:
+                self._summarize_later(route.backend, turn, route.fitted.dropped_messages)
         if status == "ok":
             usage = Usage(row["input_tokens"] or 0, row["output_tokens"])
             timings = Timings(row["ttft_ms"], row["total_ms"], row["tokens_per_s"])
             yield Finished(response_id, conversation_id, message_id, text, usage, timings, tuple(sources),
-                           cost_usd=cost, cached_from=hit["response_id"] if hit else None)
+                           cost_usd=cost, cached_from=hit["response_id"] if hit else None,
+                           proposals=tuple(proposals))
         else:
             yield Failed(response_id, conversation_id, error, text)
 
     async def _save_question(
-        self, store: Store, question: str, conversation_id: int | None, backend: str | None
-    ) -> tuple[int, list[dict[str, str]], str | None, int, str]:
+        self, store: Store, question: str, conversation_id: int | None, backend: str | None,
+        incognito: bool | None,
+    ) -> _Turn:
         """Start or continue the conversation and save the question (its text only when
-        `log_content` is on); the model starts loading meanwhile. Also returns the conversation's
-        system prompt template: with `ab_system_prompt` set, every other new conversation gets
-        the alternative, and keeps it."""
+        `log_content` is on); the model starts loading meanwhile. The turn carries the
+        conversation's system prompt template (with `ab_system_prompt` set, every other new
+        conversation gets the alternative, and keeps it) and the latest summary of older turns,
+        with only the turns after it."""
         router = self.router
         logged = self.settings.log_content
+        turn = _Turn(question)
         if conversation_id is None:
-            preferred = backend
-            router.primary(preferred).start_loading()
+            turn.preferred = backend
+            router.primary(backend).start_loading()
             conversation_id = await self._db(store.create_conversation, question if logged else UNLOGGED)
-            history: list[dict[str, str]] = []
-            system_name = "system"
             if self.settings.ab_system_prompt and conversation_id % 2:
-                system_name = self.settings.ab_system_prompt
-                await self._db(store.set_conversation_template, conversation_id, system_name)
+                turn.system_name = self.settings.ab_system_prompt
+                await self._db(store.set_conversation_template, conversation_id, turn.system_name)
         else:
             conversation = await self._db(store.conversation, conversation_id)  # NotFoundError names it
-            preferred = backend or conversation.get("backend")
-            system_name = conversation.get("system_template") or "system"
-            router.primary(preferred).start_loading()
+            turn.preferred = backend or conversation.get("backend")
+            turn.system_name = conversation.get("system_template") or "system"
+            turn.incognito = bool(conversation.get("incognito"))
+            router.primary(turn.preferred).start_loading()
             if logged:
-                history = _context_messages(await self._db(store.messages, conversation_id))
+                rows = [r for r in await self._db(store.messages, conversation_id)
+                        if r["status"] == "complete" and r["role"] in ("user", "assistant")]
+                summary = await self._db(store.summary, conversation_id)
+                if summary:
+                    turn.summary = summary["text"]
+                    turn.summarized = sum(r["id"] <= summary["upto_message_id"] for r in rows)
+                    rows = [r for r in rows if r["id"] > summary["upto_message_id"]]
+                turn.history = [{"role": r["role"], "content": r["content"]} for r in rows]
+                turn.history_ids = [r["id"] for r in rows]
             else:
-                history = list(self._unlogged.get(conversation_id, []))
+                turn.history = list(self._unlogged.get(conversation_id, []))
         if backend is not None:
             await self._db(store.set_conversation_backend, conversation_id, backend)
-        prompt_message_id = await self._db(store.add_message, conversation_id, "user",
-                                           question if logged else "")
-        return conversation_id, history, preferred, prompt_message_id, system_name
+        if incognito is not None and incognito != turn.incognito:
+            turn.incognito = incognito
+            await self._db(store.set_incognito, conversation_id, incognito)
+        turn.conversation_id = conversation_id
+        turn.prompt_message_id = await self._db(store.add_message, conversation_id, "user",
+                                                question if logged else "")
+        return turn
+
+    async def _recall(self, question: str) -> tuple[list[Recalled], list[str]]:
+        """Long-term memories for the question; a failing memory store costs the memories, not
+        the answer."""
+        try:
+            return await self.memories.recall(question), []
+        except AssistantError as exc:
+            log.warning("memory recall failed: %s", exc)
+            return [], [f"Long-term memory was not used: {exc}"]
+
+    async def _propose(self, question: str, turn: _Turn) -> list[dict[str, Any]]:
+        try:
+            return await self.memories.propose(question, turn.conversation_id, turn.prompt_message_id,
+                                               turn.incognito)
+        except AssistantError as exc:
+            log.warning("memory proposals failed: %s", exc)
+            return []
+
+    def _summarize_later(self, backend: Backend, turn: _Turn, dropped: int) -> None:
+        """Older turns no longer fit: summarize them (with the previous summary) in the background,
+        so the next prompts carry the summary instead of losing them. The cut leaves about half of
+        the turns that fitted, so the prompt's start stays the same for the next few turns and
+        llama.cpp can reuse its evaluation."""
+        if not turn.history_ids or turn.conversation_id in self._summarizing:
+            return
+        kept = len(turn.history) - dropped
+        cut = len(turn.history) - kept // 2
+        while cut < len(turn.history) and turn.history[cut]["role"] != "user":
+            cut += 1  # the kept part opens on a question
+        if cut == 0:
+            return
+        task = asyncio.ensure_future(self._summarize(backend, turn, cut))
+        self._summarizing[turn.conversation_id] = task
+        task.add_done_callback(lambda _: self._summarizing.pop(turn.conversation_id, None))
+
+    async def _summarize(self, backend: Backend, turn: _Turn, cut: int) -> None:
+        try:
+            template = await asyncio.to_thread(prompts.load, "summarize", self.settings)
+            transcript = "\n\n".join(f"{m['role'].title()}: {m['content']}" for m in turn.history[:cut])
+            if turn.summary:
+                transcript = f"Earlier summary: {turn.summary}\n\n{transcript}"
+            limit = self.settings.summary_tokens
+            fitted = await backend.fit(template.text, [], transcript, limit)
+            params = SamplingParams(limit, 0.0, 1.0, self.settings.seed)
+            text = "".join([piece async for piece in backend.stream(fitted.messages, params, StreamResult())])
+            if text.strip():
+                store = await self.store()
+                await self._db(store.save_summary, turn.conversation_id, turn.history_ids[cut - 1],
+                               text.strip(), backend.model_name)
+        except AssistantError as exc:  # tried again after the next answer
+            log.warning("summarizing conversation %s failed: %s", turn.conversation_id, exc)
 
     def _cacheable(self) -> bool:
         s = self.settings
         return s.cache and s.log_content and (s.temperature == 0 or s.cache_nondeterministic)
 
     async def _cache_context(
-        self, backend: Backend, history: list[dict[str, str]], passages: list[Passage],
-        params: SamplingParams, templates: tuple[prompts.Template, prompts.Template],
+        self, backend: Backend, turn: _Turn, passages: list[Passage],
+        params: SamplingParams, templates: tuple[prompts.Template, ...],
     ) -> str | None:
         """A hash of everything but the question that decides the answer: the model (and its
         file), the prompt templates, the sampling, the conversation, and the text of each
@@ -440,7 +540,9 @@ class Engine:
             "backend": backend.name, "model": model, "n_ctx": backend.n_ctx,
             "template": [t.version for t in templates],
             "params": [params.max_tokens, params.temperature, params.top_p, params.seed, params.json_schema],
-            "history": history,
+            "history": turn.history,
+            "summary": turn.summary,
+            "memories": [m.text for m in turn.memories],
             "passages": [[p.chunk_id, hashlib.sha256(p.text.encode()).hexdigest()] for p in passages],
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -478,7 +580,7 @@ class Engine:
         self, trace: Trace, route: Route | None, preferred: str | None, status: str,
         error: BaseException | None, passages: list[Passage], result: StreamResult,
         prompt_message_id: int, first_at: float | None, last_at: float | None, ended_at: float,
-        templates: tuple[prompts.Template, prompts.Template],
+        templates: tuple[prompts.Template, ...],
     ) -> tuple[dict[str, Any], float | None]:
         """The response row, and the cost (None when the model's price is unknown)."""
         router = self.router
@@ -528,17 +630,18 @@ class Engine:
         return passages
 
     async def _fit(
-        self, backend: Backend, history: list[dict[str, str]], question: str, passages: list[Passage],
-        templates: tuple[prompts.Template, prompts.Template],
+        self, backend: Backend, turn: _Turn, passages: list[Passage], templates: tuple[prompts.Template, ...],
     ) -> tuple[Any, list[Passage]]:
         """Fit the prompt; sources come before older turns, and the least relevant sources go
-        first when even they do not fit."""
+        first when even they do not fit. A summary of older turns follows the system prompt."""
         while True:
             system = templates[0].text
+            if turn.summary:
+                system = f"{system}\n\n{templates[3].text.strip()}\n{turn.summary}"
             if passages:
                 system = sources_prompt(system, passages, templates[1].text)
             try:
-                fitted = await backend.fit(system, history, question, self.settings.max_tokens)
+                fitted = await backend.fit(system, turn.history, turn.question, self.settings.max_tokens)
             except ContextOverflowError:
                 if not passages:
                     raise
@@ -687,21 +790,39 @@ def _exact_key(context_key: str, question: str) -> str:
     return hashlib.sha256(f"{context_key}\n{question}".encode()).hexdigest()
 
 
-def _template_name(templates: tuple[prompts.Template, prompts.Template], with_sources: bool) -> str:
+def _template_name(templates: tuple[prompts.Template, ...], with_sources: bool) -> str:
     return f"{templates[0].name}+{templates[1].name}" if with_sources else templates[0].name
 
 
-def _template_version(templates: tuple[prompts.Template, prompts.Template], with_sources: bool) -> str:
+def _template_version(templates: tuple[prompts.Template, ...], with_sources: bool) -> str:
     return f"{templates[0].version}+{templates[1].version}" if with_sources else templates[0].version
 
 
-def _context_messages(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """The turns the model sees again: complete user and assistant messages."""
-    return [
-        {"role": r["role"], "content": r["content"]}
-        for r in rows
-        if r["status"] == "complete" and r["role"] in ("user", "assistant")
-    ]
+@dataclass
+class _Turn:
+    """One question on its way: the conversation it continues and what its prompt is made of."""
+
+    question: str  # as the model gets it: with the recalled memories, once known
+    conversation_id: int = 0
+    prompt_message_id: int = 0
+    preferred: str | None = None  # the conversation's backend choice
+    system_name: str = "system"
+    incognito: bool = False
+    history: list[dict[str, str]] = field(default_factory=list)  # the turns after the summary
+    history_ids: list[int] = field(default_factory=list)  # their message ids (none when not logged)
+    summary: str | None = None
+    summarized: int = 0  # messages the summary stands for
+    memories: list[Recalled] = field(default_factory=list)  # recalled for this question
+    notices: list[str] = field(default_factory=list)
+
+
+def _with_memories(question: str, recalled: list[Recalled], heading: prompts.Template) -> str:
+    """The question with its memories before it, as their own section. In the last message, not
+    the system prompt: the earlier turns' prefix stays the same, and llama.cpp reuses it."""
+    if not recalled:
+        return question
+    lines = "\n".join(f"- {m.text}" for m in recalled)
+    return f"[{heading.text.strip()}\n{lines}]\n\n{question}"
 
 
 def _file_sha256(store: Store, path: Path) -> str:

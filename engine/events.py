@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from engine.citations import Source
 from engine.errors import AssistantError
+from memory.longterm import Recalled
 from memory.retriever import Passage
 
 
@@ -40,6 +41,8 @@ class Started:
     notices: tuple[str, ...] = ()  # for the user: fallbacks, budget warnings
     cached_from: int | None = None  # answered from the cache: the response it repeats
     similar_question: str | None = None  # semantic cache: the earlier question it was taken for
+    memories: tuple[Recalled, ...] = ()  # long-term memories placed in the prompt
+    summarized_messages: int = 0  # older messages the prompt carries as a summary
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class Finished:
     sources: tuple[Source, ...] = ()  # cited ones first; a citation matching no source is dropped
     cost_usd: float | None = 0.0  # None: the model's price is unknown
     cached_from: int | None = None  # answered from the cache: the response it repeats
+    proposals: tuple[dict, ...] = ()  # memories proposed from the question: id, text, kind
 
 
 @dataclass(frozen=True)

@@ -212,4 +212,47 @@ MIGRATIONS: list[str] = [
     END;
     INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
     """,
+    # 9: long-term memory (vectors in Chroma's "memories" collection), proposals awaiting the
+    # user's yes or no, summaries of older turns, incognito conversations, the memories an answer
+    # used, and small app-wide switches (`assistant memory off`).
+    """
+    CREATE TABLE memories (
+        id INTEGER PRIMARY KEY,
+        text TEXT NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'fact' CHECK (kind IN ('preference', 'fact', 'decision')),
+        source_conversation_id INTEGER REFERENCES conversations(id) ON DELETE SET NULL,
+        source_message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+        created_at TEXT NOT NULL,
+        last_used_at TEXT,
+        use_count INTEGER NOT NULL DEFAULT 0,
+        pinned INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE memory_proposals (
+        id INTEGER PRIMARY KEY,
+        text TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        conversation_id INTEGER REFERENCES conversations(id) ON DELETE CASCADE,
+        message_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
+        status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'accepted', 'rejected')),
+        memory_id INTEGER REFERENCES memories(id) ON DELETE SET NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX memory_proposals_by_status ON memory_proposals(status, id);
+    CREATE TABLE summaries (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        upto_message_id INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        model TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX summaries_by_conversation ON summaries(conversation_id, upto_message_id);
+    CREATE TABLE app_state (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    ALTER TABLE conversations ADD COLUMN incognito INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE responses ADD COLUMN memory_ids TEXT;
+    ALTER TABLE responses ADD COLUMN imported_sources TEXT;
+    """,
 ]

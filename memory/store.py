@@ -221,6 +221,28 @@ class Store:
         """
         return list(self.db.query(sql, [conversation_id]))
 
+    @_translated
+    def set_incognito(self, conversation_id: int, on: bool) -> None:
+        self._get("conversations", conversation_id, "conversation")
+        self.conn.execute("UPDATE conversations SET incognito = ? WHERE id = ?", [int(on), conversation_id])
+
+    # summaries of older turns ----------------------------------------------------------------
+
+    @_translated
+    def summary(self, conversation_id: int) -> dict[str, Any] | None:
+        """The latest summary of the conversation's older turns (those up to `upto_message_id`)."""
+        found = dicts(self.conn.execute(
+            "SELECT * FROM summaries WHERE conversation_id = ?"
+            " ORDER BY upto_message_id DESC, id DESC LIMIT 1",
+            [conversation_id]))
+        return found[0] if found else None
+
+    @_translated
+    def save_summary(self, conversation_id: int, upto_message_id: int, text: str, model: str) -> int:
+        return self.conn.execute(
+            "INSERT INTO summaries (conversation_id, upto_message_id, text, model, created_at)"
+            " VALUES (?, ?, ?, ?, ?)", [conversation_id, upto_message_id, text, model, now()]).lastrowid
+
     # responses and feedback ------------------------------------------------------------------
 
     @_translated

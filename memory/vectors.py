@@ -21,8 +21,11 @@ class VectorStoreError(StoreError):
 
 
 class VectorIndex:
-    def __init__(self, path: Path | None = None, url: str | None = None) -> None:
+    def __init__(
+        self, path: Path | None = None, url: str | None = None, collection: str = COLLECTION
+    ) -> None:
         self.where = url or str(path)
+        self.name = collection
         os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
         try:
             import chromadb
@@ -49,7 +52,7 @@ class VectorIndex:
 
     def _collection(self) -> Any:
         return self.client.get_or_create_collection(
-            COLLECTION, embedding_function=None, metadata={"hnsw:space": "cosine"}
+            self.name, embedding_function=None, metadata={"hnsw:space": "cosine"}
         )
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -58,7 +61,7 @@ class VectorIndex:
         except Exception as exc:
             raise VectorStoreError(f"The vector store at {self.where} failed to {what}: {exc}.") from exc
 
-    def add(self, ids: list[int], vectors: list[list[float]], folder_ids: list[int]) -> None:
+    def add(self, ids: list[int], vectors: list[list[float]], folder_ids: list[int] | None = None) -> None:
         for start in range(0, len(ids), self.max_batch):
             end = start + self.max_batch
             self._call(
@@ -66,7 +69,7 @@ class VectorIndex:
                 self.collection.upsert,
                 ids=[str(i) for i in ids[start:end]],
                 embeddings=vectors[start:end],
-                metadatas=[{"folder_id": f} for f in folder_ids[start:end]],
+                metadatas=[{"folder_id": f} for f in folder_ids[start:end]] if folder_ids else None,
             )
 
     def delete(self, ids: list[int]) -> None:
@@ -90,6 +93,15 @@ class VectorIndex:
                             n_results=min(k, count), where=where, include=[])
         return [int(i) for i in result["ids"][0]]
 
+    def nearest(self, vector: list[float], k: int) -> list[tuple[int, float]]:
+        """(id, cosine similarity) of the `k` nearest vectors, nearest first."""
+        count = self.count()
+        if count == 0 or k <= 0:
+            return []
+        result = self._call("search", self.collection.query, query_embeddings=[vector],
+                            n_results=min(k, count), include=["distances"])
+        return [(int(i), 1.0 - d) for i, d in zip(result["ids"][0], result["distances"][0], strict=True)]
+
     def ids(self) -> set[int]:
         result = self._call("list vectors", self.collection.get, include=[])
         return {int(i) for i in result["ids"]}
@@ -99,5 +111,5 @@ class VectorIndex:
 
     def reset(self) -> None:
         """Drop every vector (for a rebuild)."""
-        self._call("drop the collection", self.client.delete_collection, COLLECTION)
+        self._call("drop the collection", self.client.delete_collection, self.name)
         self.collection = self._collection()

@@ -51,7 +51,7 @@ async def test_long_conversation_in_a_small_context(settings: Settings) -> None:
         conversation = events[-1].conversation_id
         dropped.append(events[0].dropped_messages)
         assert events[0].prompt_tokens + events[-1].usage.completion_tokens <= 384
-    assert dropped[-1] > 0  # older turns were left out instead of overflowing
+    assert any(dropped)  # older turns were left out (then summarized) instead of overflowing
     await engine.close()
 
 
