@@ -87,13 +87,15 @@ def main(ctx: click.Context, model: str | None, no_plugins: bool) -> None:
               help="Answer with JSON valid against this JSON schema file (checked; one retry).")
 @click.option("--no-cache", is_flag=True,
               help="Generate anew even if this exact question was answered before.")
+@click.option("--incognito", is_flag=True, default=None,
+              help="This conversation writes no long-term memory (kept for its later questions).")
 @click.option("--stats/--no-stats", default=None,
               help="Print response id, tokens and speed to stderr (default: when stderr is a terminal).")
 @click.pass_context
 def ask(ctx: click.Context, question: str, model: str | None, conversation: int | None,
         max_tokens: int | None, temperature: float | None, seed: int | None,
         system: str | None, backend: str | None, show_sources: bool, schema_file: Path | None,
-        no_cache: bool, stats: bool | None) -> None:
+        no_cache: bool, incognito: bool | None, stats: bool | None) -> None:
     """Answer QUESTION on stdout as it streams ("-" reads the question from stdin).
 
     \b
@@ -125,7 +127,8 @@ def ask(ctx: click.Context, question: str, model: str | None, conversation: int 
         raise click.UsageError(f"There is no backend named {backend!r}; known: {known}.")
     engine.router.primary(backend).start_loading()  # the model loads while the rest starts up
     try:
-        code = _run(_ask(engine, question, conversation, show_stats, show_sources, backend, no_cache, schema))
+        code = _run(_ask(engine, question, conversation, show_stats, show_sources, backend, no_cache, schema,
+                         incognito))
     except KeyboardInterrupt:
         click.echo("\nStopped; the partial answer is saved.", err=True)
         sys.exit(130)
@@ -143,12 +146,13 @@ def _sources_text(sources: Any) -> str:
 
 async def _ask(engine: Engine, question: str, conversation: int | None, show_stats: bool,
                show_sources: bool = True, backend: str | None = None, regenerate: bool = False,
-               schema: dict | None = None) -> int:
+               schema: dict | None = None, incognito: bool | None = None) -> int:
     if schema is not None:
         return await _ask_json(engine, question, conversation, backend, regenerate, schema)
     out = sys.stdout
     try:
-        async with contextlib.aclosing(engine.ask(question, conversation, backend, regenerate)) as events:
+        asking = engine.ask(question, conversation, backend, regenerate, incognito=incognito)
+        async with contextlib.aclosing(asking) as events:
             async for event in events:
                 if isinstance(event, Token):
                     out.write(event.text)
@@ -159,6 +163,9 @@ async def _ask(engine: Engine, question: str, conversation: int | None, show_sta
                     out.write("\n")
                     if event.sources and show_sources:
                         out.write(_sources_text(event.sources))
+                    for p in event.proposals:
+                        click.echo(f"Remember “{p['text']}”? `assistant memory accept {p['id']}` saves it, "
+                                   f"`assistant memory reject {p['id']}` drops it.", err=True)
                     if show_stats:
                         t = event.timings
                         speed = f"{t.tokens_per_s:.1f} tok/s" if t.tokens_per_s else "-"
@@ -215,6 +222,13 @@ def _started_notes(event: Started) -> None:
                    f"“{event.similar_question[:80]}”. --no-cache answers this one anew.", err=True)
     if event.question_truncated:
         click.echo("Note: the question was shortened to fit the context window.", err=True)
+    if event.memories:
+        used = "; ".join(f"#{m.id} {m.text}" for m in event.memories)
+        count = len(event.memories)
+        click.echo(f"Note: used {count} memor{'y' if count == 1 else 'ies'}: {used}", err=True)
+    if event.summarized_messages:
+        click.echo(f"Note: {event.summarized_messages} older messages are in the prompt as a summary.",
+                   err=True)
 
 
 @main.command()
@@ -537,20 +551,30 @@ def trace(response_id: int) -> None:
 
 
 @main.command()
-@click.argument("what", type=click.Choice(["sft", "dpo", "responses"]))
+@click.argument("what", type=click.Choice(["sft", "dpo", "responses", "conversations"]))
 @click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True,
-              help="For `responses`.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "markdown"]), default="jsonl",
+              show_default=True, help="csv: for `responses`; markdown: for `conversations`.")
 @click.option("--since", help="For `responses`: only answers since (7d, 2026-11-01, ...).")
-def export(what: str, output: Path, fmt: str, since: str | None) -> None:
-    """Export feedback for fine-tuning, or the response log.
+@click.option("--id", "-c", "conversation_ids", type=int, multiple=True,
+              help="For `conversations`: only this one (repeatable). Default: all.")
+def export(what: str, output: Path, fmt: str, since: str | None, conversation_ids: tuple[int, ...]) -> None:
+    """Export conversations, feedback for fine-tuning, or the response log.
 
     \b
-    sft        thumbs-up and reviewed answers as chat-format examples (JSONL)
-    dpo        preference pairs: the reviewer's answer chosen, the model's rejected (JSONL)
-    responses  every response row (JSONL or CSV)
+    conversations  with citations, ratings and timings (JSONL, which `assistant import` reads
+                   back, or Markdown)
+    sft            thumbs-up and reviewed answers as chat-format examples (JSONL)
+    dpo            preference pairs: the reviewer's answer chosen, the model's rejected (JSONL)
+    responses      every response row (JSONL or CSV)
     """
     import csv
+
+    if what == "conversations":
+        from app.cli_memory import export_conversations
+
+        export_conversations(_settings(), output, fmt, list(conversation_ids))
+        return
 
     from engine.review import fine_tuning_examples, preference_pairs
     from engine.stats import parse_since
@@ -699,3 +723,13 @@ def restore(source: Path, yes: bool, rebuild: bool) -> None:
         from app.indexing import index_command
 
         index_command(_settings(), None, watch=False, rebuild=True, as_json=False)
+
+
+def _register_commands() -> None:
+    from app.cli_memory import fork, import_conversations, memory
+
+    for command in (memory, fork, import_conversations):
+        main.add_command(command)
+
+
+_register_commands()

@@ -128,9 +128,14 @@ class Engine:
         return await self._db(Corpus(await self.store()).has_chunks)
 
     async def warm_up(self) -> None:
-        """Prepare retrieval in the background when folders are indexed; a no-op otherwise."""
+        """Prepare retrieval and memory recall in the background when there are folders or
+        memories; a no-op otherwise."""
         if await self._anything_indexed():
             await asyncio.to_thread((await self.knowledge()).warm_up)
+        elif await self.memories.any():
+            from memory.embedder import Embedder
+
+            await asyncio.to_thread(Embedder().embed, ["warm up"])
 
     async def _db(self, method: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(method, *args)
@@ -736,6 +741,40 @@ class Engine:
                 passages = await asyncio.to_thread(knowledge.passages, ids)
                 row["sources"] = resolve_citations(row["content"], passages)[1]
         return rows
+
+    async def export_conversations(self, conversation_ids: list[int] | None = None) -> list[dict[str, Any]]:
+        """Conversations (default: all) as JSON-ready dicts, with sources, ratings and timings."""
+        from memory.transcripts import Transcripts
+
+        transcripts = Transcripts(await self.store())
+        knowledge = await self.knowledge() if await self._anything_indexed() else None
+
+        def sources_of(row: dict[str, Any], text: str) -> list[dict[str, Any]]:
+            if knowledge is None or not row["retrieved_chunk_ids"]:
+                return []
+            passages = knowledge.passages(json.loads(row["retrieved_chunk_ids"]))
+            return [{"number": s.number, "location": s.passage.location, "path": s.passage.path,
+                     "cited": s.cited} for s in resolve_citations(text, passages)[1]]
+
+        def export() -> list[dict[str, Any]]:
+            ids = conversation_ids or transcripts.conversation_ids()
+            return [transcripts.export(i, sources_of) for i in ids]
+
+        return await asyncio.to_thread(export)
+
+    async def import_conversations(self, lines: list[str], where: str) -> list[int]:
+        from memory.transcripts import Transcripts
+
+        return await self._db(Transcripts(await self.store()).import_lines, lines, where)
+
+    async def fork(self, conversation_id: int, message_id: int | None = None) -> int:
+        """A copy of the conversation up to `message_id` (default: all of it), to go on differently."""
+        from memory.transcripts import Transcripts
+
+        return await self._db(Transcripts(await self.store()).fork, conversation_id, message_id)
+
+    async def set_incognito(self, conversation_id: int, on: bool) -> None:
+        await self._db((await self.store()).set_incognito, conversation_id, on)
 
     async def rename_conversation(self, conversation_id: int, title: str) -> None:
         await self._db((await self.store()).rename_conversation, conversation_id, title)

@@ -69,6 +69,9 @@ class Memories:
 
     # what the user does ------------------------------------------------------------------------
 
+    async def any(self) -> bool:
+        return await self._call("_any")
+
     async def enabled(self) -> bool:
         return await self._call("enabled")
 

@@ -1,0 +1,264 @@
+"""`assistant memory ...`, `assistant fork`, `assistant import` and `export conversations`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from app.cli import _run, _settings
+from engine import AssistantError, Engine
+
+T = TypeVar("T")
+
+
+def _with_engine(work: Callable[[Engine], Awaitable[T]]) -> T:
+    """Run `work` with an engine (no model is loaded), and turn our errors into clean exits."""
+
+    async def run() -> T:
+        engine = Engine(_settings())
+        try:
+            return await work(engine)
+        finally:
+            await engine.close()
+
+    try:
+        return _run(run())
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _source(memory: dict[str, Any]) -> str:
+    if memory.get("source_conversation_id"):
+        return f"conversation {memory['source_conversation_id']} ({memory.get('source_title') or 'deleted'})"
+    return "added by hand"
+
+
+def _table(memories: list[dict[str, Any]], with_score: bool = False) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "kind", "memory", "from", "created", "last used", "uses", "pinned")
+    if with_score:
+        table.add_column("similarity")
+    for m in memories:
+        cells = [str(m["id"]), m["kind"], m["text"], _source(m), m["created_at"][:10],
+                 (m["last_used_at"] or "never")[:10], str(m["use_count"]), "📌" if m["pinned"] else ""]
+        table.add_row(*cells, *([f"{m['score']:.2f}"] if with_score else []))
+    Console().print(table)
+
+
+@click.group()
+def memory() -> None:
+    """Long-term memory: what the assistant knows about you, recalled when relevant.
+
+    \b
+    assistant memory list                         # every memory and where it came from
+    assistant memory add "I prefer metric units"  # remember something by hand
+    assistant memory search "units"               # by meaning, with similarity
+    assistant memory edit 3 --text "..." --pin    # change one; pinned ones go into every prompt
+    assistant memory forget 3                     # removed from the database and the vector store
+    assistant memory proposals                    # facts you stated, waiting for a yes or no
+    assistant memory accept 5 / reject 5
+    assistant memory export memories.jsonl / import memories.jsonl
+    assistant memory off / on / status            # off: nothing recalled, proposed or saved
+    """
+
+
+@memory.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_memories(as_json: bool) -> None:
+    """Every memory: pinned first, then the newest."""
+    memories = _with_engine(lambda e: e.memories.all())
+    if as_json:
+        click.echo(json.dumps(memories, indent=2, ensure_ascii=False))
+    elif not memories:
+        click.echo('No memories yet. `assistant memory add "..."` or accept a proposal.')
+    else:
+        _table(memories)
+
+
+@memory.command()
+@click.argument("query")
+@click.option("--limit", "-n", default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def search(query: str, limit: int, as_json: bool) -> None:
+    """Memories closest in meaning to QUERY."""
+    found = _with_engine(lambda e: e.memories.search(query, limit))
+    if as_json:
+        click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+    elif not found:
+        click.echo("No memories.")
+    else:
+        _table(found, with_score=True)
+
+
+@memory.command()
+@click.argument("text")
+@click.option("--kind", type=click.Choice(["preference", "fact", "decision"]), default="fact",
+              show_default=True)
+@click.option("--pin", is_flag=True, help="Recall it for every question.")
+def add(text: str, kind: str, pin: bool) -> None:
+    """Remember TEXT."""
+    saved = _with_engine(lambda e: e.memories.add(text, kind, pinned=pin))
+    click.echo(f"Remembered #{saved['id']}: {saved['text']}")
+
+
+@memory.command()
+@click.argument("memory_id", type=int)
+@click.option("--text", help="New text.")
+@click.option("--kind", type=click.Choice(["preference", "fact", "decision"]))
+@click.option("--pin/--unpin", default=None, help="Recall it for every question, or not.")
+def edit(memory_id: int, text: str | None, kind: str | None, pin: bool | None) -> None:
+    """Change a memory's text, kind or pin."""
+    saved = _with_engine(lambda e: e.memories.edit(memory_id, text, kind, pin))
+    click.echo(f"#{saved['id']} ({saved['kind']}{', pinned' if saved['pinned'] else ''}): {saved['text']}")
+
+
+@memory.command()
+@click.argument("memory_id", type=int)
+def forget(memory_id: int) -> None:
+    """Forget a memory (removed from the database and the vector store)."""
+    gone = _with_engine(lambda e: e.memories.forget(memory_id))
+    click.echo(f"Forgot #{memory_id}: {gone['text']}")
+
+
+@memory.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def proposals(as_json: bool) -> None:
+    """Memories proposed from what you said, waiting for a yes or no."""
+    pending = _with_engine(lambda e: e.memories.proposals())
+    if as_json:
+        click.echo(json.dumps(pending, indent=2, ensure_ascii=False))
+        return
+    if not pending:
+        click.echo("No proposals waiting.")
+    for p in pending:
+        click.echo(f"[{p['id']}] ({p['kind']}, conversation {p['conversation_id']}) {p['text']}")
+
+
+@memory.command()
+@click.argument("proposal_id", type=int)
+@click.option("--text", help="Save it with this text instead.")
+def accept(proposal_id: int, text: str | None) -> None:
+    """Save a proposal as a memory."""
+    saved = _with_engine(lambda e: e.memories.accept(proposal_id, text))
+    click.echo(f"Remembered #{saved['id']}: {saved['text']}")
+
+
+@memory.command()
+@click.argument("proposal_id", type=int)
+def reject(proposal_id: int) -> None:
+    """Drop a proposal (the same text is not proposed again)."""
+    _with_engine(lambda e: e.memories.reject(proposal_id))
+    click.echo(f"Rejected proposal {proposal_id}.")
+
+
+@memory.command("export")
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+def export_memories(output: Path) -> None:
+    """Write every memory to OUTPUT as JSONL."""
+    rows = _with_engine(lambda e: e.memories.export())
+    _write_lines(output, [json.dumps(r, ensure_ascii=False) for r in rows])
+    click.echo(f"Wrote {len(rows)} memories to {output}.")
+
+
+@memory.command("import")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_memories(source: Path) -> None:
+    """Add the memories of a JSONL export (ones already remembered are skipped)."""
+    rows = []
+    for number, line in enumerate(_read_lines(source), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise click.ClickException(f"{source}, line {number}, is not JSON: {exc}.") from exc
+    added = _with_engine(lambda e: e.memories.import_rows(rows))
+    click.echo(f"Added {added} of {len(rows)} memories.")
+
+
+@memory.command("rebuild")
+def rebuild_memories() -> None:
+    """Recreate the memories' vectors from the database."""
+    count = _with_engine(lambda e: e.memories.rebuild())
+    click.echo(f"Re-embedded {count} memories.")
+
+
+@memory.command("on")
+def memory_on() -> None:
+    """Recall, propose and save long-term memories (the default)."""
+    _with_engine(lambda e: e.memories.set_enabled(True))
+    click.echo("Long-term memory is on.")
+
+
+@memory.command("off")
+def memory_off() -> None:
+    """Stop recalling, proposing and saving long-term memories (they are kept)."""
+    _with_engine(lambda e: e.memories.set_enabled(False))
+    click.echo("Long-term memory is off: nothing is recalled, proposed or saved. "
+               "`assistant memory on` undoes it.")
+
+
+@memory.command("status")
+def memory_status() -> None:
+    """Whether long-term memory is on, and how many memories and proposals there are."""
+
+    async def status(engine: Engine) -> tuple[bool, int, int]:
+        return (await engine.memories.enabled(), len(await engine.memories.all()),
+                len(await engine.memories.proposals()))
+
+    on, count, pending = _with_engine(status)
+    click.echo(f"Long-term memory is {'on' if on else 'off'}: {count} memories, {pending} proposals waiting.")
+
+
+# conversations -----------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("conversation_id", type=int)
+@click.option("--at", "message_id", type=int, help="Last message to keep (default: all of them).")
+def fork(conversation_id: int, message_id: int | None) -> None:
+    """Copy a conversation up to a message, to go on from there differently."""
+    new_id = _with_engine(lambda e: e.fork(conversation_id, message_id))
+    click.echo(f"Forked conversation {conversation_id} as {new_id}: "
+               f"`assistant ask -c {new_id} \"...\"` goes on.")
+
+
+@click.command("import")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_conversations(source: Path) -> None:
+    """Import conversations from a JSONL export (`assistant export conversations`)."""
+    lines = _read_lines(source)
+    ids = _with_engine(lambda e: e.import_conversations(lines, str(source)))
+    click.echo(f"Imported {len(ids)} conversations" + (f" (ids {ids[0]}-{ids[-1]})." if ids else "."))
+
+
+def export_conversations(settings: Any, output: Path, fmt: str, conversation_ids: list[int]) -> None:
+    from memory.transcripts import to_markdown
+
+    if fmt == "csv":
+        raise click.UsageError("Conversations export as jsonl or markdown.")
+    items = _with_engine(lambda e: e.export_conversations(conversation_ids or None))
+    if fmt == "markdown":
+        _write_lines(output, ["\n\n---\n\n".join(to_markdown(i) for i in items)])
+    else:
+        _write_lines(output, [json.dumps(i, ensure_ascii=False) for i in items])
+    click.echo(f"Wrote {len(items)} conversations to {output}.")
+
+
+def _write_lines(output: Path, lines: list[str]) -> None:
+    try:
+        output.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"Cannot write {output}: {exc.strerror}.") from exc
+
+
+def _read_lines(source: Path) -> list[str]:
+    try:
+        return source.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"Cannot read {source}: {exc}.") from exc
