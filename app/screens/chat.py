@@ -21,6 +21,8 @@ from app.widgets.chat_log import (
     AnswerClicked,
     AnswerMessage,
     ChatLog,
+    ProposalAnswered,
+    ProposalCard,
     SourceClicked,
     UserMessage,
     origin_text,
@@ -49,6 +51,7 @@ class ChatScreen(Screen):
         Binding("f4", "review", "Review"),
         Binding("f5", "regenerate", "Regenerate", show=False),
         Binding("f8", "search", "Search"),
+        Binding("f10", "memory", "Memory"),
         Binding("ctrl+s", "toggle_sidebar", "Sidebar"),
         Binding("f2", "rename_conversation", "Rename", show=False),
     ]
@@ -61,6 +64,7 @@ class ChatScreen(Screen):
         self.backend_choice: str | None = None  # None: the configured route
         self.alerts_shown: set[str] = set()
         self.searching = False  # the sidebar shows search results, not the latest conversations
+        self.incognito = False  # this conversation writes no long-term memory
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -144,8 +148,100 @@ class ChatScreen(Screen):
         question = event.text.strip()
         if not question:
             return
+        if question.startswith("/") and self.run_slash_command(question):
+            event.prompt.clear()
+            return
         event.prompt.clear()
         self.answer(question)
+
+    SLASH_COMMANDS = {
+        "/remember": "remember TEXT as a long-term memory",
+        "/memory": "open the memory screen",
+        "/incognito": "this conversation writes no long-term memory (again: off)",
+        "/fork": "copy this conversation up to the selected answer, and go on there",
+    }
+
+    def run_slash_command(self, line: str) -> bool:
+        """Run a slash command; False when the line is not one (it is then asked as a question)."""
+        name, _, rest = line.partition(" ")
+        if name not in self.SLASH_COMMANDS:
+            known = ", ".join(self.SLASH_COMMANDS)
+            self.notify(f"Unknown command {name}. Commands: {known}.", severity="warning")
+            return True
+        if name == "/remember":
+            if not rest.strip():
+                self.notify("Usage: /remember TEXT", severity="warning")
+            else:
+                self.remember(rest.strip())
+        elif name == "/memory":
+            self.action_memory()
+        elif name == "/incognito":
+            self.toggle_incognito()
+        elif name == "/fork":
+            self.fork()
+        return True
+
+    @work(group="memory")
+    async def remember(self, text: str) -> None:
+        try:
+            memory = await self.engine.memories.add(text, conversation_id=self.conversation_id)
+        except AssistantError as exc:
+            self.notify(str(exc), title="Memory", severity="error")
+            return
+        self.notify(f"Remembered: {memory['text']}", title="🧠 Memory", timeout=4)
+
+    @work(group="memory")
+    async def toggle_incognito(self) -> None:
+        self.incognito = not self.incognito
+        if self.conversation_id is not None:
+            try:
+                await self.engine.set_incognito(self.conversation_id, self.incognito)
+            except AssistantError as exc:
+                self.notify(str(exc), severity="error")
+                return
+        self.status.incognito = self.incognito
+        self.notify("Incognito: this conversation writes no long-term memory." if self.incognito
+                    else "Incognito off.", timeout=4)
+
+    @work(group="history")
+    async def fork(self) -> None:
+        if self.conversation_id is None:
+            self.notify("There is no conversation to fork yet.", severity="warning")
+            return
+        try:
+            message_id = None
+            if self.selected is not None and self.selected.response_id is not None:
+                message_id = (await self.engine.response(self.selected.response_id))["message_id"]
+            new_id = await self.engine.fork(self.conversation_id, message_id)
+        except AssistantError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        await self.open_conversation(new_id)
+        self.refresh_conversations()
+        self.notify(f"Forked as conversation {new_id}: the original is unchanged.", timeout=4)
+
+    def action_memory(self) -> None:
+        from app.screens.memory import MemoryScreen
+
+        self.app.push_screen(MemoryScreen())
+
+    @on(ProposalAnswered)
+    async def proposal_answered(self, event: ProposalAnswered) -> None:
+        proposal, text = event.card.proposal, None
+        if event.choice == "edit":
+            text = await self.app.push_screen_wait(TextDialog("Remember", proposal["text"]))
+            if not text or not text.strip():
+                return
+        try:
+            if event.choice == "no":
+                await self.engine.memories.reject(proposal["id"])
+            else:
+                memory = await self.engine.memories.accept(proposal["id"], text)
+                self.notify(f"Remembered: {memory['text']}", title="🧠 Memory", timeout=4)
+        except AssistantError as exc:
+            self.notify(str(exc), title="Memory", severity="error")
+            return
+        await event.card.remove()
 
     def action_regenerate(self) -> None:
         """Ask the last question again, generating anew instead of answering from the cache."""
@@ -168,7 +264,8 @@ class ChatScreen(Screen):
         # A new chat's choice goes with its first question; later it is saved with the conversation.
         choice = self.backend_choice if self.conversation_id is None else None
         try:
-            asking = self.engine.ask(question, self.conversation_id, choice, regenerate)
+            incognito = self.incognito if self.conversation_id is None else None
+            asking = self.engine.ask(question, self.conversation_id, choice, regenerate, incognito=incognito)
             async with contextlib.aclosing(asking) as events:
                 async for event in events:
                     if isinstance(event, Token):
@@ -176,6 +273,7 @@ class ChatScreen(Screen):
                     elif isinstance(event, Started):
                         self._started(event)
                         answer.origin = origin_text(event.model, event.backend, event.remote)
+                        answer.memories = len(event.memories)
                         answer.refresh_footer()
                     elif isinstance(event, Finished):
                         await stream.stop()
@@ -189,6 +287,8 @@ class ChatScreen(Screen):
                         self.status.tokens_per_s = event.timings.tokens_per_s
                         used = event.usage.prompt_tokens + event.usage.completion_tokens
                         self.status.context = (used, self.status.context[1] if self.status.context else used)
+                        if event.proposals:
+                            await log.mount_all([ProposalCard(p) for p in event.proposals])
                     elif isinstance(event, Failed):
                         self.conversation_id = event.conversation_id  # the question is saved there
                         answer.text, answer.response_id = event.partial_text, event.response_id
@@ -242,8 +342,10 @@ class ChatScreen(Screen):
             self.notify("The question was too long and was shortened to fit the context window.",
                         severity="warning")
         elif event.dropped_messages:
-            self.notify(f"{event.dropped_messages} older messages left out to fit the context window.",
-                        severity="information", timeout=4)
+            self.notify(f"{event.dropped_messages} older messages left out to fit the context window; "
+                        "they will be summarized.", severity="information", timeout=4)
+        if event.summarized_messages:
+            self.status.summarized = event.summarized_messages
 
     # actions ------------------------------------------------------------------------------------
 
@@ -260,6 +362,8 @@ class ChatScreen(Screen):
             self.refresh_conversations()
         self.conversation_id = None
         self.backend_choice = None
+        self.incognito = self.status.incognito = False
+        self.status.summarized = 0
         self.show_backend()
         self.select(None)
         await self.log_view.remove_children()
@@ -283,6 +387,8 @@ class ChatScreen(Screen):
             return
         self.conversation_id = conversation_id
         self.backend_choice = conversation.get("backend")
+        self.incognito = self.status.incognito = bool(conversation.get("incognito"))
+        self.status.summarized = 0
         self.show_backend()
         self.select(None)
         log = self.log_view

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widgets import Markdown, Static
+from textual.widgets import Button, Markdown, Static
 
 RATING_MARKS = {1: "👍", -1: "👎", None: ""}
 
@@ -53,6 +53,7 @@ class AnswerMessage(Vertical, can_focus=False):
         self.sources = tuple(sources)
         self.origin = origin  # which model wrote it, and "↗" when the question left the machine
         self.cached_from: int | None = None
+        self.memories = 0  # long-term memories in its prompt
 
     def compose(self):
         yield Markdown(self.text)
@@ -80,6 +81,8 @@ class AnswerMessage(Vertical, can_focus=False):
             parts.append(self.origin)
         if self.cached_from:
             parts.append(f"⚡ cached (#{self.cached_from}; F5 regenerates)")
+        if self.memories:
+            parts.append(f"🧠 used {self.memories} memor{'y' if self.memories == 1 else 'ies'}")
         if self.rating is not None:
             parts.append(RATING_MARKS[self.rating])
         if self.response_id is not None:
@@ -118,3 +121,27 @@ def origin_text(model: str | None, backend: str | None, remote: bool) -> str:
     if not model:
         return ""
     return f"{'↗ ' if remote else ''}{model} · {backend}"
+
+
+class ProposalCard(Horizontal):
+    """After an answer: “Remember this?” for a fact the question stated, with yes, edit, no."""
+
+    def __init__(self, proposal: dict[str, Any]) -> None:
+        super().__init__(classes="proposal")
+        self.proposal = proposal
+
+    def compose(self):
+        yield Static(f"🧠 Remember “{self.proposal['text']}”?", markup=False, classes="proposal-text")
+        yield Button("Remember", id="remember", variant="success", compact=True)
+        yield Button("Edit", id="edit", compact=True)
+        yield Button("No", id="no", compact=True)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.post_message(ProposalAnswered(self, event.button.id or "no"))
+
+
+class ProposalAnswered(Message):
+    def __init__(self, card: ProposalCard, choice: str) -> None:
+        super().__init__()
+        self.card, self.choice = card, choice

@@ -16,6 +16,8 @@ class StatusBar(Static):
     indexing: reactive[str] = reactive("")
     remote: reactive[bool] = reactive(False)
     open_breakers: reactive[tuple[str, ...]] = reactive(())
+    incognito: reactive[bool] = reactive(False)
+    summarized: reactive[int] = reactive(0)  # older messages the prompt carries as a summary
 
     def render(self) -> str:
         parts = [f"{'↗ ' if self.remote else ''}{self.model} · {self.backend}", self.state]
@@ -26,6 +28,10 @@ class StatusBar(Static):
         if self.context is not None:
             used, size = self.context
             parts.append(f"context {used}/{size}")
+        if self.summarized:
+            parts.append(f"{self.summarized} older messages summarized")
+        if self.incognito:
+            parts.append("🕶 incognito")
         if self.indexing:
             parts.append(self.indexing)
         if self.open_breakers:
