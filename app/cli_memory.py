@@ -38,8 +38,18 @@ def _source(memory: dict[str, Any]) -> str:
 
 
 def _table(memories: list[dict[str, Any]], with_score: bool = False) -> None:
+    import sys
+
     from rich.console import Console
     from rich.table import Table
+
+    if not sys.stdout.isatty():  # piped: one whole line per memory, for grep
+        for m in memories:
+            score = f" · similarity {m['score']:.2f}" if with_score else ""
+            pin = " · pinned" if m["pinned"] else ""
+            used = f"used {m['use_count']}×"
+            click.echo(f"#{m['id']} [{m['kind']}] {m['text']} — {_source(m)} · {used}{pin}{score}")
+        return
 
     table = Table("id", "kind", "memory", "from", "created", "last used", "uses", "pinned")
     if with_score:
