@@ -11,8 +11,8 @@ from app.screens.modals import ConfirmDialog
 from app.tui import AssistantApp
 from app.widgets.chat_log import ProposalCard, UserMessage
 from engine import Engine, Settings
-from tests.test_tui import ask, chat, finished_answer
 from tests.conftest import wait_for
+from tests.test_tui import ask, chat, finished_answer
 
 
 async def test_proposal_remember_then_memory_screen_edit_pin_forget(settings: Settings) -> None:

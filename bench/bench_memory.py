@@ -1,0 +1,171 @@
+"""Memory benchmarks, side by side in one run.
+
+1. Long-term memory recall with 10,000 memories: `LongTermMemory.recall()` (query embedding,
+   Chroma search, SQLite rows, use counts written) against the bare minimum it builds on (the same
+   query embedding and Chroma query, nothing else); target p95 < 50 ms.
+2. Time to first token on turn 20 of a conversation against turn 1, through `Engine.ask()` on
+   the embedded SmolLM2 model, next to raw llama-cpp-python running the same conversation (its
+   own prefix reuse); target ratio <= 1.3.
+
+    python bench/bench_memory.py [--memories 10000] [--queries 300] [--turns 20] [--write docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from bench_foundation import machine  # noqa: E402
+from sections import write_section  # noqa: E402
+
+SUBJECTS = ["coffee", "tea", "the garden", "the budget", "Python", "Rust", "trains", "the kitchen", "music",
+            "running", "the car", "holidays", "books", "the dog", "cooking", "backups", "the office", "chess"]
+VERBS = ["prefers", "dislikes", "decided about", "often asks about", "wants short answers on", "knows a lot of"]
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1]
+
+
+def recall_bench(count: int, queries: int) -> dict:
+    from memory.embedder import Embedder
+    from memory.longterm import LongTermMemory
+    from memory.store import Store, now
+    from memory.vectors import VectorIndex
+
+    home = Path(os.environ["ASSISTANT_HOME"])
+    store = Store(home / "assistant.db")
+    vectors = VectorIndex(home / "chroma", collection="memories")
+    memory = LongTermMemory(store, lambda: vectors)
+    texts = [f"Memory {i}: the user {VERBS[i % len(VERBS)]} {SUBJECTS[i % len(SUBJECTS)]} (note {i})."
+             for i in range(count)]
+    started = time.perf_counter()
+    embedded = Embedder().embed(texts)
+    with store._transaction():
+        store.conn.executemany("INSERT INTO memories (id, text, kind, created_at) VALUES (?, ?, 'fact', ?)",
+                               [(i + 1, t, now()) for i, t in enumerate(texts)])
+    vectors.add(list(range(1, count + 1)), embedded)
+    load_s = time.perf_counter() - started
+    questions = [f"What does the user think about {SUBJECTS[i % len(SUBJECTS)]}? ({i})" for i in range(queries)]
+    embedder = Embedder()
+    ours, bare = [], []
+    for question in questions:  # interleaved, so both sides see the same machine state
+        t = time.perf_counter()
+        recalled = memory.recall(question, 3, 0.0)
+        ours.append((time.perf_counter() - t) * 1000)
+        assert len(recalled) == 3
+        t = time.perf_counter()
+        vectors.collection.query(query_embeddings=[embedder.embed([question])[0]], n_results=3, include=[])
+        bare.append((time.perf_counter() - t) * 1000)
+    store.close()
+    return {"ours": ours, "bare": bare, "load_s": load_s}
+
+
+async def turns_bench(turns: int, rounds: int) -> dict:
+    from engine import Engine, load_settings
+    from engine.models import default_model_path
+
+    settings = load_settings().replace(temperature=0.0, seed=42, max_tokens=48, cache=False)
+    engine = Engine(settings)
+    await engine.load_model()
+    ours = []
+    for _ in range(rounds):
+        conversation, ttft = None, []
+        for i in range(turns):
+            events = [e async for e in engine.ask(question(i), conversation)]
+            conversation = events[-1].conversation_id
+            ttft.append(events[-1].timings.ttft_ms)
+        ours.append(ttft)
+    prompt_tokens = events[0].prompt_tokens
+    await engine.close()
+
+    from llama_cpp import Llama
+
+    from engine.backends.local import default_threads
+
+    llm = Llama(str(default_model_path()), n_ctx=settings.n_ctx, n_threads=default_threads(), flash_attn=True,
+                verbose=False)
+    list(llm.create_chat_completion(messages=[{"role": "user", "content": "Hi"}], stream=True, max_tokens=4))
+    raw = []
+    for _ in range(rounds):
+        messages = [{"role": "system", "content": settings.system_prompt}]
+        ttft = []
+        for i in range(turns):
+            messages.append({"role": "user", "content": question(i)})
+            start, first, pieces = time.perf_counter(), None, []
+            for chunk in llm.create_chat_completion(messages=messages, stream=True, max_tokens=48,
+                                                    temperature=0.0, seed=42):
+                text = chunk["choices"][0]["delta"].get("content")
+                if text:
+                    first = first or time.perf_counter()
+                    pieces.append(text)
+            ttft.append((first - start) * 1000)
+            messages.append({"role": "assistant", "content": "".join(pieces)})
+        raw.append(ttft)
+    llm.close()
+    return {"ours": ours, "raw": raw, "prompt_tokens": prompt_tokens}
+
+
+def question(i: int) -> str:
+    return f"Turn {i + 1}: tell me one short fact about the number {i + 1}."
+
+
+def report(r: dict, t: dict, count: int, queries: int, turns: int, rounds: int) -> str:
+    ours, bare = r["ours"], r["bare"]
+
+    def turn(side: str, index: int) -> float:
+        return statistics.median(run[index] for run in t[side])
+
+    ours_ratio = turn("ours", turns - 1) / turn("ours", 0)
+    raw_ratio = turn("raw", turns - 1) / turn("raw", 0)
+    return f"""<!-- memory:start -->
+## Memory: recall latency, time to first token late in a conversation
+
+Run on {datetime.date.today().isoformat()}, {machine()}. Command: `make bench`
+(`python bench/bench_memory.py --memories {count} --queries {queries} --turns {turns} --write docs/benchmarks.md`).
+
+| what | ours | reference | ratio | target |
+|---|---|---|---|---|
+| long-term memory recall, {count:,} memories, top 3, including the query embedding: `LongTermMemory.recall()` vs the bare embedding + Chroma query it builds on ({queries} questions, interleaved), p50 | {statistics.median(ours):.1f} ms | {statistics.median(bare):.1f} ms | {statistics.median(ours) / statistics.median(bare):.2f} | |
+| same, p95 | **{p95(ours):.1f} ms** | {p95(bare):.1f} ms | {p95(ours) / p95(bare):.2f} | p95 < 50 ms |
+| time to first token, turn {turns} vs turn 1 of one conversation (median of {rounds}), `Engine.ask()` | turn 1: {turn('ours', 0):.0f} ms, turn {turns}: {turn('ours', turns - 1):.0f} ms | | **{ours_ratio:.2f}** | <= 1.3 |
+| same conversation through raw llama-cpp-python (its own prefix reuse) | turn 1: {turn('raw', 0):.0f} ms, turn {turns}: {turn('raw', turns - 1):.0f} ms | | {raw_ratio:.2f} | |
+
+Turn {turns}'s prompt holds {t['prompt_tokens']} tokens; llama.cpp re-evaluates only the previous answer and
+the new question, because the prompt keeps its start (memories go in the last message, summaries
+change the start only when written). Loading {count:,} memories (embedding included) took {r['load_s']:.0f} s.
+<!-- memory:end -->"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--memories", type=int, default=10_000)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--write", type=Path)
+    args = parser.parse_args()
+    os.environ["ASSISTANT_HOME"] = tempfile.mkdtemp()
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    recall = recall_bench(args.memories, args.queries)
+    os.environ["ASSISTANT_HOME"] = tempfile.mkdtemp()
+    turns = asyncio.run(turns_bench(args.turns, args.rounds))
+    section = report(recall, turns, args.memories, args.queries, args.turns, args.rounds)
+    print(section)
+    if args.write:
+        write_section(args.write, "memory", section)
+
+
+if __name__ == "__main__":
+    main()
