@@ -41,6 +41,9 @@ class Provider:
     """An OpenAI-compatible server: a cloud API or the user's own (vLLM, llama.cpp, Ollama)."""
 
     name: str = _doc("The table's name; used in `backends` and shown with every answer.", "")
+    kind: str = _doc(
+        "The kind of server: `openai` (any OpenAI-compatible API), or a kind a plugin registers.", "openai"
+    )
     base_url: str = _doc("The API root, e.g. `https://api.openai.com/v1` or `http://gpu-box:8000/v1`.", "")
     model: str = _doc("The model to ask, as the server names it.", "")
     api_key_env: str | None = _doc("Environment variable holding the API key.", None)
@@ -126,6 +129,17 @@ class Settings:
     summary_tokens: int = _doc(
         "Longest summary of older turns, written when a conversation outgrows the context window.", 200
     )
+    tool_calling: str = _doc(
+        "When the model may call tools: `auto` (local models whose chat template knows tools), "
+        "`always` (every backend; a remote one then costs one more request per question), `off`.", "auto"
+    )
+    tool_choice: str = _doc(
+        "`auto`: the model decides whether to call a tool; `required`: it must call one first.", "auto"
+    )
+    tools: tuple[str, ...] | None = _doc(
+        "The tools the model may call, by name (`assistant plugins` lists them). Unset: all.", None
+    )
+    tool_max_steps: int = _doc("Most tool calls in one answer.", 4)
     backends: tuple[str, ...] = _doc(
         "Backends in the order they are tried: `local` and the names of `[providers.NAME]` tables.",
         ("local",),
@@ -344,6 +358,10 @@ def _validated(settings: Settings, source: str) -> Settings:
                 f"Provider {provider.name!r} ({source}) needs a `base_url` (http:// or https://) "
                 "and a `model`."
             )
+    for name, allowed in (("tool_calling", ("auto", "always", "off")), ("tool_choice", ("auto", "required"))):
+        if getattr(settings, name) not in allowed:
+            raise ConfigError(f"`{name}` ({source}) is {getattr(settings, name)!r}.",
+                              hint=f"Use one of: {', '.join(allowed)}.")
     if settings.n_ctx < 256:
         raise ConfigError(f"n_ctx={settings.n_ctx} ({source}) is too small.", hint="Use 256 or more.")
     if not 1 <= settings.max_tokens < settings.n_ctx:

@@ -29,11 +29,24 @@ from engine.models import resolve_model
 from engine.paths import database_file, ensure_private_dir
 from engine.router import Route, Router, is_remote, is_trusted
 from engine.structured import InvalidOutputError, check_schema
+from engine.tools import (
+    DECISION_TOKENS,
+    Confirm,
+    ToolCall,
+    ToolStep,
+    decision_schema,
+    openai_tools,
+    parse_decision,
+    results_section,
+    run_call,
+    tools_prompt,
+)
 from engine.tracing import Trace
 from memory.corpus import Corpus
 from memory.longterm import Recalled
 from memory.retriever import Passage
 from memory.store import Store, now
+from plugins.hookspecs import Tool, ToolContext
 
 if TYPE_CHECKING:
     from engine.knowledge import Knowledge
@@ -61,11 +74,16 @@ def make_backends(settings: Settings) -> dict[str, Backend]:
     a conversation may still pick it)."""
     backends: dict[str, Backend] = {"local": local_backend(settings)}
     if settings.providers:
-        # Imported only when used: httpx alone adds 40 ms to every start.
-        from engine.backends.openai_compat import OpenAICompatibleBackend
+        # Plugins (and httpx, 40 ms) are loaded only when a provider is configured.
+        from plugins.manager import backend_registry, get_plugin_manager
 
+        kinds = backend_registry(get_plugin_manager(load_entry_points=settings.plugins))
         for name, provider in settings.providers.items():
-            backends[name] = OpenAICompatibleBackend(provider)
+            if provider.kind not in kinds:
+                raise ConfigError(
+                    f"Provider {name!r} has kind {provider.kind!r}, which no plugin provides.",
+                    hint=f"Known kinds: {', '.join(sorted(kinds))}; `assistant plugins` lists plugins.")
+            backends[name] = kinds[provider.kind](provider)
     return backends
 
 
@@ -228,6 +246,7 @@ class Engine:
     async def ask(
         self, question: str, conversation_id: int | None = None, backend: str | None = None,
         regenerate: bool = False, json_schema: dict | None = None, incognito: bool | None = None,
+        confirm: Confirm | None = None,
     ) -> AsyncIterator[Event]:
         """Answer `question`, continuing `conversation_id` or starting a new conversation.
 
@@ -242,6 +261,8 @@ class Engine:
         Long-term memories similar to the question go into the prompt; lasting facts the
         question states come back as proposals (unless the conversation is `incognito`, a
         choice saved with it). Older turns that no longer fit are summarized after the answer.
+        When tools are on (`tool_calling`), the model may call them first; `confirm(tool,
+        arguments)` asks the user before a tool with side effects runs (without it, they never do).
         """
         if conversation_id in self._summarizing:  # the model is busy with it anyway: wait, then use it
             await asyncio.gather(asyncio.shield(self._summarizing[conversation_id]), return_exceptions=True)
@@ -270,6 +291,7 @@ class Engine:
         findings: list[tuple[str, str, bool]] = []
         recalled: list[Recalled] = []
         proposals: list[dict[str, Any]] = []
+        steps: list[ToolStep] = []
         status, error = "cancelled", None
         try:
             with trace.span("retrieval") as span:
@@ -280,7 +302,15 @@ class Engine:
             turn.memories = recalled
             turn.question = _with_memories(question, recalled, templates[2])
             turn.notices += notes
-            if self._cacheable():  # regenerating skips the lookup, and its answer replaces the entry
+            tools = await self._tools_for(router.primary(preferred), json_schema)
+            if tools:
+                steps = await self._use_tools(router.primary(preferred), tools, turn, passages, templates,
+                                              trace, confirm)
+                turn.question += results_section(steps)
+                turn.notices += [f"Tool {s.call.name} not run: {s.result}" for s in steps
+                                 if s.status in ("refused", "declined")]
+            # Regenerating skips the lookup, and its answer replaces the entry; tool results vary.
+            if self._cacheable() and not tools:
                 with trace.span("cache lookup") as span:
                     context_key = await self._cache_context(router.primary(preferred), turn, passages,
                                                             params, templates)
@@ -343,6 +373,7 @@ class Engine:
                     notices=tuple(notices),
                     memories=tuple(recalled),
                     summarized_messages=turn.summarized,
+                    tool_steps=tuple(steps),
                 )
                 try:
                     if route.first is not None:
@@ -390,7 +421,8 @@ class Engine:
             if recalled:
                 row["memory_ids"] = json.dumps([m.id for m in recalled])
             keep = None  # a new answer from the route's first backend is kept for next time
-            if status == "ok" and cache_key and route and route.backend is router.primary(preferred):
+            first_choice = route is not None and route.backend is router.primary(preferred)
+            if status == "ok" and cache_key and first_choice and not steps:
                 keep = (cache_key, settings.cache_ttl_hours * 3600, [p.chunk_id for p in passages])
             review = "guardrail" if isinstance(error, InvalidOutputError) else None
             if status == "ok" and findings:  # flagged, not rejected: the answer stands, a person looks
@@ -468,6 +500,111 @@ class Engine:
         turn.prompt_message_id = await self._db(store.add_message, conversation_id, "user",
                                                 question if logged else "")
         return turn
+
+    # tools ---------------------------------------------------------------------------------
+
+    def commands(self) -> dict[str, Any]:
+        """Slash commands, built in and the plugins'; call from a worker thread."""
+        from plugins.manager import command_registry
+
+        return command_registry(self.plugins())
+
+    def tools(self) -> dict[str, Tool]:
+        """The tools the model may call: every plugin's, narrowed by the `tools` setting. Call from
+        a worker thread (plugins load on first use)."""
+        from plugins.manager import tool_registry
+
+        registered = tool_registry(self.plugins())
+        wanted = self.settings.tools
+        return {n: t for n, t in registered.items() if wanted is None or n in wanted}
+
+    async def _tools_for(self, backend: Backend, json_schema: dict | None) -> dict[str, Tool]:
+        """The tools for this answer: none when tool calling is off for this backend, or when the
+        answer must follow a JSON schema."""
+        mode = self.settings.tool_calling
+        if mode == "off" or json_schema is not None:
+            return {}
+        if mode == "auto" and (is_remote(backend) or not await self._template_knows_tools(backend)):
+            return {}
+        return await asyncio.to_thread(self.tools)
+
+    async def _template_knows_tools(self, backend: Backend) -> bool:
+        """Whether a local model was trained for tools: its chat template mentions them."""
+        try:
+            path = await asyncio.to_thread(resolve_model, backend.model, backend.models_dir)  # type: ignore[attr-defined]
+            info = await asyncio.to_thread(read_gguf, path)
+        except (AssistantError, AttributeError):
+            return False
+        return "tools" in (info.metadata.get("tokenizer.chat_template") or "")
+
+    async def _use_tools(
+        self, backend: Backend, tools: dict[str, Tool], turn: _Turn, passages: list[Passage],
+        templates: tuple[prompts.Template, ...], trace: Trace, confirm: Confirm | None,
+    ) -> list[ToolStep]:
+        """The tool loop: the model decides, the call is validated, confirmed when it has side
+        effects, run, and its result fed back; until it calls none, or `tool_max_steps`."""
+        await self.load_model(backend)
+        context = await self._tool_context(turn.conversation_id)
+        untrusted = "passages from your files are in the context" if passages else None
+        steps: list[ToolStep] = []
+        listed = list(tools.values())
+        system = templates[0].text if is_remote(backend) else f"{templates[0].text}\n\n{tools_prompt(listed)}"
+        while len(steps) < self.settings.tool_max_steps:
+            required = not steps and self.settings.tool_choice == "required"
+            fitted = await backend.fit(system, turn.history, turn.question + results_section(steps),
+                                       DECISION_TOKENS)
+            with trace.span("tool decision") as span:
+                calls = await self._decide(backend, fitted.messages, listed, required)
+                span.attrs["calls"] = [c.name for c in calls]
+            made = {(s.call.name, json.dumps(s.call.arguments, sort_keys=True)) for s in steps}
+            calls = [c for c in calls if (c.name, json.dumps(c.arguments, sort_keys=True)) not in made]
+            if not calls:  # none, or only calls already answered: the model has what it needs
+                break
+            for call in calls[: self.settings.tool_max_steps - len(steps)]:
+                with trace.span(f"tool {call.name}") as span:
+                    step = await run_call(call, tools, context, confirm, untrusted)
+                    span.attrs.update(status=step.status, arguments=call.arguments)
+                steps.append(step)
+                untrusted = untrusted or "a tool result is in the context"
+        return steps
+
+    async def _decide(self, backend: Backend, messages: list[dict[str, str]], tools: list[Tool],
+                      required: bool) -> list[ToolCall]:
+        """The calls the model wants: local models through a grammar, remote ones through the
+        OpenAI `tools` API."""
+        s = self.settings
+        if is_remote(backend):
+            result = StreamResult()
+            params = SamplingParams(DECISION_TOKENS, 0.0, 1.0, s.seed, tools=openai_tools(tools))
+            async with contextlib.aclosing(backend.stream(messages, params, result)) as pieces:
+                async for _ in pieces:
+                    pass
+            return [ToolCall(c["name"], _json_or_none(c["arguments"]), c["id"]) for c in result.tool_calls]
+        params = SamplingParams(DECISION_TOKENS, 0.0, 1.0, s.seed, decision_schema(tools, required))
+        async with contextlib.aclosing(backend.stream(messages, params, StreamResult())) as pieces:
+            text = "".join([piece async for piece in pieces])
+        call = parse_decision(text)
+        return [call] if call else []
+
+    async def _tool_context(self, conversation_id: int) -> ToolContext:
+        """What tools may reach: this conversation's indexed folders, search, long-term memory."""
+        folders: list[Path] = []
+        search: Callable[[str], list[dict]] = lambda query: []  # noqa: E731
+        if await self._anything_indexed():
+            knowledge = await self.knowledge()
+            ids = set(await asyncio.to_thread(knowledge.searchable, conversation_id))
+            folders = [Path(f["path"]) for f in await asyncio.to_thread(knowledge.folders) if f["id"] in ids]
+
+            def search(query: str) -> list[dict]:
+                found = knowledge.search(query, conversation_id)
+                return [{"location": p.location, "text": p.text} for p in found]
+
+        memory = await self.memories._long_term()
+
+        def recall(query: str) -> list[dict]:
+            return memory.search(query, 5, self.settings.memory_threshold)
+
+        return ToolContext(folders, search, recall, conversation_id)
 
     async def _recall(self, question: str) -> tuple[list[Recalled], list[str]]:
         """Long-term memories for the question; a failing memory store costs the memories, not
@@ -823,6 +960,13 @@ def _generation_spans(trace: Trace, route: Route, last_at: float | None, ended_a
     trace.add("server wait", began, r.first_byte_at, "generation")
     trace.add("first token", began, first, "generation")
     trace.add("decode", first, last_at, "generation")
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return None  # the call is then refused as invalid, and the model told why
 
 
 def _exact_key(context_key: str, question: str) -> str:

@@ -43,6 +43,7 @@ class Started:
     similar_question: str | None = None  # semantic cache: the earlier question it was taken for
     memories: tuple[Recalled, ...] = ()  # long-term memories placed in the prompt
     summarized_messages: int = 0  # older messages the prompt carries as a summary
+    tool_steps: tuple = ()  # engine.tools.ToolStep: the tools called before answering
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,9 @@ the app (see `plugins/manager.py`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pluggy
 
@@ -105,3 +108,73 @@ def register_guardrails(register: RegisterGuardrail) -> None:
     backend every span found is replaced by `[redacted NAME]` and the user is told what was
     removed; an answer in which a detector finds something is put in the review queue.
     """
+
+
+class ToolError(Exception):
+    """A tool could not do what was asked; the message goes back to the model (and the trace)."""
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a tool may reach while it runs (in a worker thread)."""
+
+    folders: list[Path] = field(default_factory=list)  # indexed folders this conversation uses
+    search: Callable[[str], list[dict]] = lambda query: []  # passages: location, text
+    recall: Callable[[str], list[dict]] = lambda query: []  # long-term memories: text, kind
+    conversation_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call during an answer.
+
+    `parameters` is the JSON schema of its arguments (an object); `function(arguments, context)`
+    returns text for the model, or raises `ToolError`. It runs in a worker thread, and the answer
+    stops waiting for it after `timeout_s`. A tool with `side_effects` (it writes, sends, deletes)
+    runs only once the user says yes, and never while untrusted text is in the context.
+    """
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    function: Callable[[dict, ToolContext], str]
+    side_effects: bool = False
+    timeout_s: float = 10.0
+
+
+@hookspec
+def register_tools(register: Callable[[Tool], None]) -> None:
+    """Register tools the model may call: `register(Tool(...))` once per tool."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """A slash command of the chat app's prompt: `/name ARGS`.
+
+    `run(args, context)` gets the text after the name and returns text to show (or None); it runs
+    in a worker thread. `context` is a `CommandContext`.
+    """
+
+    name: str  # without the slash
+    help: str
+    run: Callable[[str, Any], str | None]
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    conversation_id: int | None
+    tools: dict[str, Tool]  # the tools the model may call
+    action: Callable[[str, str], None] = lambda name, args: None  # ask the app to do `name`
+
+
+@hookspec
+def register_commands(register: Callable[[Command], None]) -> None:
+    """Register slash commands: `register(Command(...))` once per command."""
+
+
+@hookspec
+def register_backends(register: Callable[[str, Callable[[Any], Any]], None]) -> None:
+    """Register kinds of backend: `register(kind, factory)`; `factory(provider)` gets a
+    `[providers.NAME]` table (an `engine.config.Provider`, whose `kind` names this kind) and
+    returns an object with the `engine.backends.base.Backend` protocol. Built in: `openai`
+    (any OpenAI-compatible server)."""

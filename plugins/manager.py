@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pluggy
 
 from memory.documents import Loader
 from plugins import hookspecs
-from plugins.hookspecs import KINDS
+from plugins.hookspecs import KINDS, Command, Tool
 
 ENTRY_POINT_GROUP = "assistant.plugins"
-BUILTIN_PLUGINS = ["plugins.loaders", "plugins.guardrails"]
+BUILTIN_PLUGINS = ["plugins.loaders", "plugins.guardrails", "plugins.tools", "plugins.commands",
+                   "plugins.backends"]
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +160,59 @@ def loader_registry(pm: pluggy.PluginManager) -> LoaderRegistry:
     return registry
 
 
+def collect(pm: PluginManager, hook: str, check: Callable[..., Any]) -> list[Any]:
+    """Call every plugin's `hook` with a `register` callback; `check(*args)` validates each
+    registration (raising on nonsense) and returns what to keep. A plugin that raises, or registers
+    nonsense, is disabled and keeps nothing; later plugins override earlier ones by name."""
+    found: list[Any] = []
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        if impl.hookwrapper or impl.wrapper:
+            continue
+        pending: list[Any] = []
+
+        def register(*args: Any, _pending: list[Any] = pending) -> None:
+            _pending.append(check(*args))
+
+        try:
+            impl.function(**{name: register for name in impl.argnames})
+        except Exception as exc:  # someone else's code: report it, never crash the app
+            pm.disable(impl.plugin, f"{hook} failed: {_short(exc)}")
+            continue
+        found.extend(pending)
+    return found
+
+
+def tool_registry(pm: PluginManager) -> dict[str, Tool]:
+    def check(tool: Tool) -> Tool:
+        if not isinstance(tool, Tool) or not tool.name.isidentifier() or not callable(tool.function):
+            raise TypeError(f"register_tools needs a plugins.hookspecs.Tool with a name and a function, "
+                            f"not {tool!r}")
+        if tool.parameters.get("type") != "object":
+            raise ValueError(f"tool {tool.name}: parameters must be a JSON schema of type object")
+        return tool
+
+    return {t.name: t for t in collect(pm, "register_tools", check)}
+
+
+def command_registry(pm: PluginManager) -> dict[str, Command]:
+    def check(command: Command) -> Command:
+        if not isinstance(command, Command) or not command.name.replace("-", "_").isidentifier():
+            raise TypeError(f"register_commands needs a plugins.hookspecs.Command named like `word`, "
+                            f"not {command!r}")
+        return command
+
+    return {c.name: c for c in collect(pm, "register_commands", check)}
+
+
+def backend_registry(pm: PluginManager) -> dict[str, Callable[[Any], Any]]:
+    def check(kind: str, factory: Callable[[Any], Any]) -> tuple[str, Callable[[Any], Any]]:
+        if not isinstance(kind, str) or not kind or not callable(factory):
+            raise TypeError(f"register_backends needs (kind, factory), not ({kind!r}, {factory!r})")
+        return kind, factory
+
+    return dict(collect(pm, "register_backends", check))
+
+
 def describe(pm: PluginManager) -> list[dict]:
     """Each plugin: its name, where it comes from, the hooks it implements and what it registers."""
     sources = {id(plugin): f"{dist.project_name} {dist.version}"
@@ -165,7 +221,8 @@ def describe(pm: PluginManager) -> list[dict]:
     for plugin in pm.get_plugins():
         hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
         registers = {hook.removeprefix("register_"): _registrations(pm, plugin, hook)
-                     for hook in ("register_loaders", "register_guardrails", "register_validators")
+                     for hook in ("register_loaders", "register_guardrails", "register_validators",
+                                  "register_tools", "register_commands", "register_backends")
                      if hook in hooks}
         rows.append({"name": plugin_name(pm, plugin), "source": sources.get(id(plugin), "built-in"),
                      "hooks": hooks, "registers": registers})
@@ -177,6 +234,8 @@ def _registrations(pm: PluginManager, plugin: object, hook: str) -> list[str]:
     found: list[str] = []
 
     def register(first: object, *rest: object) -> None:
+        if isinstance(first, Tool | Command):
+            first = ("/" if isinstance(first, Command) else "") + first.name
         found.append(", ".join(first) if isinstance(first, list) else str(first))
 
     impl = next(i for i in getattr(pm.hook, hook).get_hookimpls() if i.plugin is plugin)

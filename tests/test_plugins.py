@@ -63,5 +63,6 @@ def test_plugins_lists_what_each_registers_and_what_failed(tmp_path: Path) -> No
 def test_no_plugins_starts_without_third_party_plugins(tmp_path: Path) -> None:
     env = install_plugins(tmp_path)
     listed = plugins_json(env, "--no-plugins")
-    assert {p["name"] for p in listed["plugins"]} == {"plugins.loaders", "plugins.guardrails"}
+    assert {p["name"] for p in listed["plugins"]} == {"plugins.loaders", "plugins.guardrails", "plugins.tools",
+                                                      "plugins.commands", "plugins.backends"}
     assert listed["errors"] == [] and listed["third_party"] is False

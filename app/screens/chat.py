@@ -13,10 +13,11 @@ from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Markdown
+from textual.widgets import Footer, Markdown, Static
 
 from app.editor import editor_command, is_paged
 from app.screens.modals import AUTOMATIC, BackendDialog, ConfirmDialog, TextDialog
+from app.slash import matches, parse, unescape
 from app.widgets.chat_log import (
     AnswerClicked,
     AnswerMessage,
@@ -31,6 +32,7 @@ from app.widgets.conversation_list import ConversationList
 from app.widgets.prompt import PromptInput
 from app.widgets.status_bar import StatusBar
 from engine import AssistantError, Engine, Failed, Finished, Started, Token
+from plugins.hookspecs import Command, CommandContext
 
 
 class ChatScreen(Screen):
@@ -65,12 +67,14 @@ class ChatScreen(Screen):
         self.alerts_shown: set[str] = set()
         self.searching = False  # the sidebar shows search results, not the latest conversations
         self.incognito = False  # this conversation writes no long-term memory
+        self.commands: dict[str, Command] = {}  # slash commands, built in and the plugins'
 
     def compose(self) -> ComposeResult:
         with Horizontal():
             yield ConversationList(id="sidebar")
             with Vertical(id="main"):
                 yield ChatLog(id="log")
+                yield Static("", id="slash-hint", markup=False)
                 yield PromptInput(id="prompt")
         yield StatusBar(id="status")
         yield Footer()
@@ -78,7 +82,9 @@ class ChatScreen(Screen):
     def on_mount(self) -> None:
         self.watch(self.app, "indexing_text", lambda text: setattr(self.status, "indexing", text))
         self.show_backend()
+        self.query_one("#slash-hint").display = False
         self.start_up()
+        self.load_commands()
 
     @property
     def prompt(self) -> PromptInput:
@@ -145,41 +151,104 @@ class ChatScreen(Screen):
 
     @on(PromptInput.Submitted)
     def submit(self, event: PromptInput.Submitted) -> None:
-        question = event.text.strip()
-        if not question:
-            return
-        if question.startswith("/") and self.run_slash_command(question):
-            event.prompt.clear()
+        text = event.text.strip()
+        if not text:
             return
         event.prompt.clear()
-        self.answer(question)
+        if command := parse(text):
+            self.run_command(*command)
+        else:
+            self.answer(unescape(text))
 
-    SLASH_COMMANDS = {
-        "/remember": "remember TEXT as a long-term memory",
-        "/memory": "open the memory screen",
-        "/incognito": "this conversation writes no long-term memory (again: off)",
-        "/fork": "copy this conversation up to the selected answer, and go on there",
-    }
+    @on(PromptInput.Typed)
+    def show_command_hint(self, event: PromptInput.Typed) -> None:
+        """While a slash command is typed: the ones that match, with their help (Tab completes)."""
+        hint = self.query_one("#slash-hint", Static)
+        found = matches(event.text, list(self.commands))
+        hint.update("\n".join(f"/{n}  {self.commands[n].help}" for n in found[:8]) +
+                    ("   (Tab completes)" if found else ""))
+        hint.display = bool(found)
 
-    def run_slash_command(self, line: str) -> bool:
-        """Run a slash command; False when the line is not one (it is then asked as a question)."""
-        name, _, rest = line.partition(" ")
-        if name not in self.SLASH_COMMANDS:
-            known = ", ".join(self.SLASH_COMMANDS)
-            self.notify(f"Unknown command {name}. Commands: {known}.", severity="warning")
-            return True
-        if name == "/remember":
-            if not rest.strip():
-                self.notify("Usage: /remember TEXT", severity="warning")
+    @work(group="commands")
+    async def load_commands(self) -> None:
+        try:
+            self.commands = await asyncio.to_thread(self.engine.commands)
+        except AssistantError as exc:
+            self.notify(str(exc), title="Plugins", severity="error")
+        self.prompt.commands = list(self.commands)
+
+    @work(group="commands")
+    async def run_command(self, name: str, args: str) -> None:
+        """A slash command, built in or a plugin's; it runs in a thread and may ask the app to act."""
+        command = self.commands.get(name)
+        if command is None:
+            known = ", ".join(f"/{n}" for n in sorted(self.commands))
+            self.notify(f"Unknown command /{name}. Commands: {known}. (//text sends /text as a question.)",
+                        severity="warning", timeout=8)
+            return
+
+        def action(what: str, text: str) -> None:
+            self.app.call_from_thread(self.command_action, what, text)
+
+        try:
+            tools = await asyncio.to_thread(self.engine.tools)
+            context = CommandContext(self.conversation_id, tools, action)
+            shown = await asyncio.to_thread(command.run, args, context)
+        except AssistantError as exc:
+            self.notify(str(exc), title=f"/{name}", severity="error")
+            return
+        except Exception as exc:  # a plugin's bug: reported by name, the app goes on
+            self.notify(f"/{name} failed: {type(exc).__name__}: {exc}", title="Plugin", severity="error")
+            return
+        if shown:
+            self.notify(str(shown), title=f"/{name}", timeout=10)
+
+    def command_action(self, what: str, args: str) -> None:
+        """What a slash command asks the app to do."""
+        if what == "remember":
+            if args:
+                self.remember(args)
             else:
-                self.remember(rest.strip())
-        elif name == "/memory":
+                self.notify("Usage: /remember TEXT", severity="warning")
+        elif what == "memory":
             self.action_memory()
-        elif name == "/incognito":
+        elif what == "model":
+            self.action_pick_backend()
+        elif what == "folders":
+            self.action_folders()
+        elif what == "export":
+            self.export_conversation(args)
+        elif what == "incognito":
             self.toggle_incognito()
-        elif name == "/fork":
+        elif what == "fork":
             self.fork()
-        return True
+        elif what == "help":
+            self.notify("\n".join(f"/{n}  {c.help}" for n, c in sorted(self.commands.items())),
+                        title="Slash commands", timeout=15)
+
+    @work(group="history")
+    async def export_conversation(self, target: str) -> None:
+        if self.conversation_id is None:
+            self.notify("There is no conversation to export yet.", severity="warning")
+            return
+        from memory.transcripts import to_markdown
+
+        path = Path(target or f"conversation-{self.conversation_id}.md").expanduser()
+        try:
+            [item] = await self.engine.export_conversations([self.conversation_id])
+            await asyncio.to_thread(path.write_text, to_markdown(item) + "\n", "utf-8")
+        except AssistantError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        except OSError as exc:
+            self.notify(f"Cannot write {path}: {exc.strerror}.", severity="error")
+            return
+        self.notify(f"Exported to {path.resolve()}", timeout=6)
+
+    async def confirm_tool(self, tool: Any, arguments: dict) -> bool:
+        """Ask before a tool with side effects runs."""
+        question = f"Let the model run {tool.name} with {arguments}?\n{tool.description}"
+        return bool(await self.app.push_screen_wait(ConfirmDialog(question)))
 
     @work(group="memory")
     async def remember(self, text: str) -> None:
@@ -265,7 +334,8 @@ class ChatScreen(Screen):
         choice = self.backend_choice if self.conversation_id is None else None
         try:
             incognito = self.incognito if self.conversation_id is None else None
-            asking = self.engine.ask(question, self.conversation_id, choice, regenerate, incognito=incognito)
+            asking = self.engine.ask(question, self.conversation_id, choice, regenerate, incognito=incognito,
+                                     confirm=self.confirm_tool)
             async with contextlib.aclosing(asking) as events:
                 async for event in events:
                     if isinstance(event, Token):
@@ -274,6 +344,7 @@ class ChatScreen(Screen):
                         self._started(event)
                         answer.origin = origin_text(event.model, event.backend, event.remote)
                         answer.memories = len(event.memories)
+                        answer.tool_steps = event.tool_steps
                         answer.refresh_footer()
                     elif isinstance(event, Finished):
                         await stream.stop()

@@ -54,6 +54,7 @@ class AnswerMessage(Vertical, can_focus=False):
         self.origin = origin  # which model wrote it, and "↗" when the question left the machine
         self.cached_from: int | None = None
         self.memories = 0  # long-term memories in its prompt
+        self.tool_steps: tuple = ()  # tools the model called before answering
 
     def compose(self):
         yield Markdown(self.text)
@@ -81,6 +82,9 @@ class AnswerMessage(Vertical, can_focus=False):
             parts.append(self.origin)
         if self.cached_from:
             parts.append(f"⚡ cached (#{self.cached_from}; F5 regenerates)")
+        for step in self.tool_steps:
+            mark = "→" if step.status == "ok" else f"✗ {step.status}:"
+            parts.append(f"🔧 {step.call.name} {mark} {step.result[:40]}")
         if self.memories:
             parts.append(f"🧠 used {self.memories} memor{'y' if self.memories == 1 else 'ies'}")
         if self.rating is not None:

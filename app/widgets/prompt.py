@@ -10,6 +10,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import TextArea
 
+from app.slash import complete
+
 
 class PromptInput(TextArea):
     BINDINGS = [Binding("ctrl+j,shift+enter", "newline", "Newline", show=False)]
@@ -27,13 +29,30 @@ class PromptInput(TextArea):
             **kwargs,
         )
 
+    commands: list[str] = []  # slash command names, for Tab completion
+
+    @dataclass
+    class Typed(Message):
+        """The text changed (the screen shows matching slash commands)."""
+
+        text: str
+
     async def _on_key(self, event: events.Key) -> None:
+        if event.key == "tab" and (completed := complete(self.text, self.commands)):
+            event.stop()
+            event.prevent_default()
+            self.load_text(completed)
+            self.move_cursor(self.document.end)
+            return
         if event.key == "enter":
             event.stop()
             event.prevent_default()
             self.post_message(self.Submitted(self, self.text))
             return
         await super()._on_key(event)
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        self.post_message(self.Typed(self.text))
 
     def action_newline(self) -> None:
         self.insert("\n")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.context import FittedPrompt, Message
@@ -25,6 +25,7 @@ class SamplingParams:
     top_p: float
     seed: int | None
     json_schema: dict | None = None  # structured output: the answer must be JSON of this schema
+    tools: list[dict] | None = None  # OpenAI `tools` the model may call instead of answering
 
 
 @dataclass
@@ -39,6 +40,7 @@ class StreamResult:
     prompt_eval_ms: float | None = None  # llama.cpp's own prompt evaluation time
     prompt_tokens_evaluated: int | None = None  # prompt tokens not reused from a cached prefix
     first_byte_at: float | None = None  # a server's response headers arrived
+    tool_calls: list[dict] = field(default_factory=list)  # {"id", "name", "arguments" (JSON text)}
 
 
 class Backend(Protocol):

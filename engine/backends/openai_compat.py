@@ -108,6 +108,8 @@ class OpenAICompatibleBackend:
         }
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.tools:
+            body["tools"], body["tool_choice"] = params.tools, "auto"
         if params.json_schema:
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": "answer", "schema": params.json_schema}}
@@ -204,7 +206,16 @@ class OpenAICompatibleBackend:
                 return None
             choice = choices[0]
             result.finish_reason = choice.get("finish_reason") or result.finish_reason
-            text = (choice.get("delta") or {}).get("content")
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            for call in delta.get("tool_calls") or []:  # streamed in fragments, by index
+                index = call.get("index", 0)
+                while len(result.tool_calls) <= index:
+                    result.tool_calls.append({"id": "", "name": "", "arguments": ""})
+                slot, function = result.tool_calls[index], call.get("function") or {}
+                slot["id"] = call.get("id") or slot["id"]
+                slot["name"] += function.get("name") or ""
+                slot["arguments"] += function.get("arguments") or ""
         except (ValueError, AttributeError, TypeError) as exc:
             raise BackendError(
                 f"{self.name} streamed data that is not a chat completion chunk: {redact(data[:200])!r}."
