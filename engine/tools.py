@@ -21,7 +21,8 @@ from typing import Any
 from plugins.hookspecs import Tool, ToolContext, ToolError
 
 MAX_RESULT_CHARS = 4000
-DECISION_TOKENS = 256  # a tool call is short JSON
+DECISION_TOKENS = 384  # a tool call is short JSON...
+MAX_ARGUMENT_CHARS = 300  # ...because the grammar bounds every string argument
 NONE = "none"
 
 Confirm = Callable[[Tool, dict], Awaitable[bool]]  # asks the user; True: run it
@@ -49,11 +50,24 @@ def decision_schema(tools: list[Tool], required: bool = False) -> dict[str, Any]
     """The JSON a local model may write when deciding: one tool call of a known tool with valid
     arguments, or (unless a call is `required`) none."""
     options: list[dict[str, Any]] = [
-        {"type": "object", "properties": {"tool": {"const": t.name}, "arguments": t.parameters},
+        {"type": "object", "properties": {"tool": {"const": t.name}, "arguments": _bounded(t.parameters)},
          "required": ["tool", "arguments"]} for t in tools]
     if not required:
         options.append({"type": "object", "properties": {"tool": {"const": NONE}}, "required": ["tool"]})
     return {"oneOf": options}
+
+
+def _bounded(schema: Any) -> Any:
+    """The schema with a length limit on every string that has none: a small model can otherwise
+    ramble inside a string until the call is cut off."""
+    if isinstance(schema, list):
+        return [_bounded(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    bounded = {k: _bounded(v) for k, v in schema.items()}
+    if bounded.get("type") == "string" and "maxLength" not in bounded and "enum" not in bounded:
+        bounded["maxLength"] = MAX_ARGUMENT_CHARS
+    return bounded
 
 
 def openai_tools(tools: list[Tool]) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ demand: each request takes the next behaviour from `script` (then `default`).
     garbage   streams one chunk, then a data line that is not JSON
     json      200 with a JSON body instead of an event stream
     [words]   a list: like ok, streaming these words instead of `words`
+    {"tool": NAME, "arguments": JSON}   a dict: streams a tool call (in fragments) instead of text
 
 Used by the tests and by bench/bench_router.py.
 """
@@ -36,7 +37,7 @@ class FakeOpenAI:
     def __init__(self, words: list[str] | None = None, model: str = "fake-model") -> None:
         self.words = words or ["Hello", " from", " the", " remote", " server", "."]
         self.model = model
-        self.script: deque[str | list[str]] = deque()
+        self.script: deque[str | list[str] | dict[str, str]] = deque()
         self.default = "ok"
         self.first_byte_delay_s = 2.0
         self.chunk_delay_s = 0.0
@@ -59,11 +60,11 @@ class FakeOpenAI:
         self._server.shutdown()
         self._server.server_close()
 
-    def then(self, *behaviours: str | list[str]) -> FakeOpenAI:
+    def then(self, *behaviours: str | list[str] | dict[str, str]) -> FakeOpenAI:
         self.script.extend(behaviours)
         return self
 
-    def _next(self) -> str | list[str]:
+    def _next(self) -> str | list[str] | dict[str, str]:
         try:
             return self.script.popleft()
         except IndexError:
@@ -91,6 +92,9 @@ class FakeOpenAI:
                                       "at": time.monotonic()})
                 behaviour = fake._next()
                 words = fake.words
+                if isinstance(behaviour, dict):
+                    self._tool_call(behaviour)
+                    return
                 if isinstance(behaviour, list):
                     behaviour, words = "ok", behaviour
                 if behaviour == "hang":
@@ -130,6 +134,25 @@ class FakeOpenAI:
             def _event(self, payload: dict | str) -> None:
                 data = payload if isinstance(payload, str) else json.dumps(payload)
                 self._chunk(f"data: {data}\n\n")
+
+            def _tool_call(self, call: dict[str, str]) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                half = len(call["arguments"]) // 2
+                fragments = [{"index": 0, "id": "call_1", "type": "function",
+                              "function": {"name": call["tool"], "arguments": call["arguments"][:half]}},
+                             {"index": 0, "function": {"arguments": call["arguments"][half:]}}]
+                for fragment in fragments:
+                    self._event({"id": "c1", "object": "chat.completion.chunk", "model": fake.model,
+                                 "choices": [{"index": 0, "delta": {"tool_calls": [fragment]},
+                                              "finish_reason": None}]})
+                self._event({"id": "c1", "object": "chat.completion.chunk", "model": fake.model,
+                             "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+                self._event("[DONE]")
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
 
             def _stream(self, behaviour: str, body: dict, words: list[str]) -> None:
                 self.send_response(200)
