@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from engine.evals.compare import Comparison
 from engine.evals.metrics import METRICS, SCORES, TOTALS, flat
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def fmt(name: str, value: float | None) -> str:
@@ -26,25 +29,27 @@ def fmt_change(name: str, change: float | None) -> str:
 
 def score_plot(summary: dict[str, Any], baseline: dict[str, Any] | None = None, width: int = 72,
                labels: tuple[str, str] = ("baseline", "this run")) -> str:
-    """Mean of each measured score as horizontal bars (beside the baseline's when given)."""
+    """The mean of each measured score as a bar; with a baseline, each score's change instead.
+    Plain text: no colours, so it reads the same in a Markdown file, the CLI and the TUI."""
     import plotext as plt
 
     values = flat(summary)
-    names = [n for n in SCORES if values[n] is not None]
+    base = flat(baseline) if baseline is not None else None
+    names = [n for n in SCORES if values[n] is not None and (base is None or base[n] is not None)]
     if not names:
         return ""
     plt.clf()
     plt.theme("clear")
-    plt.plotsize(width, max(8, len(names) * (3 if baseline else 2) + 4))
-    if baseline is not None:
-        base = flat(baseline)
-        plt.multiple_bar(names, [[base[n] or 0.0 for n in names], [values[n] for n in names]],
-                         labels=list(labels), orientation="horizontal")
+    plt.plotsize(width, len(names) + 4)  # one row per bar
+    if base is not None:
+        plt.bar(names, [values[n] - base[n] for n in names], orientation="horizontal", width=0.1)  # type: ignore[operator]
+        plt.xlim(-1, 1)
+        plt.title(f"Change in each score, {labels[0]} to {labels[1]}")
     else:
-        plt.bar(names, [values[n] for n in names], orientation="horizontal", width=0.6)
-    plt.xlim(0, 1)
-    plt.title("Scores (mean over the cases each applies to; higher is better)")
-    return plt.build()
+        plt.bar(names, [values[n] for n in names], orientation="horizontal", width=0.1)
+        plt.xlim(0, 1)
+        plt.title("Mean of each score (higher is better)")
+    return ANSI.sub("", plt.build())
 
 
 def run_heading(run: dict[str, Any]) -> str:
