@@ -11,17 +11,8 @@ from typing import Any
 import click
 
 from engine import AssistantError, load_settings
-from engine.evals import (
-    EvalHistory,
-    Options,
-    Progress,
-    below,
-    load_dataset,
-    parse_limits,
-    regressions,
-    run_eval,
-)
-from engine.evals.feedback import cases_from_reviews
+
+# engine.evals is imported by each command, not here: `assistant` starts without it.
 
 FAIL_UNDER_HELP = ("Exit 1 when a metric of the run is under this: 0.8 (the pass rate), 80%, or METRIC=MIN "
                    "(rouge_l=0.3). Repeatable.")
@@ -41,10 +32,15 @@ class _RunByDefault(click.Group):
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr)
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        console.width = 160  # piped or captured: tables of many metrics would be cut to 80 columns
+    return console
 
 
-def _history() -> EvalHistory:
+def _history() -> Any:
+    from engine.evals import EvalHistory
+
     try:
         return EvalHistory()
     except AssistantError as exc:
@@ -79,10 +75,12 @@ def eval_group(ctx: click.Context) -> None:
 @click.option("--max-tokens", type=click.IntRange(1), help="Longest answer in tokens.")
 @click.option("--temperature", "-t", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Sampling temperature.")
-@click.option("--judge", help="LLM-as-judge: a backend name or a GGUF file (default: the eval_judge setting).")
+@click.option("--judge", help="LLM-as-judge: a backend name or a GGUF file "
+              "(default: the eval_judge setting).")
 @click.option("--rubric", help="The judge's rubric: a template name or a .md file (default: judge).")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N cases.")
-@click.option("--baseline", help="Compare with the baseline of this name; with none yet, this run becomes it.")
+@click.option("--baseline", help="Compare with the baseline of this name; with none yet, "
+              "this run becomes it.")
 @click.option("--fail-under", multiple=True, help=FAIL_UNDER_HELP)
 @click.option("--max-regression", multiple=True, help=MAX_REGRESSION_HELP)
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -95,6 +93,7 @@ def run_command(ctx: click.Context, dataset: Path, model: str | None, backend: s
                 baseline: str | None, fail_under: tuple[str, ...], max_regression: tuple[str, ...],
                 report_file: Path | None, as_json: bool) -> None:
     """Run every case of DATASET (JSON Lines) through the engine and record the run."""
+    from engine.evals import Options, below, load_dataset, parse_limits, regressions
     root = ctx.find_root().obj or {}
     try:
         gates = parse_limits(fail_under, "--fail-under"), parse_limits(max_regression, "--max-regression")
@@ -146,20 +145,29 @@ def run_command(ctx: click.Context, dataset: Path, model: str | None, backend: s
     _exit_on(failures)
 
 
-def _run_with_progress(settings: Any, data: Any, options: Options) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+def _run_with_progress(settings: Any, data: Any, options: Any) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.progress import Progress as Bar
 
-    with Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
-             TimeElapsedColumn(), TimeRemainingColumn(), console=_console(stderr=True), transient=True) as bar:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Bar(*columns, console=_console(stderr=True), transient=True) as bar:
         task = bar.add_task("starting", total=None, note="")
 
-        def show(p: Progress) -> None:
+        def show(p: Any) -> None:
             if p.phase != "answering":
                 bar.update(task, description=p.phase, completed=p.done, total=p.total or None, note="")
                 return
             note = f"{p.failed} failed" + (f", {p.errors} errors" if p.errors else "")
             bar.update(task, description=f"case {p.case_id}", completed=p.done, total=p.total, note=note)
+
+        from engine.evals import run_eval
 
         return asyncio.run(run_eval(settings, data, options, show))
 
@@ -182,6 +190,7 @@ def compare_command(run_a: str, run_b: str, fail_under: tuple[str, ...], max_reg
     --max-regression gate fails.
     """
     from app.eval_view import compare_table, worse_table
+    from engine.evals import below, parse_limits, regressions
 
     with _history() as history:
         try:
@@ -195,10 +204,11 @@ def compare_command(run_a: str, run_b: str, fail_under: tuple[str, ...], max_reg
     if as_json:
         click.echo(json.dumps({
             "run_a": comparison.run_a["id"], "run_b": comparison.run_b["id"],
-            "deltas": [{"metric": d.metric, "a": d.a, "b": d.b, "change": d.change, "regression": d.regression}
-                       for d in comparison.deltas],
-            "worse": [{"case_id": c.case_id, "question": c.question, "dropped": c.worse, "answer_a": c.answer_a,
-                       "answer_b": c.answer_b, "error_b": c.error_b} for c in comparison.worse],
+            "deltas": [{"metric": d.metric, "a": d.a, "b": d.b, "change": d.change,
+                        "regression": d.regression} for d in comparison.deltas],
+            "worse": [{"case_id": c.case_id, "question": c.question, "dropped": c.worse,
+                       "answer_a": c.answer_a, "answer_b": c.answer_b, "error_b": c.error_b}
+                      for c in comparison.worse],
             "better": comparison.better, "only_a": comparison.only_a, "only_b": comparison.only_b,
             "notes": comparison.notes, "failures": failures,
         }, indent=2))
@@ -254,6 +264,10 @@ def show_command(run: str, as_json: bool) -> None:
     console = _console()
     console.print(summary_table(row))
     console.print(cases_table(results))
+    for r in results:
+        if not r["passed"]:
+            why = r["error"] or "; ".join(r["details"].get("problems", [])) or "failed"
+            click.echo(f"{r['case_id']}: {why}\n    answer: {' '.join(r['answer'].split())[:200]}")
 
 
 @eval_group.command("report")
@@ -301,7 +315,8 @@ def delete_command(run: str) -> None:
 
 @eval_group.command("from-review")
 @click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--reviewed-only", is_flag=True, help="Only answers reviewed in the queue (not every thumbs-down).")
+@click.option("--reviewed-only", is_flag=True,
+              help="Only answers reviewed in the queue (not every thumbs-down).")
 @click.option("--append", is_flag=True, help="Add to OUTPUT, skipping cases already in it.")
 def from_review_command(output: Path, reviewed_only: bool, append: bool) -> None:
     """Turn thumbs-down and reviewed answers into eval cases (JSON Lines) in OUTPUT.
@@ -309,6 +324,8 @@ def from_review_command(output: Path, reviewed_only: bool, append: bool) -> None
     A reviewer's better answer becomes the reference; the conversation before the question comes
     along as history. Then: `assistant eval OUTPUT`.
     """
+    from engine.evals import load_dataset
+    from engine.evals.feedback import cases_from_reviews
     from engine.paths import database_file
     from memory.store import Store
 
@@ -336,7 +353,8 @@ def from_review_command(output: Path, reviewed_only: bool, append: bool) -> None
     except OSError as exc:
         raise click.ClickException(f"Cannot write {output}: {exc.strerror}.") from exc
     skipped = len(cases) - len(new)
-    click.echo(f"Wrote {len(new)} case(s) to {output}" + (f" ({skipped} already there)" if skipped else "") + ".")
+    there = f" ({skipped} already there)" if skipped else ""
+    click.echo(f"Wrote {len(new)} case(s) to {output}{there}.")
     if not cases:
         click.echo("Nothing to turn into cases yet: rate answers down (Ctrl+B, `assistant feedback ID down`) "
                    "or review them (`assistant review`).")

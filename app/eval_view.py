@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -28,8 +29,9 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
 def summary_table(run: dict[str, Any]) -> Table:
     summary = run.get("summary") or {}
     values = flat(summary)
-    table = Table("metric", "value", "cases", title=f"Run {run['id']}: {run['dataset_name']} · {run['model']} · "
-                  f"template {run['template']} {run['template_version'][:8]}")
+    title = (f"Run {run['id']}: {run['dataset_name']} · {run['model']} · "
+             f"template {run['template']} {run['template_version'][:8]}")
+    table = Table("metric", "value", "cases", title=title)
     for name, metric in METRICS.items():
         if values[name] is not None:
             count = summary.get("metrics", {}).get(name, {}).get("n", "")
@@ -59,15 +61,26 @@ def worse_table(comparison: Comparison) -> Table:
     return table
 
 
+SHORT = {"exact": "exact", "contains": "cont.", "rouge_l": "R-L", "cosine": "cos", "hit": "hit",
+         "mrr": "MRR", "recall": "recall", "citation_valid": "cit.ok", "citation_correct": "cit.exp",
+         "format_valid": "format", "judge": "judge", "consistency": "same"}
+
+
 def cases_table(results: list[dict[str, Any]]) -> Table:
     columns = [n for n in SCORES if n != "passed" and any(r["metrics"].get(n) is not None for r in results)]
-    table = Table("case", "passed", *columns, "ms", "question", title="Cases")
+    table = Table("case", "pass", *(SHORT[n] for n in columns), "ms", title="Cases", box=box.SIMPLE_HEAD,
+                  caption=", ".join(f"{SHORT[n]}: {METRICS[n].label}" for n in columns))
     for r in results:
         passed = Text("yes", style="green") if r["passed"] else Text(
             "error" if r["status"] == "error" else "no", style="red")
-        table.add_row(r["case_id"], passed, *(fmt(n, r["metrics"].get(n)) for n in columns),
-                      "-" if r["total_ms"] is None else f"{r['total_ms']:,.0f}", _short(r["question"], 40))
+        values = (_two(r["metrics"].get(n)) for n in columns)
+        table.add_row(Text(r["case_id"], no_wrap=True, overflow="ellipsis"), passed, *values,
+                      "-" if r["total_ms"] is None else f"{r['total_ms']:,.0f}")
     return table
+
+
+def _two(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _short(text: str | None, limit: int) -> str:

@@ -81,7 +81,8 @@ class EvalLog:
             ids = [r[0] for r in self.conn.execute("SELECT id FROM eval_runs ORDER BY id DESC LIMIT 2")]
             index = 0 if text == "latest" else 1
             if len(ids) <= index:
-                raise NotFoundError(f"There is no {text} eval run.", hint="Run `assistant eval DATASET.jsonl`.")
+                raise NotFoundError(f"There is no {text} eval run.",
+                                    hint="Run `assistant eval DATASET.jsonl`.")
             return ids[index]
         row = self.conn.execute("SELECT run_id FROM eval_baselines WHERE name = ?", [text]).fetchone()
         if row is None:

@@ -154,11 +154,13 @@ def test_broken_template_is_a_regression_and_compare_exits_non_zero(home: Path, 
          "expected_sources": ["products/heron.md"]},
     ]))
     corpus = str(SAMPLE.parent / "corpus")
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text("n_ctx = 1024\n")  # a small window: quick to fill
     first = run("eval", str(dataset), "--folder", corpus, "--max-tokens", "24", "--baseline", "main")
     assert "There was no baseline 'main': run 1 is it now." in first.stderr
-    # ~3,900 tokens of house rules: it fits the 4,096-token window, but crowds out every source.
+    # ~880 tokens of house rules: the template fits the 1,024-token window, but crowds out every source.
     broken = tmp_path / "bloated.md"
-    broken.write_text("You are a helpful assistant.\n\n" + " ".join(["Follow the house style."] * 775))
+    broken.write_text("You are a helpful assistant.\n\n" + " ".join(["Follow the house style."] * 172))
     second = run("eval", str(dataset), "--folder", corpus, "--max-tokens", "24", "--template", str(broken),
                   "--baseline", "main", "--max-regression", "0.1", check=False)
     assert second.returncode == 1, second.stderr

@@ -75,9 +75,9 @@ class EvalsScreen(Screen):
         for run in self.runs:
             values = flat(run.get("summary") or {})
             mark = " ★" if run["baselines"] else ""
-            table.add_row(f"{run['id']}{mark}", run["started_at"][5:16].replace("T", " "), run["dataset_name"],
-                          run["model"][:24], fmt("passed", values["passed"]), fmt("rouge_l", values["rouge_l"]),
-                          fmt("total_p95_ms", values["total_p95_ms"]))
+            table.add_row(f"{run['id']}{mark}", run["started_at"][5:16].replace("T", " "),
+                          run["dataset_name"], run["model"][:24], fmt("passed", values["passed"]),
+                          fmt("rouge_l", values["rouge_l"]), fmt("total_p95_ms", values["total_p95_ms"]))
         if not self.runs:
             self.query_one("#eval-summary", Static).update(Text(
                 "No eval runs yet. In a terminal: assistant eval docs/evals/sample.jsonl\n"

@@ -95,9 +95,9 @@ def compare(run_a: dict[str, Any], results_a: list[dict[str, Any]], run_b: dict[
     ids_b = {r["case_id"] for r in results_b}
     notes = []
     if run_a["dataset_sha256"] != run_b["dataset_sha256"]:
-        notes.append(f"The runs used different datasets ({run_a['dataset_name']} "
-                     f"{run_a['dataset_sha256'][:8]}, {run_b['dataset_name']} {run_b['dataset_sha256'][:8]}): "
-                     "only cases with the same id are compared one to one.")
+        names = [f"{r['dataset_name']} {r['dataset_sha256'][:8]}" for r in (run_a, run_b)]
+        notes.append(f"The runs used different datasets ({', '.join(names)}): only cases with the same id "
+                     "are compared one to one.")
     for run in (run_a, run_b):
         if run["status"] != "complete":
             notes.append(f"Run {run['id']} is {run['status']}: its figures cover the cases it finished.")
@@ -134,7 +134,8 @@ def below(summary: dict[str, Any], fail_under: dict[str, float]) -> list[str]:
         metric = "passed" if name == "*" else name
         value, label = values[metric], METRICS[metric].label
         if value is None:
-            failures.append(f"{label} ({metric}) was not measured in this run, so it cannot reach {minimum:g}.")
+            failures.append(f"{label} ({metric}) was not measured in this run, "
+                            f"so it cannot reach {minimum:g}.")
         elif METRICS[metric].higher_is_better and value < minimum - EPSILON:
             failures.append(f"{label} ({metric}) is {value:.3f}, under {minimum:g}.")
         elif not METRICS[metric].higher_is_better and value > minimum + EPSILON:

@@ -72,7 +72,8 @@ def load_dataset(path: Path) -> Dataset:
         try:
             item = json.loads(line)
         except ValueError as exc:
-            raise DatasetError(f"{where} is not JSON: {exc}.", hint="Each line holds one JSON object.") from exc
+            raise DatasetError(f"{where} is not JSON: {exc}.",
+                               hint="Each line holds one JSON object.") from exc
         if not isinstance(item, dict):
             raise DatasetError(f"{where} is not a JSON object.")
         if "question" not in item and "dataset" in item and not cases and not header:

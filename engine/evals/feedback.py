@@ -20,10 +20,10 @@ def cases_from_reviews(store: Store, reviewed_only: bool = False) -> list[dict[s
         f"""SELECT * FROM (
                 SELECT r.id, r.conversation_id, r.prompt_message_id, r.model, r.template_version,
                        a.content AS answer, v.reason, v.reviewed_at, v.better_answer, v.note,
-                       (SELECT f.rating FROM feedback f WHERE f.response_id = r.id ORDER BY f.id DESC LIMIT 1)
-                           AS rating,
-                       (SELECT f.comment FROM feedback f WHERE f.response_id = r.id ORDER BY f.id DESC LIMIT 1)
-                           AS comment
+                       (SELECT f.rating FROM feedback f WHERE f.response_id = r.id
+                        ORDER BY f.id DESC LIMIT 1) AS rating,
+                       (SELECT f.comment FROM feedback f WHERE f.response_id = r.id
+                        ORDER BY f.id DESC LIMIT 1) AS comment
                 FROM responses r LEFT JOIN messages a ON a.id = r.message_id
                 LEFT JOIN reviews v ON v.response_id = r.id) v
             WHERE {where} ORDER BY id"""

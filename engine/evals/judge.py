@@ -42,8 +42,10 @@ def load_template(spec: str | None, default: str, settings: Settings) -> prompts
         try:
             return prompts.Template(path.stem, path.read_text("utf-8").strip(), str(path))
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"The template file {path} cannot be read: {exc}.",
-                              hint="Give a template name (`assistant prompts` lists them) or a .md file.") from exc
+            raise ConfigError(
+                f"The template file {path} cannot be read: {exc}.",
+                hint="Give a template name (`assistant prompts` lists them) or a .md file.",
+            ) from exc
     return prompts.load(spec, settings)
 
 
@@ -103,7 +105,8 @@ class Judge:
         except (ValueError, KeyError, TypeError):
             return Grade(None, None, f"the judge's reply is not a grade: {text[:200]!r}", _ms(started),
                          result.completion_tokens)
-        return Grade((raw - 1) / 4, raw, str(verdict.get("reason", "")), _ms(started), result.completion_tokens)
+        return Grade((raw - 1) / 4, raw, str(verdict.get("reason", "")), _ms(started),
+                     result.completion_tokens)
 
     async def close(self) -> None:
         if self._owned and (close := getattr(self.backend, "close", None)) is not None:

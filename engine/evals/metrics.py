@@ -30,7 +30,8 @@ class Metric:
 # Per case (and averaged over the cases where they apply).
 SCORES: dict[str, Metric] = {
     "passed": Metric("pass rate", doc="answered, and every check of the case held"),
-    "exact": Metric("exact match", doc="the answer equals the reference (case, punctuation, articles ignored)"),
+    "exact": Metric("exact match",
+                    doc="the answer equals the reference (case, punctuation, articles ignored)"),
     "contains": Metric("contains reference", doc="the reference appears in the answer (normalized)"),
     "rouge_l": Metric("ROUGE-L F1", doc="longest common subsequence of words with the reference"),
     "cosine": Metric("embedding cosine", doc="all-MiniLM-L6-v2 cosine similarity to the reference"),

@@ -64,6 +64,8 @@ def markdown(run: dict[str, Any], results: list[dict[str, Any]], comparison: Com
     summary = run.get("summary") or {}
     values = flat(summary)
     config = run.get("config") or {}
+    folders = ", ".join(config.get("folders") or []) or "no folder"
+    judge = f"{run['judge']}, rubric {run['rubric_version']}" if run.get("judge") else "none"
     lines = [f"# Eval report: run {run['id']} ({run['dataset_name']})", ""]
     if run.get("baselines"):
         lines += [f"Baseline: {', '.join(run['baselines'])}.", ""]
@@ -76,10 +78,10 @@ def markdown(run: dict[str, Any], results: list[dict[str, Any]], comparison: Com
         f"(sources {config.get('sources_template_version', '-')}) |",
         f"| sampling | temperature {config.get('temperature')}, seed {config.get('seed')}, "
         f"max_tokens {config.get('max_tokens')} |",
-        f"| retrieval | top {config.get('rag_top_k')} from {', '.join(config.get('folders') or []) or 'no folder'} |",
-        f"| judge | {run.get('judge') or 'none'}" + (f", rubric {run['rubric_version']}" if run.get("judge") else "")
-        + " |",
-        f"| status | {run['status']}, {summary.get('duration_s', 0):.1f} s, started {run['started_at'][:19]} UTC |",
+        f"| retrieval | top {config.get('rag_top_k')} from {folders} |",
+        f"| judge | {judge} |",
+        f"| status | {run['status']}, {summary.get('duration_s', 0):.1f} s, "
+        f"started {run['started_at'][:19]} UTC |",
         "",
     ]
     baseline = comparison.run_a if comparison else None
@@ -114,13 +116,14 @@ def markdown(run: dict[str, Any], results: list[dict[str, Any]], comparison: Com
                       f"  - before: {_one_line(change.answer_a, 200)}",
                       f"  - after: {_one_line(change.answer_b, 200)}"
                       + (f" (error: {change.error_b})" if change.error_b else "")]
-        lines += [f"", f"{comparison.better} case(s) got better."]
+        lines += ["", f"{comparison.better} case(s) got better."]
         for note in comparison.notes:
             lines += ["", f"> {note}"]
-    lines += ["", "## Cases", "", "| case | passed | " + " | ".join(_case_columns(results)) + " | latency ms |",
-              "|---|---|" + "---:|" * (len(_case_columns(results)) + 1)]
+    columns = _case_columns(results)
+    lines += ["", "## Cases", "", "| case | passed | " + " | ".join(columns) + " | latency ms |",
+              "|---|---|" + "---:|" * (len(columns) + 1)]
     for r in results:
-        cells = [fmt(n, r["metrics"].get(n)) for n in _case_columns(results)]
+        cells = [fmt(n, r["metrics"].get(n)) for n in columns]
         status = "yes" if r["passed"] else ("error" if r["status"] == "error" else "no")
         latency = "-" if r["total_ms"] is None else f"{r['total_ms']:,.0f}"
         lines.append(f"| {r['case_id']} | {status} | " + " | ".join(cells) + f" | {latency} |")

@@ -34,6 +34,8 @@ from memory.evals import EvalLog
 from memory.store import Store
 
 DEFAULT_SEED = 42
+ATTEMPT_KEYS = ("response_id", "status", "error", "backend", "ttft_ms", "total_ms", "input_tokens",
+                "output_tokens", "cost")
 
 
 def eval_database() -> Path:
@@ -268,9 +270,8 @@ def _score(case: Case, ordinal: int, attempts: list[dict[str, Any]], grade: Any)
                        "expected": any(r.matches(p) for r in expected)} for i, p in enumerate(passages, 1)],
         "cited": numbers,
         "problems": problems or [],
-        "attempts": [{k: a.get(k) for k in ("response_id", "status", "error", "backend", "ttft_ms", "total_ms",
-                                            "input_tokens", "output_tokens", "cost")}
-                     | {"same_as_first": a["answer"].strip() == answer.strip()} for a in attempts],
+        "attempts": [{k: a.get(k) for k in ATTEMPT_KEYS} | {"same_as_first": _same(a["answer"], answer)}
+                     for a in attempts],
         "tags": list(case.tags),
     }
     if grade is not None:
@@ -282,6 +283,10 @@ def _score(case: Case, ordinal: int, attempts: list[dict[str, Any]], grade: Any)
         "ttft_ms": first["ttft_ms"], "total_ms": first["total_ms"], "input_tokens": first["input_tokens"],
         "output_tokens": first["output_tokens"], "cost": sum(a["cost"] for a in attempts),
     }
+
+
+def _same(a: str, b: str) -> bool:
+    return a.strip() == b.strip()
 
 
 def _cosine(answer: str, reference: str) -> float:
