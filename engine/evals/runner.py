@@ -3,9 +3,9 @@
 Each case is asked exactly as a user's question is (`Engine.ask`: routing, retrieval, prompt
 templates, guardrails, logging), in a conversation of its own, with the earlier turns the case
 gives. What differs from chat, so that runs can be compared: temperature 0 by default and a fixed
-seed, no response cache (a repeat must be generated, not looked up), no A/B prompt split, and a
-database of its own (DATA_FOLDER/evals/evals.db, with its own index of the dataset's folders), so
-evals never show up in your conversations, stats or folders.
+seed, no response cache (a repeat must be generated, not looked up), no A/B prompt split, no
+long-term memory, and a database of its own (DATA_FOLDER/evals/evals.db, with its own index of the
+dataset's folders), so evals never show up in your conversations, stats, memories or folders.
 """
 
 from __future__ import annotations
@@ -81,8 +81,9 @@ def eval_settings(settings: Settings, options: Options, dataset: Dataset, templa
                                temperature=options.temperature,
                                seed=settings.seed if settings.seed is not None else DEFAULT_SEED,
                                cache=False, semantic_cache=False)
-    # `replace` ignores None: the A/B split is switched off directly.
-    changed = dataclasses.replace(changed, ab_system_prompt=None)
+    # `replace` ignores None and 0: these are set directly. No A/B split of the system prompt; no
+    # long-term memory (the eval database has none to recall, and proposals are for people).
+    changed = dataclasses.replace(changed, ab_system_prompt=None, memory_top_k=0, memory_proposals=False)
     if options.template is not None:
         changed = changed.replace(system_prompt=template.text)
     return changed
