@@ -109,7 +109,8 @@ def run_command(ctx: click.Context, dataset: Path, model: str | None, backend: s
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
-        click.echo("\nStopped: the run is recorded as cancelled with the cases it finished.", err=True)
+        click.echo("\nStopped: a run already started is recorded as cancelled, with the cases it finished.",
+                   err=True)
         sys.exit(130)
     from app.eval_view import compare_table, summary_table, worse_table
 

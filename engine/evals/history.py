@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from engine.errors import ConfigError
 from engine.evals.compare import CASE_TOLERANCE, Comparison, compare
 from engine.evals.report import markdown
 from memory.evals import EvalLog
@@ -47,6 +48,9 @@ class EvalHistory:
         return markdown(run, self.results(run["id"]), comparison, width)
 
     def set_baseline(self, name: str, ref: str | int) -> int:
+        if not name.strip() or name.strip().isdigit() or name in ("latest", "previous"):
+            raise ConfigError(f"{name!r} cannot name a baseline: it reads as a run.",
+                              hint="Use a word, such as main or before-rag.")
         run_id = self.log.resolve(str(ref))
         self.log.set_baseline(name, run_id)
         return run_id
