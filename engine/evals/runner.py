@@ -118,6 +118,8 @@ async def run_eval(
         await engine.load_model(backend)
         if folder_ids:
             await engine.warm_up()  # the embedding model and Chroma: not in the first case's latency
+        if any(c.reference is not None for c in cases):
+            await asyncio.to_thread(_warm_up_scoring)  # nltk and the embedder: not in the first case's time
         judge_spec = options.judge or settings.eval_judge
         if judge_spec:
             rubric = load_template(options.rubric, "judge", settings)
@@ -284,6 +286,11 @@ def _score(case: Case, ordinal: int, attempts: list[dict[str, Any]], grade: Any)
         "ttft_ms": first["ttft_ms"], "total_ms": first["total_ms"], "input_tokens": first["input_tokens"],
         "output_tokens": first["output_tokens"], "cost": sum(a["cost"] for a in attempts),
     }
+
+
+def _warm_up_scoring() -> None:
+    metrics.rouge_l("warm up", "warm up")
+    _cosine("warm up", "warm up")
 
 
 def _same(a: str, b: str) -> bool:
