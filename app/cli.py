@@ -726,9 +726,10 @@ def restore(source: Path, yes: bool, rebuild: bool) -> None:
 
 
 def _register_commands() -> None:
+    from app.cli_eval import eval_group
     from app.cli_memory import fork, import_conversations, memory
 
-    for command in (memory, fork, import_conversations):
+    for command in (memory, fork, import_conversations, eval_group):
         main.add_command(command)
 
 

@@ -33,6 +33,11 @@ def sources_prompt(system: str, passages: list[Passage], instructions: str) -> s
     return f"{system}\n\n{instructions}\n\nSources:\n\n" + "\n\n".join(blocks)
 
 
+def cited_numbers(text: str) -> list[int]:
+    """Every citation number in `text`, in order, including ones that match no source."""
+    return [int(n) for match in _CITATION.finditer(text) for n in re.findall(r"\d+", match.group(0))]
+
+
 @dataclass(frozen=True)
 class Source:
     number: int

@@ -200,6 +200,11 @@ class Settings:
         "Send traces to an OpenTelemetry collector (OTLP over HTTP, e.g. http://localhost:4318). Unset: off.",
         None,
     )
+    eval_judge: str | None = _doc(
+        "LLM-as-judge for `assistant eval`: a backend's name (`local` or a provider) or a GGUF file. "
+        "Unset: no judge (`--judge` picks one for a run).",
+        None,
+    )
     providers: dict[str, Provider] = field(
         default_factory=dict,
         metadata={"doc": "OpenAI-compatible servers, one `[providers.NAME]` table each (below)."},

@@ -7,6 +7,7 @@ escapes is a bug.
 
     AssistantError                      (memory/errors.py: the bottom layer owns the root)
     +-- ConfigError                     a bad config file or environment variable
+    |   +-- DatasetError                (engine/evals/dataset.py) a malformed eval dataset
     +-- ModelError
     |   +-- ModelNotFoundError          no file at the configured path or name
     |   +-- InvalidModelError           not a GGUF file, truncated, or a damaged header

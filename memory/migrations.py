@@ -255,4 +255,53 @@ MIGRATIONS: list[str] = [
     ALTER TABLE responses ADD COLUMN memory_ids TEXT;
     ALTER TABLE responses ADD COLUMN imported_sources TEXT;
     """,
+    # 10: evals. A run of a dataset through the engine, one result per case, and named baselines.
+    """
+    CREATE TABLE eval_runs (
+        id INTEGER PRIMARY KEY,
+        dataset TEXT NOT NULL,
+        dataset_name TEXT NOT NULL,
+        dataset_sha256 TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('running', 'complete', 'cancelled', 'failed')),
+        error TEXT,
+        cases INTEGER NOT NULL,
+        repeats INTEGER NOT NULL,
+        backend TEXT NOT NULL,
+        model TEXT NOT NULL,
+        template TEXT NOT NULL,
+        template_version TEXT NOT NULL,
+        judge TEXT,
+        rubric_version TEXT,
+        config TEXT NOT NULL,
+        summary TEXT,
+        started_at TEXT NOT NULL,
+        finished_at TEXT
+    );
+    CREATE TABLE eval_results (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES eval_runs(id) ON DELETE CASCADE,
+        ordinal INTEGER NOT NULL,
+        case_id TEXT NOT NULL,
+        question TEXT NOT NULL,
+        reference TEXT,
+        answer TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+        error TEXT,
+        passed INTEGER NOT NULL,
+        metrics TEXT NOT NULL,
+        details TEXT NOT NULL,
+        response_id INTEGER REFERENCES responses(id) ON DELETE SET NULL,
+        ttft_ms REAL,
+        total_ms REAL,
+        input_tokens INTEGER,
+        output_tokens INTEGER,
+        cost REAL NOT NULL DEFAULT 0,
+        UNIQUE (run_id, case_id)
+    );
+    CREATE TABLE eval_baselines (
+        name TEXT PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES eval_runs(id) ON DELETE CASCADE,
+        set_at TEXT NOT NULL
+    );
+    """,
 ]

@@ -53,6 +53,7 @@ class ChatScreen(Screen):
         Binding("f4", "review", "Review"),
         Binding("f5", "regenerate", "Regenerate", show=False),
         Binding("f8", "search", "Search"),
+        Binding("f9", "evals", "Evals"),
         Binding("f10", "memory", "Memory"),
         Binding("ctrl+s", "toggle_sidebar", "Sidebar"),
         Binding("f2", "rename_conversation", "Rename", show=False),
@@ -623,6 +624,11 @@ class ChatScreen(Screen):
         from app.screens.insights import ReviewScreen
 
         self.app.push_screen(ReviewScreen())
+
+    def action_evals(self) -> None:
+        from app.screens.evals import EvalsScreen
+
+        self.app.push_screen(EvalsScreen())
 
     @work(group="search", exclusive=True)
     async def action_search(self) -> None:
