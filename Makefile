@@ -13,10 +13,14 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 .PHONY: install run test bench soak lint pipx-check clean
 
 # constraints.txt pins the CPU build of torch; without it sentence-transformers pulls CUDA.
-$(STAMP): pyproject.toml constraints.txt
+EXAMPLE_PLUGIN := plugins/examples/assistant-example
+
+$(STAMP): pyproject.toml constraints.txt $(EXAMPLE_PLUGIN)/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install -c constraints.txt -e '.[test,dev,bench]'
+	# The example plugin is installed like a third-party one: its tool, loader and command are tested.
+	$(BIN)/python -m pip install -c constraints.txt -e $(EXAMPLE_PLUGIN)
 	touch $@
 
 install: $(STAMP)

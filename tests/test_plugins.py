@@ -3,6 +3,7 @@ points on the path, as pip leaves it) and a broken one."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -66,3 +67,52 @@ def test_no_plugins_starts_without_third_party_plugins(tmp_path: Path) -> None:
     assert {p["name"] for p in listed["plugins"]} == {"plugins.loaders", "plugins.guardrails", "plugins.tools",
                                                       "plugins.commands", "plugins.backends"}
     assert listed["errors"] == [] and listed["third_party"] is False
+
+
+# the example plugin package, installed like any third-party plugin (make install) ----------------
+
+
+async def test_the_example_plugins_tool_loader_and_command_work_end_to_end(tmp_path: Path) -> None:
+    import contextlib
+
+    from engine import Engine, Finished, load_settings
+    from plugins.hookspecs import CommandContext
+
+    folder = tmp_path / "plans"
+    folder.mkdir()
+    (folder / "week.todo").write_text("Week 12\n- [ ] renew the passport\n- [x] pay the rent\n")
+    engine = Engine(load_settings().replace(temperature=0.0, seed=42, max_tokens=24, tool_calling="always",
+                                            tool_choice="required", tools=("word_stats",)))
+    summary = await asyncio.to_thread((await engine.knowledge()).index, folder)
+    assert summary.indexed == 1  # the plugin's loader read the .todo file
+    async with contextlib.aclosing(engine.ask("How many words are in: 'the quick brown fox'?")) as stream:
+        events = [e async for e in stream]
+    assert isinstance(events[-1], Finished)
+    [step] = events[0].tool_steps
+    assert step.call.name == "word_stats" and step.status == "ok" and "words" in step.result
+    top = events[0].passages[0]
+    assert top.file == "week.todo" and "Task (open): renew the passport" in top.text
+    command = (await asyncio.to_thread(engine.commands))["wordcount"]
+    assert command.run("one two three", CommandContext(None, {})) == "3 words, 1 sentence, 13 characters."
+    await engine.close()
+
+
+def test_a_plugin_that_raises_in_register_tools_is_disabled_and_the_rest_work() -> None:
+    from plugins.hookspecs import hookimpl
+    from plugins.manager import command_registry, get_plugin_manager, tool_registry
+
+    class Broken:
+        @hookimpl
+        def register_tools(self, register) -> None:
+            raise RuntimeError("no tools today")
+
+        @hookimpl
+        def register_commands(self, register) -> None:
+            register("not a command")
+
+    pm = get_plugin_manager(load_entry_points=False)
+    pm.register(Broken(), name="broken")
+    assert "calculator" in tool_registry(pm)
+    assert "help" in command_registry(pm)
+    assert pm.errors == ["plugin broken: register_tools failed: RuntimeError: no tools today"]
+    assert pm.get_plugin("broken") is None  # disabled: its commands are gone too
