@@ -151,7 +151,8 @@ async def _ask(engine: Engine, question: str, conversation: int | None, show_sta
         return await _ask_json(engine, question, conversation, backend, regenerate, schema)
     out = sys.stdout
     try:
-        asking = engine.ask(question, conversation, backend, regenerate, incognito=incognito)
+        asking = engine.ask(question, conversation, backend, regenerate, incognito=incognito,
+                            confirm=_confirm_tool if sys.stdin.isatty() else None)
         async with contextlib.aclosing(asking) as events:
             async for event in events:
                 if isinstance(event, Token):
@@ -211,6 +212,12 @@ async def _ask_json(engine: Engine, question: str, conversation: int | None, bac
         await engine.close()
 
 
+async def _confirm_tool(tool: Any, arguments: dict) -> bool:
+    """Asked on the terminal before a tool with side effects runs (never when stdin is piped)."""
+    question = f"Let the model run {tool.name} with {json.dumps(arguments, ensure_ascii=False)}?"
+    return await asyncio.to_thread(click.confirm, question, default=False, err=True)
+
+
 def _started_notes(event: Started) -> None:
     """On stderr, so a piped answer stays clean: what was passed over, and where the question went."""
     for note in event.notices:
@@ -222,6 +229,9 @@ def _started_notes(event: Started) -> None:
                    f"“{event.similar_question[:80]}”. --no-cache answers this one anew.", err=True)
     if event.question_truncated:
         click.echo("Note: the question was shortened to fit the context window.", err=True)
+    for step in event.tool_steps:
+        args = json.dumps(step.call.arguments, ensure_ascii=False)
+        click.echo(f"🔧 {step.call.name}({args}) → {step.status}: {step.result[:200]}", err=True)
     if event.memories:
         used = "; ".join(f"#{m.id} {m.text}" for m in event.memories)
         count = len(event.memories)
