@@ -74,6 +74,24 @@ class Price:
 
 
 @dataclass(frozen=True)
+class McpServer:
+    """An MCP server whose tools the model may call, started over stdio."""
+
+    command: str = _doc("The program that runs the server, e.g. `npx` or `uvx`.", "")
+    args: tuple[str, ...] = _doc("Its arguments.", ())
+    env: dict[str, str] = field(default_factory=dict, metadata={
+        "doc": "Environment variables for it: it gets none of yours "
+               "(only PATH, HOME, USER, LOGNAME, SHELL, TERM)."})
+    cwd: str | None = _doc("Its working folder.", None)
+    tools: tuple[str, ...] | None = _doc("Only these of its tools. Unset: all.", None)
+    side_effects: bool = _doc(
+        "Treat its tools as acting (asked first, never with untrusted text in context) unless the server "
+        "marks them read-only. false: trust its tools to only read.", True
+    )
+    timeout_s: float = _doc("Seconds a call may take.", 30.0)
+
+
+@dataclass(frozen=True)
 class Settings:
     model: str | None = _doc(
         "GGUF model: a file path, or the name of a file in `models_dir`. "
@@ -213,6 +231,11 @@ class Settings:
         default_factory=dict,
         metadata={"doc": "Price overrides, one `[prices.\"MODEL\"]` table each (below)."},
     )
+    mcp_servers: dict[str, McpServer] = field(
+        default_factory=dict,
+        metadata={"doc": "MCP servers whose tools the model may call, one `[mcp_servers.NAME]` table each "
+                         "(below)."},
+    )
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with `changes` applied (None values are ignored), validated."""
@@ -223,7 +246,9 @@ class Settings:
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 PROVIDER_FIELDS = {f.name: f for f in dataclasses.fields(Provider)}
 PRICE_FIELDS = {f.name: f for f in dataclasses.fields(Price)}
-TABLES = {"providers": (Provider, PROVIDER_FIELDS), "prices": (Price, PRICE_FIELDS)}
+MCP_FIELDS = {f.name: f for f in dataclasses.fields(McpServer)}
+TABLES = {"providers": (Provider, PROVIDER_FIELDS), "prices": (Price, PRICE_FIELDS),
+          "mcp_servers": (McpServer, MCP_FIELDS)}
 
 
 def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -284,6 +309,7 @@ def _tables(raw: Any, table: str, kind: type, fields: dict[str, Any], path: Path
             )
         if kind is Provider:
             entry = {**entry, "name": name}
+        entry = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
         item = kind(**entry)
         _check_types(item, fields, f"[{table}.{name}] of {path}")
         parsed[name] = item
@@ -330,8 +356,8 @@ def _check_types(item: Any, fields: dict[str, Any], source: str) -> None:
         if kind.startswith("dict"):
             if not isinstance(value, dict):
                 raise ConfigError(f"Setting {name!r} ({source}) must be a table, not {value!r}.")
-            if name == "headers" and not all(isinstance(v, str) for v in value.values()):
-                raise ConfigError(f"Setting {name!r} ({source}) must map header names to text.")
+            if name in ("headers", "env") and not all(isinstance(v, str) for v in value.values()):
+                raise ConfigError(f"Setting {name!r} ({source}) must map names to text.")
             continue
         if kind == "bool" and not isinstance(value, bool):
             raise ConfigError(f"Setting {name!r} ({source}) must be true or false, not {value!r}.")
@@ -357,6 +383,9 @@ def _validated(settings: Settings, source: str) -> Settings:
             f"`fallback_on` ({source}) has unknown reason {', '.join(map(repr, unknown))}.",
             hint=f"Known reasons: {', '.join(FALLBACK_REASONS)}.",
         )
+    for name, server in settings.mcp_servers.items():
+        if not server.command:
+            raise ConfigError(f"MCP server {name!r} ({source}) needs a `command`.")
     for provider in settings.providers.values():
         if not provider.base_url.startswith(("http://", "https://")) or not provider.model:
             raise ConfigError(

@@ -115,6 +115,7 @@ class Engine:
         self._model_hash: asyncio.Task[str | None] | None = None
         self._unlogged: dict[int, list[dict[str, str]]] = {}  # conversations, when log_content is off
         self._plugin_manager: Any = None
+        self._mcp: Any = None  # engine.mcp.McpTools, when MCP servers are configured
         self._guardrails: Guardrails | None = None
         self.router.redact = self._redact
         self._observers: set[asyncio.Future[None]] = set()
@@ -190,6 +191,12 @@ class Engine:
             from plugins.manager import get_plugin_manager
 
             manager = get_plugin_manager(load_entry_points=self.settings.plugins)
+            if self.settings.mcp_servers:
+                from engine.mcp import McpTools
+
+                self._mcp = McpTools(self.settings.mcp_servers, self._database.parent / "logs" / "mcp.log",
+                                     manager.errors)
+                manager.register(self._mcp, name="mcp")
             if self.settings.otlp_endpoint:
                 from plugins.otel import OtlpExporter
 
@@ -232,6 +239,8 @@ class Engine:
             await asyncio.gather(*self._summarizing.values(), return_exceptions=True)
         if self._model_hash is not None:
             await asyncio.gather(self._model_hash, return_exceptions=True)
+        if self._mcp is not None:
+            await asyncio.to_thread(self._mcp.close)
         await self.router.aclose()
         for backend in self.router.backends.values():
             if (aclose := getattr(backend, "aclose", None)) is not None:  # remote: its HTTP client

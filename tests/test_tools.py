@@ -177,3 +177,30 @@ async def test_a_remote_model_calls_tools_through_the_openai_tools_api(home: Pat
         final = fake.requests[-1]["body"]
         assert "tools" not in final and "391" in final["messages"][-1]["content"]
         await engine.close()
+
+
+async def test_mcp_server_tools_join_the_loop_without_our_environment(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from engine.config import McpServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-must-not-leak")
+    server = McpServer(command=sys.executable, args=(str(Path(__file__).with_name("mcp_server.py")),),
+                       env={"GIVEN": "yes"})
+    engine = Engine(settings.replace(tool_calling="always", tool_choice="required", tools=("test__add",),
+                                     mcp_servers={"test": server}))
+    tools = await asyncio.to_thread(engine.tools)
+    assert tools["test__add"].side_effects is False  # the server marks it read-only
+    every = await asyncio.to_thread(lambda: __import__("plugins.manager").manager.tool_registry(engine.plugins()))
+    probe = every["test__env_probe"]
+    assert probe.side_effects is True  # no read-only mark: asked first
+    seen = (await asyncio.to_thread(probe.function, {}, ToolContext())).split(",")
+    assert "GIVEN" in seen and "OPENAI_API_KEY" not in seen and "ASSISTANT_HOME" not in seen
+
+    async with contextlib.aclosing(engine.ask("What is 2 plus 3?")) as stream:
+        events = [e async for e in stream]
+    [step] = events[0].tool_steps
+    assert step.call.name == "test__add" and step.status == "ok"
+    assert step.result == str(step.call.arguments["a"] + step.call.arguments["b"])
+    await engine.close()  # stops the server
