@@ -142,7 +142,7 @@ class Settings:
     )
     memory_proposals: bool = _doc(
         "After each question, propose lasting facts and preferences the user stated as memories "
-        "(shown for a yes or no; nothing is saved silently).", True
+        "(shown for a yes or no; nothing is saved silently). Never with `log_content = false`.", True
     )
     summary_tokens: int = _doc(
         "Longest summary of older turns, written when a conversation outgrows the context window.", 200

@@ -63,7 +63,9 @@ class Memories:
     async def propose(
         self, question: str, conversation_id: int, message_id: int, incognito: bool
     ) -> list[dict[str, Any]]:
-        if incognito or not self.settings.memory_proposals or not await self.enabled():
+        # With log_content off no question text may be stored, so nothing is proposed either.
+        s = self.settings
+        if incognito or not s.memory_proposals or not s.log_content or not await self.enabled():
             return []
         return await self._call("propose", question, conversation_id, message_id)
 

@@ -295,6 +295,20 @@ class ChatScreen(Screen):
 
         self.app.push_screen(MemoryScreen())
 
+    @work(group="memory", exclusive=True)
+    async def on_screen_resume(self) -> None:
+        """Back from the memory screen: drop the cards of proposals answered there."""
+        cards = list(self.query(ProposalCard))
+        if not cards:
+            return
+        try:
+            pending = {p["id"] for p in await self.engine.memories.proposals()}
+        except AssistantError:
+            return
+        for card in cards:
+            if card.proposal["id"] not in pending:
+                await card.remove()
+
     @on(ProposalAnswered)
     async def proposal_answered(self, event: ProposalAnswered) -> None:
         proposal, text = event.card.proposal, None
