@@ -95,7 +95,14 @@ class Knowledge:
         return self.indexer.forget_folder(folder)
 
     def rebuild(self, callback: Callable[[Progress], None] | None = None) -> int:
-        return self.indexer.rebuild(callback)
+        """Recreate the vector store from the database: chunks, then long-term memories."""
+        rebuilt = self.indexer.rebuild(callback)
+        from engine.longterm import memory_vectors
+        from memory.longterm import LongTermMemory
+
+        vectors = memory_vectors(self.settings, self.folder)
+        LongTermMemory(self.corpus.store, lambda: vectors, self.embedder).rebuild()
+        return rebuilt
 
     def folders(self) -> list[dict[str, Any]]:
         return self.corpus.folders()

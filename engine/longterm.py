@@ -21,6 +21,14 @@ from memory.vectors import VectorIndex
 T = TypeVar("T")
 
 
+def memory_vectors(settings: Settings, folder: Path) -> VectorIndex:
+    """The "memories" collection, next to the chunks' (local, or on the Chroma server)."""
+    from engine.paths import ensure_private_dir
+
+    url = settings.vector_store_url
+    return VectorIndex(None if url else ensure_private_dir(folder / "chroma"), url, collection="memories")
+
+
 class MemoryOffError(ConfigError):
     """Long-term memory is switched off, or the conversation is incognito."""
 
@@ -41,11 +49,7 @@ class Memories:
             return self._memory
 
     def _open_vectors(self) -> VectorIndex:
-        from engine.paths import ensure_private_dir
-
-        url = self.settings.vector_store_url
-        path = None if url else ensure_private_dir(self._folder / "chroma")
-        return VectorIndex(path, url, collection="memories")
+        return memory_vectors(self.settings, self._folder)
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         memory = await self._long_term()

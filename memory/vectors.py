@@ -55,18 +55,24 @@ class VectorIndex:
             self.name, embedding_function=None, metadata={"hnsw:space": "cosine"}
         )
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            raise VectorStoreError(f"The vector store at {self.where} failed to {what}: {exc}.") from exc
+    def _call(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """`method` of the collection; once more on a fresh handle when the collection was
+        recreated meanwhile (`index --rebuild` in another process or object)."""
+        for attempt in (1, 2):
+            try:
+                return getattr(self.collection, method)(*args, **kwargs)
+            except Exception as exc:
+                if attempt == 1 and "does not exist" in str(exc):
+                    self.collection = self._collection()
+                    continue
+                raise VectorStoreError(f"The vector store at {self.where} failed to {what}: {exc}.") from exc
 
     def add(self, ids: list[int], vectors: list[list[float]], folder_ids: list[int] | None = None) -> None:
         for start in range(0, len(ids), self.max_batch):
             end = start + self.max_batch
             self._call(
                 "store vectors",
-                self.collection.upsert,
+                "upsert",
                 ids=[str(i) for i in ids[start:end]],
                 embeddings=vectors[start:end],
                 metadatas=[{"folder_id": f} for f in folder_ids[start:end]] if folder_ids else None,
@@ -74,7 +80,7 @@ class VectorIndex:
 
     def delete(self, ids: list[int]) -> None:
         for start in range(0, len(ids), self.max_batch):
-            self._call("delete vectors", self.collection.delete,
+            self._call("delete vectors", "delete",
                        ids=[str(i) for i in ids[start : start + self.max_batch]])
 
     def query(self, vector: list[float], k: int, folder_ids: list[int] | None) -> list[int]:
@@ -89,7 +95,7 @@ class VectorIndex:
         count = self.count()
         if count == 0:
             return []
-        result = self._call("search", self.collection.query, query_embeddings=[vector],
+        result = self._call("search", "query", query_embeddings=[vector],
                             n_results=min(k, count), where=where, include=[])
         return [int(i) for i in result["ids"][0]]
 
@@ -98,18 +104,23 @@ class VectorIndex:
         count = self.count()
         if count == 0 or k <= 0:
             return []
-        result = self._call("search", self.collection.query, query_embeddings=[vector],
+        result = self._call("search", "query", query_embeddings=[vector],
                             n_results=min(k, count), include=["distances"])
         return [(int(i), 1.0 - d) for i, d in zip(result["ids"][0], result["distances"][0], strict=True)]
 
     def ids(self) -> set[int]:
-        result = self._call("list vectors", self.collection.get, include=[])
+        result = self._call("list vectors", "get", include=[])
         return {int(i) for i in result["ids"]}
 
     def count(self) -> int:
-        return self._call("count vectors", self.collection.count)
+        return self._call("count vectors", "count")
 
     def reset(self) -> None:
         """Drop every vector (for a rebuild)."""
-        self._call("drop the collection", self.client.delete_collection, self.name)
+        try:
+            self.client.delete_collection(self.name)
+        except Exception as exc:
+            if "does not exist" not in str(exc):
+                raise VectorStoreError(
+                    f"The vector store at {self.where} failed to drop the collection: {exc}.") from exc
         self.collection = self._collection()

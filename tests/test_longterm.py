@@ -144,3 +144,14 @@ async def test_a_conversation_longer_than_the_context_keeps_working_with_a_summa
     store.close()
     # The summary stands for the oldest turns; the newest turns stay verbatim.
     assert summarized[-1].summarized_messages < 2 * len(started)
+
+
+async def test_index_rebuild_recreates_the_memories_vectors(engine: Engine, home) -> None:
+    import asyncio
+
+    kept = await engine.memories.add("The user lives in Lisbon.")
+    VectorIndex(home / "chroma", collection="memories").reset()  # the vector store is lost
+    assert chroma_ids(home) == set()
+    await asyncio.to_thread((await engine.knowledge()).rebuild)
+    assert chroma_ids(home) == {kept["id"]}
+    assert (await engine.memories.search("Where does the user live?"))[0]["id"] == kept["id"]
