@@ -29,24 +29,15 @@ from engine.models import resolve_model
 from engine.paths import database_file, ensure_private_dir
 from engine.router import Route, Router, is_remote, is_trusted
 from engine.structured import InvalidOutputError, check_schema
-from engine.tools import (
-    DECISION_TOKENS,
-    Confirm,
-    ToolCall,
-    ToolStep,
-    decision_schema,
-    openai_tools,
-    parse_decision,
-    results_section,
-    run_call,
-    tools_prompt,
-)
+from engine.summaries import Summaries
+from engine.toolloop import ToolLoop
+from engine.tools import Confirm, ToolStep, results_section
 from engine.tracing import Trace
 from memory.corpus import Corpus
 from memory.longterm import Recalled
 from memory.retriever import Passage
 from memory.store import Store, now
-from plugins.hookspecs import Tool, ToolContext
+from plugins.hookspecs import Tool
 
 if TYPE_CHECKING:
     from engine.knowledge import Knowledge
@@ -120,7 +111,8 @@ class Engine:
         self.router.redact = self._redact
         self._observers: set[asyncio.Future[None]] = set()
         self.memories = Memories(settings, self.store, self._database.parent)
-        self._summarizing: dict[int, asyncio.Task[None]] = {}  # conversation id -> summary being written
+        self.summaries = Summaries(settings, self.store)
+        self.tool_loop = ToolLoop(self)
 
     # set-up ------------------------------------------------------------------------------------
 
@@ -235,8 +227,7 @@ class Engine:
     async def close(self) -> None:
         if self._observers:
             await asyncio.gather(*self._observers, return_exceptions=True)
-        if self._summarizing:
-            await asyncio.gather(*self._summarizing.values(), return_exceptions=True)
+        await self.summaries.close()
         if self._model_hash is not None:
             await asyncio.gather(self._model_hash, return_exceptions=True)
         if self._mcp is not None:
@@ -273,8 +264,7 @@ class Engine:
         When tools are on (`tool_calling`), the model may call them first; `confirm(tool,
         arguments)` asks the user before a tool with side effects runs (without it, they never do).
         """
-        if conversation_id in self._summarizing:  # the model is busy with it anyway: wait, then use it
-            await asyncio.gather(asyncio.shield(self._summarizing[conversation_id]), return_exceptions=True)
+        await self.summaries.wait(conversation_id)
         trace = Trace()
         router = self.router
         if backend is not None and backend not in router.backends:
@@ -311,10 +301,10 @@ class Engine:
             turn.memories = recalled
             turn.question = _with_memories(question, recalled, templates[2])
             turn.notices += notes
-            tools = await self._tools_for(router.primary(preferred), json_schema)
+            tools = await self.tool_loop.tools_for(router.primary(preferred), json_schema)
             if tools:
-                steps = await self._use_tools(router.primary(preferred), tools, turn, passages, templates,
-                                              trace, confirm)
+                steps = await self.tool_loop.run(router.primary(preferred), tools, templates[0], turn.history,
+                                                 turn.question, conversation_id, passages, trace, confirm)
                 turn.question += results_section(steps)
                 turn.notices += [f"Tool {s.call.name} not run: {s.result}" for s in steps
                                  if s.status in ("refused", "declined")]
@@ -453,7 +443,8 @@ class Engine:
                     raise
                 status, error, message_id, response_id = "error", exc, None, None
             if status == "ok" and route is not None and route.fitted.dropped_messages:
-                self._summarize_later(route.backend, turn, route.fitted.dropped_messages)
+                self.summaries.write_later(route.backend, conversation_id, turn.history, turn.history_ids,
+                                           turn.summary, route.fitted.dropped_messages)
         if status == "ok":
             usage = Usage(row["input_tokens"] or 0, row["output_tokens"])
             timings = Timings(row["ttft_ms"], row["total_ms"], row["tokens_per_s"])
@@ -527,94 +518,6 @@ class Engine:
         wanted = self.settings.tools
         return {n: t for n, t in registered.items() if wanted is None or n in wanted}
 
-    async def _tools_for(self, backend: Backend, json_schema: dict | None) -> dict[str, Tool]:
-        """The tools for this answer: none when tool calling is off for this backend, or when the
-        answer must follow a JSON schema."""
-        mode = self.settings.tool_calling
-        if mode == "off" or json_schema is not None:
-            return {}
-        if mode == "auto" and (is_remote(backend) or not await self._template_knows_tools(backend)):
-            return {}
-        return await asyncio.to_thread(self.tools)
-
-    async def _template_knows_tools(self, backend: Backend) -> bool:
-        """Whether a local model was trained for tools: its chat template mentions them."""
-        try:
-            path = await asyncio.to_thread(resolve_model, backend.model, backend.models_dir)  # type: ignore[attr-defined]
-            info = await asyncio.to_thread(read_gguf, path)
-        except (AssistantError, AttributeError):
-            return False
-        return "tools" in (info.metadata.get("tokenizer.chat_template") or "")
-
-    async def _use_tools(
-        self, backend: Backend, tools: dict[str, Tool], turn: _Turn, passages: list[Passage],
-        templates: tuple[prompts.Template, ...], trace: Trace, confirm: Confirm | None,
-    ) -> list[ToolStep]:
-        """The tool loop: the model decides, the call is validated, confirmed when it has side
-        effects, run, and its result fed back; until it calls none, or `tool_max_steps`."""
-        await self.load_model(backend)
-        context = await self._tool_context(turn.conversation_id)
-        untrusted = "passages from your files are in the context" if passages else None
-        steps: list[ToolStep] = []
-        listed = list(tools.values())
-        system = templates[0].text if is_remote(backend) else f"{templates[0].text}\n\n{tools_prompt(listed)}"
-        while len(steps) < self.settings.tool_max_steps:
-            required = not steps and self.settings.tool_choice == "required"
-            fitted = await backend.fit(system, turn.history, turn.question + results_section(steps),
-                                       DECISION_TOKENS)
-            with trace.span("tool decision") as span:
-                calls = await self._decide(backend, fitted.messages, listed, required)
-                span.attrs["calls"] = [c.name for c in calls]
-            made = {(s.call.name, json.dumps(s.call.arguments, sort_keys=True)) for s in steps}
-            calls = [c for c in calls if (c.name, json.dumps(c.arguments, sort_keys=True)) not in made]
-            if not calls:  # none, or only calls already answered: the model has what it needs
-                break
-            for call in calls[: self.settings.tool_max_steps - len(steps)]:
-                with trace.span(f"tool {call.name}") as span:
-                    step = await run_call(call, tools, context, confirm, untrusted)
-                    span.attrs.update(status=step.status, arguments=call.arguments)
-                steps.append(step)
-                untrusted = untrusted or "a tool result is in the context"
-        return steps
-
-    async def _decide(self, backend: Backend, messages: list[dict[str, str]], tools: list[Tool],
-                      required: bool) -> list[ToolCall]:
-        """The calls the model wants: local models through a grammar, remote ones through the
-        OpenAI `tools` API."""
-        s = self.settings
-        if is_remote(backend):
-            result = StreamResult()
-            params = SamplingParams(DECISION_TOKENS, 0.0, 1.0, s.seed, tools=openai_tools(tools))
-            async with contextlib.aclosing(backend.stream(messages, params, result)) as pieces:
-                async for _ in pieces:
-                    pass
-            return [ToolCall(c["name"], _json_or_none(c["arguments"]), c["id"]) for c in result.tool_calls]
-        params = SamplingParams(DECISION_TOKENS, 0.0, 1.0, s.seed, decision_schema(tools, required))
-        async with contextlib.aclosing(backend.stream(messages, params, StreamResult())) as pieces:
-            text = "".join([piece async for piece in pieces])
-        call = parse_decision(text)
-        return [call] if call else []
-
-    async def _tool_context(self, conversation_id: int) -> ToolContext:
-        """What tools may reach: this conversation's indexed folders, search, long-term memory."""
-        folders: list[Path] = []
-        search: Callable[[str], list[dict]] = lambda query: []  # noqa: E731
-        if await self._anything_indexed():
-            knowledge = await self.knowledge()
-            ids = set(await asyncio.to_thread(knowledge.searchable, conversation_id))
-            folders = [Path(f["path"]) for f in await asyncio.to_thread(knowledge.folders) if f["id"] in ids]
-
-            def search(query: str) -> list[dict]:
-                found = knowledge.search(query, conversation_id)
-                return [{"location": p.location, "text": p.text} for p in found]
-
-        memory = await self.memories._long_term()
-
-        def recall(query: str) -> list[dict]:
-            return memory.search(query, 5, self.settings.memory_threshold)
-
-        return ToolContext(folders, search, recall, conversation_id)
-
     async def _recall(self, question: str) -> tuple[list[Recalled], list[str]]:
         """Long-term memories for the question; a failing memory store costs the memories, not
         the answer."""
@@ -631,40 +534,6 @@ class Engine:
         except AssistantError as exc:
             log.warning("memory proposals failed: %s", exc)
             return []
-
-    def _summarize_later(self, backend: Backend, turn: _Turn, dropped: int) -> None:
-        """Older turns no longer fit: summarize them (with the previous summary) in the background,
-        so the next prompts carry the summary instead of losing them. The cut leaves about half of
-        the turns that fitted, so the prompt's start stays the same for the next few turns and
-        llama.cpp can reuse its evaluation."""
-        if not turn.history_ids or turn.conversation_id in self._summarizing:
-            return
-        kept = len(turn.history) - dropped
-        cut = len(turn.history) - kept // 2
-        while cut < len(turn.history) and turn.history[cut]["role"] != "user":
-            cut += 1  # the kept part opens on a question
-        if cut == 0:
-            return
-        task = asyncio.ensure_future(self._summarize(backend, turn, cut))
-        self._summarizing[turn.conversation_id] = task
-        task.add_done_callback(lambda _: self._summarizing.pop(turn.conversation_id, None))
-
-    async def _summarize(self, backend: Backend, turn: _Turn, cut: int) -> None:
-        try:
-            template = await asyncio.to_thread(prompts.load, "summarize", self.settings)
-            transcript = "\n\n".join(f"{m['role'].title()}: {m['content']}" for m in turn.history[:cut])
-            if turn.summary:
-                transcript = f"Earlier summary: {turn.summary}\n\n{transcript}"
-            limit = self.settings.summary_tokens
-            fitted = await backend.fit(template.text, [], transcript, limit)
-            params = SamplingParams(limit, 0.0, 1.0, self.settings.seed)
-            text = "".join([piece async for piece in backend.stream(fitted.messages, params, StreamResult())])
-            if text.strip():
-                store = await self.store()
-                await self._db(store.save_summary, turn.conversation_id, turn.history_ids[cut - 1],
-                               text.strip(), backend.model_name)
-        except AssistantError as exc:  # tried again after the next answer
-            log.warning("summarizing conversation %s failed: %s", turn.conversation_id, exc)
 
     def _cacheable(self) -> bool:
         s = self.settings
@@ -969,13 +838,6 @@ def _generation_spans(trace: Trace, route: Route, last_at: float | None, ended_a
     trace.add("server wait", began, r.first_byte_at, "generation")
     trace.add("first token", began, first, "generation")
     trace.add("decode", first, last_at, "generation")
-
-
-def _json_or_none(text: str) -> Any:
-    try:
-        return json.loads(text or "{}")
-    except json.JSONDecodeError:
-        return None  # the call is then refused as invalid, and the model told why
 
 
 def _exact_key(context_key: str, question: str) -> str:
