@@ -69,56 +69,15 @@ def models() -> None:
     """
 
 
-def _rows(settings: Any) -> list[dict[str, Any]]:
-    """Every model the app can use: registered, in models_dir, and the embedded one."""
-    from engine.gguf import read_gguf
-    from engine.models import available_models, default_model_path, resolve_model
-    from engine.registry import Registry
-
-    registry = Registry()
-    try:
-        current: Path | None = resolve_model(settings.model, settings.models_dir).absolute()
-    except AssistantError:
-        current = None
-    default = None if settings.model else registry.default
-    candidates: list[tuple[str, Path, str, dict[str, Any]]] = []
-    for entry in registry.entries():
-        source = f"pulled from {entry.source}" if entry.source else "added"
-        candidates.append((entry.name, entry.file, source, {"sha256": entry.sha256}))
-    registered = {Path(c[1]).resolve() for c in candidates}
-    for path in available_models(settings.models_dir):
-        if path.resolve() not in registered:
-            candidates.append((path.stem, path, "models_dir", {}))
-    try:
-        embedded = default_model_path()
-        candidates.append((embedded.stem, embedded, "embedded", {}))
-    except AssistantError:
-        pass
-    rows: list[dict[str, Any]] = []
-    for name, path, source, extra in candidates:
-        # The one the app uses: the registry's default by name, else the first with that path.
-        if default is not None:
-            used = source != "models_dir" and source != "embedded" and name == default
-        else:
-            used = path.absolute() == current and not any(r["default"] for r in rows)
-        row: dict[str, Any] = {"name": name, "path": str(path), "source": source, "default": used, **extra}
-        try:
-            info = read_gguf(path)
-        except AssistantError as exc:
-            row["error"] = exc.message
-        else:
-            row.update(size=info.file_size, parameters=info.parameter_count, quantization=info.quantization,
-                       context_length=info.context_length, architecture=info.architecture)
-        rows.append(row)
-    return rows
-
-
 @models.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_models(as_json: bool) -> None:
     """Registered models, files in models_dir, and the embedded model; * marks the one used."""
+    from engine.models import catalog
+
     try:
-        rows = _rows(_settings(_root_model()))
+        settings = _settings(_root_model())
+        rows = catalog(settings.model, settings.models_dir)
     except AssistantError as exc:
         raise _fail(exc) from exc
     if as_json:

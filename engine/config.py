@@ -32,8 +32,9 @@ FALLBACK_REASONS = (
 )
 
 
-def _doc(text: str, default: Any) -> Any:
-    return field(default=default, metadata={"doc": text})
+def _doc(text: str, default: Any, shown: str | None = None) -> Any:
+    """A setting with its documentation; `shown` replaces the default in the docs' tables."""
+    return field(default=default, metadata={"doc": text, "shown": shown})
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,9 @@ class McpServer:
 @dataclass(frozen=True)
 class Settings:
     model: str | None = _doc(
-        "GGUF model: a file path, or the name of a file in `models_dir`. "
-        "Unset: the embedded SmolLM2-135M-Instruct.",
+        "GGUF model: a file path, a name registered with `assistant models`, or the name of a file in "
+        "`models_dir`. Unset: the default chosen with `assistant models use`, else the embedded "
+        "SmolLM2-135M-Instruct.",
         None,
     )
     models_dir: str | None = _doc("A folder of GGUF files; each can be chosen by name.", None)
@@ -128,6 +130,7 @@ class Settings:
     system_prompt: str = _doc(
         "The system prompt at the top of every conversation (replaces the `system` prompt template).",
         DEFAULT_SYSTEM_PROMPT,
+        shown="(see below)",
     )
     ab_system_prompt: str | None = _doc(
         "A/B test: the name of another system prompt template (a file in the prompts folder); every "
@@ -176,6 +179,7 @@ class Settings:
     fallback_on: tuple[str, ...] = _doc(
         "When the router tries the next backend: " + ", ".join(f"`{r}`" for r in FALLBACK_REASONS) + ".",
         FALLBACK_REASONS,
+        shown="all six reasons",
     )
     first_token_deadline_s: float | None = _doc(
         "Fall back when the local model's first token takes longer than this. Unset: wait.", None

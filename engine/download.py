@@ -125,112 +125,121 @@ class Downloader:
 
     # the download -------------------------------------------------------------------------------
 
-    def fetch(
-        self, url: str, target: Path, progress: Progress | None = None
-    ) -> tuple[str, str | None, int, int]:
-        """Download `url` to `target` (via target.part), resuming a partial download. Returns the
-        SHA-256, the server's own SHA-256 if it sent one, bytes there before, bytes fetched."""
-        part = target.with_name(target.name + ".part")
-        meta_file = target.with_name(target.name + ".part.json")
-        meta = _read_meta(meta_file)
-        if meta.get("url") != url:  # another file of the same name: start afresh
-            part.unlink(missing_ok=True)
-            meta = {"url": url}
-        digest = hashlib.sha256()
-        start = _hash_existing(part, digest, progress)
-        resumed_from, fetched, attempt = start, 0, 0
-        server_sha: str | None = meta.get("sha256")
+    def fetch(self, url: str, target: Path, progress: Progress | None = None) -> _Transfer:
+        """Download `url` to `target`.part, resuming a partial download; retries transient
+        failures (a dropped connection, 5xx, 429) with backoff, each time from where it stopped."""
+        transfer = _Transfer(url, target, progress)
+        attempt = 0
         while True:
             try:
-                done, server_sha = self._stream(url, part, meta, meta_file, digest, progress)
-                fetched += done
-                break
-            except _Restart:
-                digest = hashlib.sha256()
-                resumed_from = 0
-                continue
+                self._stream(transfer)
+                return transfer
             except _Transient as exc:
-                fetched += exc.fetched
                 attempt += 1
                 if attempt > self.retries:
-                    have = part.stat().st_size if part.exists() else 0
-                    total = meta.get("total")
+                    have = transfer.part.stat().st_size if transfer.part.exists() else 0
+                    total = transfer.meta.get("total")
                     of = f" of {total:,}" if total else ""
                     raise DownloadError(
                         f"The download of {url} stopped at {have:,}{of} bytes: {exc}.",
                         hint="Run the same command again: it resumes where it stopped.",
                     ) from exc.__cause__
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
-        return digest.hexdigest(), server_sha, resumed_from, fetched
 
-    def _stream(self, url: str, part: Path, meta: dict, meta_file: Path, digest: Any,
-                progress: Progress | None) -> tuple[int, str | None]:
-        have = part.stat().st_size if part.exists() else 0
-        headers = _headers(url)
+    def _stream(self, t: _Transfer) -> None:
+        have = t.part.stat().st_size if t.part.exists() else 0
+        headers = _headers(t.url)
         if have:
             headers["Range"] = f"bytes={have}-"
-            if meta.get("validator"):
-                headers["If-Range"] = meta["validator"]
-        fetched = 0
+            if t.meta.get("validator"):
+                headers["If-Range"] = t.meta["validator"]  # a changed file comes back whole (200)
         try:
-            with self.client.stream("GET", url, headers=headers) as response:
-                if response.status_code == 416 and have and have == meta.get("total"):
-                    return 0, meta.get("sha256")  # already complete
+            with self.client.stream("GET", t.url, headers=headers) as response:
                 if response.status_code == 416:
-                    part.unlink(missing_ok=True)
-                    raise _Restart
-                _raise_for_status(response, url)
-                if have and response.status_code == 200:
-                    # The server ignored the range, or the file changed: start over.
-                    part.unlink(missing_ok=True)
-                    raise _Restart
-                if response.status_code == 206 and not _range_starts_at(response, have):
-                    part.unlink(missing_ok=True)
-                    raise _Restart
+                    if have and have == t.meta.get("total"):
+                        return  # it was complete already
+                    t.start_over()
+                    raise _Transient("the server refused the range; starting over")
+                _raise_for_status(response, t.url)
+                resumed = response.status_code == 206
+                if have and not resumed or resumed and not _range_starts_at(response, have):
+                    # The server ignored the range, or the file changed: this response is the
+                    # whole file, so the partial one goes.
+                    t.start_over()
+                    have = 0
                 total = _total_size(response, have)
                 validator = response.headers.get("etag") or response.headers.get("last-modified")
                 # Hugging Face sends the SHA-256 of an LFS file as its linked ETag.
                 linked = response.headers.get("x-linked-etag", "").strip('"')
-                server_sha = linked.lower() if _HEX64.match(linked) else meta.get("sha256")
-                meta.update(total=total, validator=validator, sha256=server_sha)
-                _write_meta(meta_file, meta)
-                _check_space(part.parent, total, have, url)
-                with part.open("ab") as out:
-                    for block in response.iter_bytes(CHUNK):
-                        if have == 0 and fetched == 0 and block[:4] != MAGIC[: len(block[:4])]:
-                            raise DownloadError(
-                                f"{url} is not a GGUF file (it starts with {block[:16]!r}).",
-                                hint="Check the URL: it may point to a web page, not to the file itself.",
-                            )
+                t.meta.update(url=t.url, total=total, validator=validator,
+                              sha256=linked.lower() if _HEX64.match(linked) else None)
+                _write_meta(t.meta_file, t.meta)
+                _check_space(t.part.parent, total, have, t.url)
+                not_gguf = None
+                with t.part.open("ab") as out:
+                    for block in response.iter_bytes():  # as it arrives: a cut loses nothing
+                        if have == 0 and out.tell() == 0 and not MAGIC.startswith(block[:4]):
+                            not_gguf = block[:16]
+                            break
                         out.write(block)
-                        digest.update(block)
-                        fetched += len(block)
-                        if progress is not None:
-                            progress("downloading", have + fetched, total)
+                        t.digest.update(block)
+                        t.fetched += len(block)
+                        if t.progress is not None:
+                            t.progress("downloading", out.tell(), total)
+                if not_gguf is not None:
+                    t.start_over()
+                    t.meta_file.unlink(missing_ok=True)
+                    raise DownloadError(
+                        f"{t.url} is not a GGUF file (it starts with {not_gguf!r}).",
+                        hint="Check the URL: it may point to a web page, not to the file itself.",
+                    )
         except httpx.TransportError as exc:
-            raise _Transient(str(exc) or type(exc).__name__, fetched) from exc
+            raise _Transient(str(exc) or type(exc).__name__) from exc
         except OSError as exc:
             raise DownloadError(
-                f"Cannot write {part}: {exc.strerror}.",
+                f"Cannot write {t.part}: {exc.strerror}.",
                 hint="Free some space and run the same command again: it resumes where it stopped.",
             ) from exc
-        size = part.stat().st_size
+        size = t.part.stat().st_size
         if total is not None and size < total:
-            raise _Transient(f"the connection closed after {size:,} of {total:,} bytes", fetched)
+            raise _Transient(f"the connection closed after {size:,} of {total:,} bytes")
         if total is not None and size > total:
-            part.unlink(missing_ok=True)
-            raise _Restart
-        return fetched, server_sha
+            t.start_over()
+            raise _Transient(f"the server sent {size:,} bytes, not {total:,}; starting over")
 
 
-class _Restart(Exception):
-    """Throw the partial file away and download from the first byte."""
+class _Transfer:
+    """One file's download: the partial file, what the server said about it, and the running
+    SHA-256 of what is on disk."""
+
+    def __init__(self, url: str, target: Path, progress: Progress | None) -> None:
+        self.url, self.progress = url, progress
+        self.part = target.with_name(target.name + ".part")
+        self.meta_file = target.with_name(target.name + ".part.json")
+        self.meta = _read_meta(self.meta_file)
+        if self.meta.get("url") != url:  # another file of the same name: start afresh
+            self.part.unlink(missing_ok=True)
+            self.meta = {"url": url}
+        self.digest = hashlib.sha256()
+        self.resumed_from = _hash_existing(self.part, self.digest, progress)
+        self.fetched = 0
+
+    @property
+    def sha256(self) -> str:
+        return self.digest.hexdigest()
+
+    @property
+    def server_sha256(self) -> str | None:
+        return self.meta.get("sha256")
+
+    def start_over(self) -> None:
+        self.part.unlink(missing_ok=True)
+        self.digest = hashlib.sha256()
+        self.resumed_from = 0
 
 
 class _Transient(Exception):
-    def __init__(self, reason: str, fetched: int) -> None:
-        super().__init__(reason)
-        self.fetched = fetched
+    """Worth another try, from where it stopped."""
 
 
 def _read_meta(path: Path) -> dict:
@@ -294,7 +303,7 @@ def _raise_for_status(response: httpx.Response, url: str) -> None:
     elif status == 404:
         hint = "Check the name: owner/repo/file.gguf, exactly as on the repository's file list."
     elif status >= 500 or status == 429:
-        raise _Transient(f"the server answered {status}", 0)
+        raise _Transient(f"the server answered {status}")
     raise DownloadError(f"Downloading {url} failed: HTTP {status}.", hint=hint, status=status)
 
 
@@ -334,9 +343,10 @@ def pull(
             checksum_source = "--sha256" if expected else None
             if expected is None and (expected := downloader.sidecar_sha256(url)):
                 checksum_source = f"{url}.sha256"
-            digest, server_sha, resumed_from, fetched = downloader.fetch(url, target, progress)
-            if expected is None and server_sha:
-                expected, checksum_source = server_sha, "the server (X-Linked-Etag)"
+            transfer = downloader.fetch(url, target, progress)
+            digest = transfer.sha256
+            if expected is None and transfer.server_sha256:
+                expected, checksum_source = transfer.server_sha256, "the server (X-Linked-Etag)"
             part = target.with_name(target.name + ".part")
             if expected is not None and digest != expected:
                 _discard(target)
@@ -364,7 +374,7 @@ def pull(
         if own:
             downloader.close()
     entry, info = registry.add(target, name=name, sha256=digest, source=url, managed=True)
-    return Pulled(entry, info, url, checksum_source, resumed_from, fetched)
+    return Pulled(entry, info, url, checksum_source, transfer.resumed_from, transfer.fetched)
 
 
 def _discard(target: Path) -> None:

@@ -176,6 +176,23 @@ class Engine:
             store = await self.store()
             self._model_hash = asyncio.create_task(asyncio.to_thread(_file_sha256, store, path))
 
+    async def switch_model(self, model: str) -> Backend:
+        """Answer with another local model (a path or a name) from now on. The new file is checked
+        first; then the old model is unloaded before the new one loads, so two models never share
+        the memory."""
+        path = await asyncio.to_thread(resolve_model, model, self.settings.models_dir)
+        await asyncio.to_thread(read_gguf, path)  # a bad pick keeps the current model
+        new = local_backend(self.settings.replace(model=str(path)))
+        old = self.router.backends.get("local")
+        self.router.backends["local"] = new
+        if self._model_hash is not None:  # close() still waits for it
+            self._observers.add(asyncio.ensure_future(self._model_hash))
+            self._model_hash = None
+        if isinstance(old, LocalBackend):
+            await asyncio.to_thread(old.close)
+        await self.load_model(new)
+        return new
+
     @property
     def template_version(self) -> str:
         """The version of the system prompt a new conversation gets (without A/B)."""

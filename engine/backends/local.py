@@ -74,13 +74,13 @@ class LocalBackend:
             self.model_name = resolve_model(self.model, models_dir).stem
         except AssistantError:
             self.model_name = Path(self.model).stem if self.model else Path(DEFAULT_MODEL_FILE).stem
-        # n_ctx and n_gpu_layers as asked; after loading, the ones used (see `fit`).
+        # n_ctx and n_gpu_layers as asked; after loading, the ones used (see `hardware_fit`).
         self.n_ctx = n_ctx
         self.n_gpu_layers = n_gpu_layers
         self.requested = (n_ctx, n_gpu_layers)
         self.auto_fit = auto_fit
         self.min_ctx = min_ctx
-        self.fit: Fit | None = None
+        self.hardware_fit: Fit | None = None
         self.n_threads = n_threads or default_threads()
         self.n_batch = n_batch
         self.flash_attn = flash_attn
@@ -123,7 +123,7 @@ class LocalBackend:
         self.info = read_gguf(self.model_path)  # a damaged file never reaches llama.cpp
         import llama_cpp  # imported here: it takes a while, and the UI must draw first
 
-        fit = self.fit = self.choose_fit(bool(llama_cpp.llama_supports_gpu_offload()))
+        fit = self.hardware_fit = self.choose_fit(bool(llama_cpp.llama_supports_gpu_offload()))
         n_ctx, n_gpu_layers = fit.n_ctx, fit.n_gpu_layers
         while True:
             try:
@@ -152,11 +152,11 @@ class LocalBackend:
                         hint="Lower n_ctx or n_gpu_layers, or use a smaller quantization.",
                     ) from exc
                 # The estimate was wrong (another program took the memory meanwhile): step down
-                # rather than fail, and say so in `fit`.
+                # rather than fail, and say so in `hardware_fit`.
                 log.warning("Out of memory loading %s with n_ctx=%d, n_gpu_layers=%d; trying %s",
                             self.model_path, n_ctx, n_gpu_layers, smaller)
                 n_ctx, n_gpu_layers = smaller
-                self.fit = dataclasses.replace(
+                self.hardware_fit = dataclasses.replace(
                     fit, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
                     reason=f"{fit.reason}; out of memory when loading, so fell back to n_ctx={n_ctx}, "
                     f"n_gpu_layers={n_gpu_layers}")
