@@ -68,7 +68,7 @@ async def main() -> None:
         assert isinstance(screen, ChatScreen)
         await wait_for(lambda: screen.status.state == "ready")
         prompt = screen.query_one(PromptInput)
-        prompt.load_text("When does the Heron launch ship?")
+        prompt.load_text("What is the code name of the launch?")
         await pilot.press("enter")
         await wait_for(lambda: screen.status.state == "ready" and screen.status.tokens_per_s is not None)
         await pilot.pause(0.5)

@@ -85,13 +85,14 @@ def catalog(model: str | None, models_dir: str | Path | None) -> list[dict[str, 
     for entry in registry.entries():
         source = f"pulled from {entry.source}" if entry.source else "added"
         candidates.append((entry.name, entry.file, source, {"sha256": entry.sha256}))
-    registered = {c[1].resolve() for c in candidates}
+    listed = {c[1].absolute() for c in candidates}
     for path in available_models(models_dir):
-        if path.resolve() not in registered:
+        if path.absolute() not in listed:
             candidates.append((path.stem, path, "models_dir", {}))
     try:
         embedded = default_model_path()
-        candidates.append((embedded.stem, embedded, "embedded", {}))
+        if embedded.absolute() not in listed:
+            candidates.append((embedded.stem, embedded, "embedded", {}))
     except AssistantError:
         pass
     rows: list[dict[str, Any]] = []

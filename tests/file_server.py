@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -18,6 +19,7 @@ class Served:
     status: int = 200
     drop_after: list[int] = field(default_factory=list)  # one entry per request to cut short
     ignore_range: bool = False
+    pace_s: float = 0.0  # pause after each 64 KiB: a slow link, to interrupt a download mid-way
 
     def tag(self) -> str:
         return self.etag or '"' + hashlib.md5(self.body).hexdigest() + '"'
@@ -79,7 +81,11 @@ class FileServer:
                         self.wfile.flush()
                         self.close_connection = True
                         return
-                    self.wfile.write(chunk)
+                    step = 1 << 16 if served.pace_s else len(chunk) or 1
+                    for at in range(0, len(chunk), step):
+                        self.wfile.write(chunk[at : at + step])
+                        if served.pace_s:
+                            time.sleep(served.pace_s)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True  # the client stopped reading: fine
 

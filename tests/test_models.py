@@ -7,9 +7,11 @@ import asyncio
 import hashlib
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -91,6 +93,31 @@ def test_interrupted_download_resumes_where_it_stopped(server: FileServer) -> No
     assert (models_folder() / "big.gguf").read_bytes() == data
     assert Registry().find("big").sha256 == sha(data)
     assert leftovers() == ["big.gguf"]
+
+
+def test_ctrl_c_stops_a_pull_and_the_same_command_resumes_it(server: FileServer) -> None:
+    data = big_model(2)
+    server.files["/m/slow.gguf"] = Served(data, pace_s=0.05)  # 2 MiB in about 1.6 s
+    part = models_folder() / "slow.gguf.part"
+    url = f"{server.url}/m/slow.gguf"
+    proc = subprocess.Popen([*ASSISTANT, "models", "pull", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while not (part.exists() and part.stat().st_size > 300_000):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Stopped. Run the same command again to resume where it stopped." in err
+    kept = part.stat().st_size
+    assert 300_000 <= kept < len(data) and Registry().get("slow") is None
+
+    server.files["/m/slow.gguf"].pace_s = 0
+    done = run("models", "pull", url)
+    assert "Resumed at" in done.stderr and "Registered slow" in done.stdout
+    assert server.gets("/m/slow.gguf")[-1]["headers"]["Range"] == f"bytes={kept}-"
+    assert (models_folder() / "slow.gguf").read_bytes() == data
 
 
 def test_a_dropped_connection_is_resumed_within_one_pull(server: FileServer) -> None:
@@ -370,8 +397,6 @@ def test_llama_cpp_never_sees_a_hostile_file(case: str, model_path: Path, tmp_pa
 
 
 def test_the_hostile_cases_take_no_time(model_path: Path, tmp_path: Path) -> None:
-    import time
-
     for case, (data, _) in _hostile_cases(model_path).items():
         path = tmp_path / "h.gguf"
         path.write_bytes(data)
