@@ -4,6 +4,7 @@
 #
 #   packaging/build.sh                 # with .venv/bin/python (make install first)
 #   PYTHON=/path/to/python packaging/build.sh
+#   packaging/build.sh --smoke-only    # test the last build again
 #
 # Needs PyInstaller in that environment: pip install -c constraints.txt '.[package]'.
 # Output: build/pyinstaller/dist/assistant/ (run build/pyinstaller/dist/assistant/assistant).
@@ -14,8 +15,10 @@ OUT=build/pyinstaller
 BIN=$OUT/dist/assistant/assistant
 
 start=$(date +%s)
-"$PYTHON" -m PyInstaller --noconfirm --clean --log-level WARN \
-    --distpath "$OUT/dist" --workpath "$OUT/work" packaging/assistant.spec
+if [ "${1:-}" != "--smoke-only" ]; then
+    "$PYTHON" -m PyInstaller --noconfirm --clean --log-level WARN \
+        --distpath "$OUT/dist" --workpath "$OUT/work" packaging/assistant.spec
+fi
 build_s=$(( $(date +%s) - start ))
 
 home=$(mktemp -d)
@@ -36,17 +39,19 @@ answer=$("$BIN" ask --model "$home/model.gguf" --temperature 0 --max-tokens 24 "
 test -n "$answer" || { echo "no answer"; exit 1; }
 echo "$answer"
 "$BIN" models add "$home/model.gguf" --name smoke --use >/dev/null
-"$BIN" models list | grep -q '^\* *smoke' || { echo "models add/use failed"; exit 1; }
+listed=$("$BIN" models list)
+grep -q '^\* *smoke' <<< "$listed" || { echo "models add/use failed: $listed"; exit 1; }
 
 echo "== indexes a folder"
 mkdir -p "$home/notes"
 printf '# Project Heron\n\nThe code name of the launch is Blue Heron. It ships on 3 March.\n' > "$home/notes/heron.md"
 printf 'Shopping: apples, bread, coffee.\n' > "$home/notes/list.txt"
 "$BIN" index "$home/notes"
-"$BIN" folders | grep -q notes || { echo "the folder was not indexed"; exit 1; }
+folders=$("$BIN" folders --json)
+grep -q notes <<< "$folders" || { echo "the folder was not indexed: $folders"; exit 1; }
 sources=$("$BIN" ask --temperature 0 --max-tokens 32 "What is the code name of the launch?")
 echo "$sources"
-echo "$sources" | grep -q "heron.md" || { echo "the answer did not use the indexed folder"; exit 1; }
+grep -q "heron.md" <<< "$sources" || { echo "the answer did not use the indexed folder"; exit 1; }
 
 size=$(du -sh "$OUT/dist/assistant" | cut -f1)
 echo

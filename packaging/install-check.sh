@@ -49,6 +49,7 @@ test -n "$answer" || { echo "no answer" >&2; exit 1; }
 echo "$answer"
 "$bin" doctor > "$root/doctor.txt" || { cat "$root/doctor.txt"; exit 1; }
 grep -E "GPU offload|placement" "$root/doctor.txt"
-"$bin" models info SmolLM2-135M-Instruct.Q4_1 | grep -q "chat template    present"
+info=$("$bin" models info SmolLM2-135M-Instruct.Q4_1)
+grep -q "chat template    present" <<< "$info" || { echo "$info"; exit 1; }
 "$PYTHON" packaging/smoke_tui.py "$bin"
 echo "OK: installed with $tool in ${install_s} s ($(du -sh "$root" | cut -f1) in $root)"

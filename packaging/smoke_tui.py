@@ -26,21 +26,27 @@ def main(argv: list[str]) -> int:
         os.environ["TERM"] = "xterm-256color"
         os.execv(argv[0], argv)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    seen, ready_at = b"", None
+    seen, ready_at, closed = b"", None, False
     deadline = started + 180
     while time.monotonic() < deadline:
-        readable, _, _ = select.select([fd], [], [], 0.2)
+        readable, _, _ = select.select([] if closed else [fd], [], [], 0.2)
         if readable:
             try:
                 seen += os.read(fd, 1 << 16)
-            except OSError:
-                break
+            except OSError:  # the app exited and closed the terminal
+                closed = True
         if ready_at is None and b"ready" in ANSI.sub(b"", seen):
             ready_at = time.monotonic()
             os.write(fd, b"\x11")  # Ctrl+Q
-        if ready_at is not None and os.waitpid(pid, os.WNOHANG) != (0, 0):
-            print(f"the chat app started, loaded its model in {ready_at - started:.1f} s and quit cleanly")
-            return 0
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            code = os.waitstatus_to_exitcode(status)
+            if ready_at is not None and code == 0:
+                print(f"the chat app started, loaded its model in {ready_at - started:.1f} s and quit cleanly")
+                return 0
+            print(f"the chat app exited with {code} before it was ready:\n"
+                  + ANSI.sub(b"", seen).decode(errors="replace")[-2000:])
+            return 1
     os.kill(pid, 9)
     text = ANSI.sub(b"", seen).decode(errors="replace")
     print(f"the chat app did not {'quit' if ready_at else 'become ready'} in time; it showed:\n{text[-2000:]}")

@@ -524,6 +524,25 @@ def test_sysfs_lists_amd_vram_and_skips_connectors(tmp_path: Path) -> None:
     assert [(g.vendor, g.vram_total, g.vram_free) for g in gpus] == [("amd", 16 * GiB, 13 * GiB), ("intel", None, None)]
 
 
+def test_ram_from_proc_meminfo(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24684096 kB\nMemFree:        22042324 kB\nMemAvailable:   24201784 kB\n")
+    assert hardware._meminfo(meminfo) == (24201784 * 1024, 24684096 * 1024)
+    assert hardware._meminfo(tmp_path / "none") == (None, None)
+    available, total = hardware.memory()
+    assert available and total and 0 < available <= total
+
+
+@pytest.mark.parametrize(("prefix", "kind"), [
+    ("/home/u/.local/share/pipx/venvs/assistant", "pipx"),
+    ("/home/u/.local/share/uv/tools/assistant", "uv"),
+    ("/srv/app/.venv", "venv"),
+])
+def test_how_it_was_installed(monkeypatch: pytest.MonkeyPatch, prefix: str, kind: str) -> None:
+    monkeypatch.setattr(sys, "prefix", prefix)
+    assert hardware.Install.current().kind == kind
+
+
 INSTALLS = [
     (hardware.Install("pipx", "/home/u/.local/share/pipx/venvs/assistant/bin/python"), "CUDA",
      'CMAKE_ARGS="-DGGML_CUDA=on" pipx runpip assistant install --force-reinstall --no-deps --no-cache-dir '
