@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from engine import AssistantError, load_settings
+from engine.errors import ModelError
 
 
 def _fail(exc: AssistantError) -> click.ClickException:
@@ -106,11 +107,15 @@ def list_models(as_json: bool) -> None:
 def add(path: Path, name: str | None, copy: bool, make_default: bool) -> None:
     """Register the GGUF file PATH (checked first; left where it is unless --copy)."""
     from engine.gguf import read_gguf
-    from engine.registry import Registry
+    from engine.registry import Registry, check_name
 
     registry = Registry()
     try:
-        read_gguf(path)  # refuse a bad file before copying gigabytes
+        read_gguf(path)  # refuse a bad file, or a taken name, before copying gigabytes
+        taken = registry.get(check_name(name or path.stem))
+        if taken is not None:
+            raise ModelError(f"A model named {taken.name!r} is already registered ({taken.path}).",
+                             hint="Choose another name with --name, or `assistant models remove` it first.")
         if copy:
             with _progress() as bar:
                 task = bar.add_task("copying", total=path.stat().st_size)

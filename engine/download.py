@@ -161,8 +161,10 @@ class Downloader:
                     t.start_over()
                     raise _Transient("the server refused the range; starting over")
                 _raise_for_status(response, t.url)
-                resumed = response.status_code == 206
-                if have and not resumed or resumed and not _range_starts_at(response, have):
+                if response.status_code == 206 and not _range_starts_at(response, have):
+                    t.start_over()
+                    raise _Transient("the server sent another range than asked; starting over")
+                if have and response.status_code == 200:
                     # The server ignored the range, or the file changed: this response is the
                     # whole file, so the partial one goes.
                     t.start_over()

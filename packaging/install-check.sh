@@ -22,7 +22,7 @@ case "$tool" in
 pipx)
     "$PYTHON" -m pip install --quiet pipx
     PIPX_HOME=$root/home PIPX_BIN_DIR=$root/bin \
-        "$PYTHON" -m pipx install --pip-args="-c $PWD/constraints.txt" .
+        "$PYTHON" -m pipx install --backend pip --pip-args="-c $PWD/constraints.txt" .
     ;;
 uv)
     "$PYTHON" -m pip install --quiet uv
