@@ -55,7 +55,7 @@ async def main() -> None:
     from engine.models import default_model_path
     from engine.registry import Registry
 
-    settings = load_settings().replace(temperature=0.0, seed=7, max_tokens=80)
+    settings = load_settings().replace(temperature=0.0, seed=7, max_tokens=80, plugins=False)
     engine = Engine(settings)
     knowledge = await engine.knowledge()
     await asyncio.to_thread(knowledge.index, notes)
