@@ -67,7 +67,8 @@ def render(text: str) -> str:
             raise KeyError(f"unknown generated table {name!r}")
         return f"<!-- generated: {name} -->\n{generated[name]}\n<!-- end generated: {name} -->"
 
-    return re.sub(r"<!-- generated: (\w+) -->\n(?:.*?\n)?<!-- end generated: \1 -->", replace, text, flags=re.S)
+    pattern = r"<!-- generated: (\w+) -->\n(?:.*?\n)?<!-- end generated: \1 -->"
+    return re.sub(pattern, replace, text, flags=re.S)
 
 
 def main(argv: list[str]) -> int:

@@ -42,14 +42,16 @@ def main(argv: list[str]) -> int:
         if done:
             code = os.waitstatus_to_exitcode(status)
             if ready_at is not None and code == 0:
-                print(f"the chat app started, loaded its model in {ready_at - started:.1f} s and quit cleanly")
+                print(f"the chat app started, loaded its model in {ready_at - started:.1f} s "
+                      "and quit cleanly")
                 return 0
             print(f"the chat app exited with {code} before it was ready:\n"
                   + ANSI.sub(b"", seen).decode(errors="replace")[-2000:])
             return 1
     os.kill(pid, 9)
     text = ANSI.sub(b"", seen).decode(errors="replace")
-    print(f"the chat app did not {'quit' if ready_at else 'become ready'} in time; it showed:\n{text[-2000:]}")
+    what = "quit" if ready_at else "become ready"
+    print(f"the chat app did not {what} in time; it showed:\n{text[-2000:]}")
     return 1
 
 
