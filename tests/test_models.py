@@ -621,7 +621,7 @@ async def test_swapping_models_in_the_app_unloads_the_old_one(settings, model_pa
     async with app.run_test(size=(120, 40)) as pilot:
         screen = app.screen
         assert isinstance(screen, ChatScreen)
-        await wait_for(lambda: screen.status.state == "ready", what="model loaded")
+        await wait_for(lambda: screen.status.state == "ready", 120, what="model loaded")
         old = app.engine.router.backends["local"]
         assert isinstance(old, LocalBackend) and old.loaded
 
@@ -635,7 +635,7 @@ async def test_swapping_models_in_the_app_unloads_the_old_one(settings, model_pa
         options.highlighted = 0
         await pilot.press("enter")
         await wait_for(lambda: screen.status.model == "other-model" and screen.status.state == "ready",
-                       what="the other model loaded")
+                       120, what="the other model loaded")
         new = app.engine.router.backends["local"]
         assert new is not old and new.loaded and new.model_path == other
         assert not old.loaded and old._executor._shutdown  # unloaded, its thread gone
@@ -643,7 +643,7 @@ async def test_swapping_models_in_the_app_unloads_the_old_one(settings, model_pa
         screen.prompt.load_text("Say hi")
         await pilot.press("enter")
         await wait_for(lambda: screen.status.state == "ready" and screen.status.tokens_per_s is not None,
-                       what="an answer")
+                       120, what="an answer")
         rows = await app.engine.messages(screen.conversation_id)
         assert rows[-1]["role"] == "assistant"
         response = await app.engine.response(rows[-1]["response_id"])
