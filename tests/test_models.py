@@ -30,8 +30,9 @@ from tests.gguf_files import ARRAY, U32, big_model, gguf, llama_metadata, string
 ASSISTANT = [sys.executable, "-m", "app"]
 
 
-def run(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    done = subprocess.run([*ASSISTANT, *args], capture_output=True, text=True, timeout=180,
+def run(*args: str, check: bool = True, env: dict[str, str] | None = None,
+        input: str | None = None) -> subprocess.CompletedProcess:
+    done = subprocess.run([*ASSISTANT, *args], capture_output=True, text=True, timeout=180, input=input,
                           env={**os.environ, "ASSISTANT_TEMPERATURE": "0", "ASSISTANT_SEED": "42",
                                "ASSISTANT_MAX_TOKENS": "16", **(env or {})})
     if check:
@@ -306,7 +307,9 @@ def test_add_copy_and_remove_deletes_the_copy(model_path: Path) -> None:
     assert "copied is now the default model" in done.stdout
     copy = models_folder() / model_path.name
     assert copy.read_bytes() == model_path.read_bytes()
-    assert "Delete" in run("models", "remove", "copied", check=False).stderr + "Delete"  # asks first
+    declined = run("models", "remove", "copied", check=False, input="n\n")  # it asks first
+    assert declined.returncode == 1 and f"Delete {copy} (98 MB)?" in declined.stdout
+    assert copy.exists() and Registry().get("copied") is not None
     run("models", "remove", "copied", "--yes")
     assert not copy.exists() and model_path.exists()
 

@@ -611,8 +611,11 @@ class ChatScreen(Screen):
             return
         self.show_backend()
         self.status.state = "ready"
-        self.notify(f"Now answering with {backend.model_name}. To make it the default: "
-                    f"assistant models use NAME.", title="Model", timeout=6)
+        row = next(row for row in rows if row["path"] == picked)
+        keep = (f"model = \"{row['name']}\" in the config file" if row["source"] == "models_dir"
+                else f"assistant models use {row['name']}")
+        self.notify(f"Now answering with {backend.model_name}. To keep it as the default: {keep}",
+                    title="Model", timeout=6)
 
     @work(group="edit")
     async def action_pick_backend(self) -> None:
