@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: install run test bench soak lint pipx-check clean
+.PHONY: install run test bench soak lint pipx-check uv-check package docs clean
 
 # constraints.txt pins the CPU build of torch; without it sentence-transformers pulls CUDA.
 EXAMPLE_PLUGIN := plugins/examples/assistant-example
@@ -44,14 +44,22 @@ bench: install
 lint: install
 	$(BIN)/ruff check app engine memory plugins tests bench
 
-# Installs the app the way users do, into a throw-away pipx home, and asks it one question.
+# Install the app the way users do (pipx, or `uv tool install`) into a throw-away home, then ask
+# the installed command a question, run doctor and start the chat app (packaging/install-check.sh).
 pipx-check: install
-	$(BIN)/python -m pip install --quiet pipx
-	rm -rf /tmp/assistant-pipx
-	PIPX_HOME=/tmp/assistant-pipx/home PIPX_BIN_DIR=/tmp/assistant-pipx/bin \
-		$(BIN)/python -m pipx install --pip-args="-c $(CURDIR)/constraints.txt" .
-	ASSISTANT_HOME=/tmp/assistant-pipx/data /tmp/assistant-pipx/bin/assistant ask --max-tokens 16 "Say hi"
-	/tmp/assistant-pipx/bin/assistant doctor
+	PYTHON=$(BIN)/python packaging/install-check.sh pipx
+
+uv-check: install
+	PYTHON=$(BIN)/python packaging/install-check.sh uv
+
+# The standalone build (PyInstaller, onedir) and its smoke test; not part of `make test`.
+package: install
+	$(BIN)/python -m pip install --quiet -c constraints.txt '.[package]'
+	PYTHON=$(BIN)/python packaging/build.sh
+
+# The settings tables in README.md and docs/configuration.md, from engine/config.py.
+docs: install
+	$(BIN)/python -m engine.config_docs
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

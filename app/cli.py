@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from app.cli_models import models
 from engine import AssistantError, Engine, Failed, Finished, Started, Token, load_settings
 from engine.secrets import RedactingFilter
 
@@ -317,6 +318,8 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
                 click.secho(f"\n{section}", bold=True)
             mark = click.style("ok  ", fg="green") if check.ok else click.style("FAIL", fg="red")
             click.echo(f"  {mark} {check.name:<16} {check.value}")
+            if check.hint:
+                click.echo(f"       {'':<16} {check.hint}")
     if not all(c.ok for c in checks):
         sys.exit(1)
 
@@ -744,3 +747,4 @@ def _register_commands() -> None:
 
 
 _register_commands()
+main.add_command(models)

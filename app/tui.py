@@ -121,6 +121,7 @@ class AssistantApp(App):
              screen.action_folders),
             ("Backend", "Pick the backend and model of this conversation (Ctrl+L)",
              screen.action_pick_backend),
+            ("Model", "Load another local model; the current one is unloaded (F9)", screen.action_pick_model),
             ("Trace", "Why was it slow? The steps of the selected or latest answer (Ctrl+T)",
              screen.action_show_trace),
             ("Stats", "Latency, speed, tokens, cost, thumbs, errors, with plots and alerts (F3)",

@@ -32,8 +32,9 @@ FALLBACK_REASONS = (
 )
 
 
-def _doc(text: str, default: Any) -> Any:
-    return field(default=default, metadata={"doc": text})
+def _doc(text: str, default: Any, shown: str | None = None) -> Any:
+    """A setting with its documentation; `shown` replaces the default in the docs' tables."""
+    return field(default=default, metadata={"doc": text, "shown": shown})
 
 
 @dataclass(frozen=True)
@@ -94,15 +95,23 @@ class McpServer:
 @dataclass(frozen=True)
 class Settings:
     model: str | None = _doc(
-        "GGUF model: a file path, or the name of a file in `models_dir`. "
-        "Unset: the embedded SmolLM2-135M-Instruct.",
+        "GGUF model: a file path, a name registered with `assistant models`, or the name of a file in "
+        "`models_dir`. Unset: the default chosen with `assistant models use`, else the embedded "
+        "SmolLM2-135M-Instruct.",
         None,
     )
     models_dir: str | None = _doc("A folder of GGUF files; each can be chosen by name.", None)
     n_ctx: int = _doc("Context window in tokens (prompt + answer).", 4096)
     n_gpu_layers: int | None = _doc(
-        "Layers offloaded to the GPU. Unset: all when llama.cpp was built with GPU offload, else 0.",
+        "Layers offloaded to the GPU (-1: all). Unset: as many as fit in free GPU memory (see `auto_fit`); "
+        "0 without a GPU build of llama.cpp.",
         None,
+    )
+    auto_fit: bool = _doc(
+        "Fit the model to this machine: choose `n_gpu_layers` (when unset) from free GPU memory, and "
+        "lower `n_ctx` when RAM is short, instead of failing; `assistant doctor` shows the choice. "
+        "Off: `n_ctx` and `n_gpu_layers` are used as set.",
+        True,
     )
     n_threads: int | None = _doc("CPU threads for decoding. Unset: chosen for this machine.", None)
     n_batch: int = _doc("Prompt evaluation batch size.", 512)
@@ -121,6 +130,7 @@ class Settings:
     system_prompt: str = _doc(
         "The system prompt at the top of every conversation (replaces the `system` prompt template).",
         DEFAULT_SYSTEM_PROMPT,
+        shown="(see below)",
     )
     ab_system_prompt: str | None = _doc(
         "A/B test: the name of another system prompt template (a file in the prompts folder); every "
@@ -169,6 +179,7 @@ class Settings:
     fallback_on: tuple[str, ...] = _doc(
         "When the router tries the next backend: " + ", ".join(f"`{r}`" for r in FALLBACK_REASONS) + ".",
         FALLBACK_REASONS,
+        shown="all six reasons",
     )
     first_token_deadline_s: float | None = _doc(
         "Fall back when the local model's first token takes longer than this. Unset: wait.", None

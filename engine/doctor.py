@@ -8,13 +8,16 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from engine import hardware
 from engine.backends.base import origin
 from engine.backends.local import default_threads
 from engine.config import Settings
 from engine.errors import AssistantError
-from engine.gguf import read_gguf
+from engine.fit import Fit, Hardware, ModelShape, fit_model, min_context, size_text
+from engine.gguf import GGUFInfo, read_gguf
 from engine.models import available_models, resolve_model
 from engine.paths import config_file, data_dir, database_file
+from engine.registry import Registry
 from memory.store import Store
 
 
@@ -24,6 +27,7 @@ class Check:
     name: str
     value: str
     ok: bool = True
+    hint: str = ""  # what to do about it (a command to run)
 
 
 def _version(dist: str) -> str:
@@ -41,8 +45,16 @@ def diagnose(settings: Settings) -> list[Check]:
         Check("versions", "llama-cpp-python", _version("llama_cpp_python")),
         Check("versions", "sqlite", sqlite3.sqlite_version),
     ]
-    checks += _llama_checks(settings)
-    checks += _model_checks(settings)
+    gpus = hardware.detect_gpus()
+    llama, offload = _llama_checks(settings, gpus)
+    checks += llama
+    hw = hardware.detect(offload, gpus) if offload is not None else None
+    if hw is not None:
+        checks += _hardware_checks(hw, gpus)
+    model, info = _model_checks(settings)
+    checks += model
+    if info is not None and hw is not None:
+        checks += _fit_checks(settings, info, hw)
     checks += [
         Check("paths", "data folder", str(data_dir())),
         Check("paths", "config file",
@@ -53,31 +65,55 @@ def diagnose(settings: Settings) -> list[Check]:
     return checks
 
 
-def _llama_checks(settings: Settings) -> list[Check]:
+def _llama_checks(settings: Settings, gpus: list[hardware.GPU]) -> tuple[list[Check], bool | None]:
     try:
         import llama_cpp
     except ImportError as exc:
-        return [Check("llama.cpp", "import", f"failed: {exc}", ok=False)]
+        return [Check("llama.cpp", "import", f"failed: {exc}", ok=False)], None
     gpu = bool(llama_cpp.llama_supports_gpu_offload())
-    layers = settings.n_gpu_layers if settings.n_gpu_layers is not None else ("all" if gpu else 0)
     features = llama_cpp.llama_print_system_info().decode(errors="replace").strip(" |")
-    return [
-        Check("llama.cpp", "GPU offload", "supported" if gpu else "not in this build (CPU only)"),
-        Check("llama.cpp", "n_gpu_layers", str(layers)),
+    checks = [Check("llama.cpp", "GPU offload", "supported" if gpu else "not in this build (CPU only)")]
+    advice = hardware.gpu_advice(gpus, gpu)
+    if advice is not None:
+        needs = f" (install {advice.needs} first)" if advice.needs else ""
+        checks.append(Check(
+            "llama.cpp", "GPU build",
+            f"{advice.gpu} found, but this llama-cpp-python cannot use it; "
+            f"rebuild it with {advice.build}{needs}:",
+            ok=not advice.worth_it, hint=advice.command,
+        ))
+    checks += [
         Check("llama.cpp", "n_threads", str(settings.n_threads or default_threads())),
-        Check("llama.cpp", "n_ctx", str(settings.n_ctx)),
         Check("llama.cpp", "flash attention", "on" if settings.flash_attn else "off"),
         Check("llama.cpp", "build", features),
     ]
+    return checks, gpu
 
 
-def _model_checks(settings: Settings) -> list[Check]:
+def _hardware_checks(hw: Hardware, gpus: list[hardware.GPU]) -> list[Check]:
+    names = ", ".join(g.name for g in gpus) or "none found"
+    checks = [Check("hardware", "GPU", names)]
+    if hw.unified_memory:
+        checks.append(Check("hardware", "GPU memory", "unified with RAM"))
+    elif gpus:
+        vram = f"{size_text(hw.vram_free)} free of {size_text(hw.vram_total)}"
+        checks.append(Check("hardware", "GPU memory", vram))
+    ram = f"{size_text(hw.ram_available)} available of {size_text(hw.ram_total)}"
+    checks.append(Check("hardware", "RAM", ram))
+    return checks
+
+
+def _model_checks(settings: Settings) -> tuple[list[Check], GGUFInfo | None]:
     try:
         path = resolve_model(settings.model, settings.models_dir)
         info = read_gguf(path)
     except AssistantError as exc:
-        return [Check("model", "file", str(exc), ok=False)]
+        return [Check("model", "file", str(exc), ok=False)], None
+    default = Registry().default
+    chosen = (f"{settings.model} (setting `model`)" if settings.model else
+              f"{default} (assistant models use)" if default else "the embedded model")
     checks = [
+        Check("model", "chosen", chosen),
         Check("model", "file", str(path)),
         Check("model", "size", f"{info.file_size / 1e6:,.1f} MB"),
         Check("model", "GGUF header", f"valid (version {info.version}, {info.tensor_count} tensors)"),
@@ -90,7 +126,30 @@ def _model_checks(settings: Settings) -> list[Check]:
     if settings.models_dir:
         names = ", ".join(p.stem for p in available_models(settings.models_dir)) or "none found"
         checks.append(Check("model", "models_dir", f"{settings.models_dir}: {names}"))
-    return checks
+    return checks, info
+
+
+def fit_for(settings: Settings, info: GGUFInfo, hw: Hardware) -> Fit:
+    """What the local backend will choose when it loads this model with these settings."""
+    return fit_model(info, hw, n_ctx=settings.n_ctx, n_gpu_layers=settings.n_gpu_layers,
+                     auto_fit=settings.auto_fit, n_batch=settings.n_batch, flash_attn=settings.flash_attn,
+                     min_ctx=min_context(settings.max_tokens))
+
+
+def _fit_checks(settings: Settings, info: GGUFInfo, hw: Hardware) -> list[Check]:
+    shape = ModelShape.from_gguf(info)
+    fit = fit_for(settings, info, hw)
+    layers = "all" if fit.n_gpu_layers < 0 else str(fit.n_gpu_layers)
+    return [
+        Check("fit", "weights", size_text(shape.weights_bytes)),
+        Check("fit", "KV cache", f"{size_text(shape.kv_bytes(fit.n_ctx))} at n_ctx {fit.n_ctx}"),
+        Check("fit", "placement", f"{fit.placement}: {fit.memory_text}", ok=fit.fits is not False),
+        Check("fit", "n_gpu_layers", layers + ("" if settings.n_gpu_layers is None else " (configured)")),
+        Check("fit", "n_ctx", str(fit.n_ctx) + ("" if fit.n_ctx == settings.n_ctx else
+                                                f" (asked: {settings.n_ctx})")),
+        Check("fit", "why", fit.reason, hint="Override with n_gpu_layers, n_ctx or auto_fit = false "
+              "in the config file." if settings.auto_fit else ""),
+    ]
 
 
 def _database_checks() -> list[Check]:

@@ -22,6 +22,7 @@ from engine.citations import resolve_citations, sources_prompt
 from engine.config import Settings
 from engine.errors import AssistantError, ConfigError, ContextOverflowError
 from engine.events import Event, Failed, Finished, Started, Timings, Token, Usage
+from engine.fit import min_context
 from engine.gguf import read_gguf
 from engine.guardrails import Guardrails, describe
 from engine.longterm import Memories
@@ -57,6 +58,8 @@ def local_backend(settings: Settings) -> LocalBackend:
         n_batch=settings.n_batch,
         flash_attn=settings.flash_attn,
         prompt_cache_mb=settings.prompt_cache_mb,
+        auto_fit=settings.auto_fit,
+        min_ctx=min_context(settings.max_tokens),
     )
 
 
@@ -164,6 +167,23 @@ class Engine:
         if self._model_hash is None and path is not None:
             store = await self.store()
             self._model_hash = asyncio.create_task(asyncio.to_thread(_file_sha256, store, path))
+
+    async def switch_model(self, model: str) -> Backend:
+        """Answer with another local model (a path or a name) from now on. The new file is checked
+        first; then the old model is unloaded before the new one loads, so two models never share
+        the memory."""
+        path = await asyncio.to_thread(resolve_model, model, self.settings.models_dir)
+        await asyncio.to_thread(read_gguf, path)  # a bad pick keeps the current model
+        new = local_backend(self.settings.replace(model=str(path)))
+        old = self.router.backends.get("local")
+        self.router.backends["local"] = new
+        if self._model_hash is not None:  # close() still waits for it
+            self._observers.add(asyncio.ensure_future(self._model_hash))
+            self._model_hash = None
+        if isinstance(old, LocalBackend):
+            await asyncio.to_thread(old.close)
+        await self.load_model(new)
+        return new
 
     @property
     def template_version(self) -> str:

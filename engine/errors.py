@@ -12,7 +12,8 @@ escapes is a bug.
     |   +-- ModelNotFoundError          no file at the configured path or name
     |   +-- InvalidModelError           not a GGUF file, truncated, or a damaged header
     |   +-- ModelLoadError              llama.cpp refused the file (unsupported, damaged)
-    |       +-- ModelOutOfMemoryError   not enough memory for the weights and the context
+    |   |   +-- ModelOutOfMemoryError   not enough memory for the weights and the context
+    |   +-- DownloadError               `models pull` failed (HTTP error, checksum, disk full)
     +-- GenerationError                 a backend failed while answering
     |   +-- ContextOverflowError        the prompt cannot fit the model's context window
     |   +-- BackendError                a remote server failed (HTTP error, timeout, bad stream)
@@ -43,6 +44,7 @@ __all__ = [
     "ContextOverflowError",
     "CorruptDatabaseError",
     "DatabaseLockedError",
+    "DownloadError",
     "GenerationError",
     "InvalidModelError",
     "ModelError",
@@ -74,6 +76,14 @@ class InvalidModelError(ModelError):
 
 class ModelLoadError(ModelError):
     """llama.cpp could not load a file that looked valid."""
+
+
+class DownloadError(ModelError):
+    """A model download failed: the server, the connection, the checksum, or the disk."""
+
+    def __init__(self, message: str, *, hint: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
 
 
 class GenerationError(AssistantError):

@@ -51,6 +51,12 @@ class GGUFInfo:
     file_size: int
     tensor_count: int
     metadata: dict[str, Any] = field(repr=False)
+    parameter_count: int = 0
+    # Bytes of tensor data: per repeating layer (`blk.N.*`), the output head, and the rest
+    # (token embeddings, norms). The hardware fit places them on the GPU or in RAM.
+    layer_bytes: dict[int, int] = field(default_factory=dict, repr=False)
+    output_bytes: int = 0
+    other_bytes: int = 0
 
     @property
     def architecture(self) -> str | None:
@@ -67,6 +73,46 @@ class GGUFInfo:
     @property
     def block_count(self) -> int | None:
         return self.metadata.get(f"{self.architecture}.block_count")
+
+    def _int(self, key: str) -> int | None:
+        """An integer hyperparameter; None when absent or per-layer (an array)."""
+        value = self.metadata.get(f"{self.architecture}.{key}")
+        return value if type(value) is int else None
+
+    @property
+    def embedding_length(self) -> int | None:
+        return self._int("embedding_length")
+
+    @property
+    def head_count(self) -> int | None:
+        return self._int("attention.head_count")
+
+    @property
+    def head_count_kv(self) -> int | None:
+        return self._int("attention.head_count_kv") or self.head_count
+
+    @property
+    def key_length(self) -> int | None:
+        """Dimension of one attention head's keys (values: `value_length`)."""
+        explicit = self._int("attention.key_length")
+        if explicit:
+            return explicit
+        if self.embedding_length and self.head_count:
+            return self.embedding_length // self.head_count
+        return None
+
+    @property
+    def value_length(self) -> int | None:
+        return self._int("attention.value_length") or self.key_length
+
+    @property
+    def vocab_size(self) -> int | None:
+        tokens = self.metadata.get("tokenizer.ggml.tokens")
+        return self._int("vocab_size") or (int(tokens) if isinstance(tokens, int) else None)
+
+    @property
+    def tensor_bytes(self) -> int:
+        return sum(self.layer_bytes.values()) + self.output_bytes + self.other_bytes
 
     @property
     def quantization(self) -> str | None:
@@ -167,6 +213,11 @@ def read_gguf(path: str | Path) -> GGUFInfo:
     try:
         with path.open("rb") as fh:
             size = path.stat().st_size
+            if size == 0:
+                raise InvalidModelError(
+                    f"The model file {path} is empty (0 bytes).",
+                    hint="The download or copy probably failed; get the file again.",
+                )
             head = fh.read(4)
             if head != MAGIC:
                 raise InvalidModelError(
@@ -202,9 +253,18 @@ def _parse(r: _Reader) -> GGUFInfo:
         key = r.string("metadata key")
         metadata[key] = r.value(r.u32(f"type of {key}"), key)
 
-    tensors_end = 0
+    alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
+    if type(alignment) is not int or alignment <= 0:
+        raise r.fail(f"general.alignment is {alignment!r}")
+
+    tensors_end = parameters = output_bytes = other_bytes = 0
+    layer_bytes: dict[int, int] = {}
+    names: set[str] = set()
     for _ in range(tensor_count):
         name = r.string("tensor name")
+        if name in names:  # llama.cpp refuses it too, after reading the whole header
+            raise r.fail(f"tensor {name} appears twice")
+        names.add(name)
         n_dims = r.u32(f"dimensions of {name}")
         if n_dims > 8:
             raise r.fail(f"tensor {name} claims {n_dims} dimensions")
@@ -213,12 +273,19 @@ def _parse(r: _Reader) -> GGUFInfo:
             elements *= r.u64(f"shape of {name}")
         ggml_type = r.u32(f"type of {name}")
         offset = r.u64(f"offset of {name}")
+        if offset % alignment:
+            raise r.fail(f"tensor {name} starts at offset {offset}, not a multiple of {alignment}")
         block, block_bytes = _TYPE_SIZES.get(ggml_type, (1, 0))
-        tensors_end = max(tensors_end, offset + elements // block * block_bytes)
-
-    alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
-    if not isinstance(alignment, int) or alignment <= 0:
-        raise r.fail(f"general.alignment is {alignment!r}")
+        size = elements // block * block_bytes
+        tensors_end = max(tensors_end, offset + size)
+        parameters += elements
+        layer = _layer_of(name)
+        if layer is not None:
+            layer_bytes[layer] = layer_bytes.get(layer, 0) + size
+        elif name.startswith("output."):
+            output_bytes += size
+        else:
+            other_bytes += size
     data_start = -(-r.pos // alignment) * alignment
     if data_start + tensors_end > r.size:
         missing = data_start + tensors_end - r.size
@@ -227,4 +294,13 @@ def _parse(r: _Reader) -> GGUFInfo:
             f"than the file has ({r.size:,} bytes).",
             hint="The download was probably interrupted; download it again.",
         )
-    return GGUFInfo(r.path, version, r.size, tensor_count, metadata)
+    return GGUFInfo(r.path, version, r.size, tensor_count, metadata, parameters, layer_bytes,
+                    output_bytes, other_bytes)
+
+
+def _layer_of(tensor_name: str) -> int | None:
+    """`blk.12.attn_q.weight` -> 12."""
+    if not tensor_name.startswith("blk."):
+        return None
+    number = tensor_name[4:].partition(".")[0]
+    return int(number) if number.isdigit() else None

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from engine import config_docs
 from engine.config import FIELDS, PRICE_FIELDS, PROVIDER_FIELDS
 from memory.migrations import MIGRATIONS
 from memory.store import Store
@@ -16,6 +17,13 @@ def test_every_setting_is_documented() -> None:
     for name in [*PROVIDER_FIELDS, *PRICE_FIELDS]:
         if name != "name":  # a provider's name is its table's name
             assert f"| `{name}` |" in text, f"docs/configuration.md does not document {name}"
+
+
+def test_the_settings_tables_are_generated_from_the_config_model() -> None:
+    for path in config_docs.FILES:
+        text = path.read_text()
+        assert "<!-- generated: settings -->" in text, f"{path} has no generated settings table"
+        assert config_docs.render(text) == text, f"{path} is out of date: run python -m engine.config_docs"
 
 
 def test_every_column_is_documented(tmp_path: Path) -> None:

@@ -543,7 +543,7 @@ def test_cli_shows_where_an_answer_went_and_the_breakers(home: Path, server: Fak
 @pytest.mark.parametrize("case", ["load_failed", "out_of_memory"])
 async def test_a_local_model_that_cannot_load_falls_back(home: Path, server: FakeOpenAI, bad_model: Path,
                                                          case: str) -> None:
-    local = {"model": str(bad_model)} if case == "load_failed" else {"n_ctx": 50_000_000}  # ~1 TB of KV cache
+    local = {"model": str(bad_model)} if case == "load_failed" else {"n_ctx": 50_000_000, "auto_fit": False}  # ~1 TB of KV cache
     configure(home, provider(server.url), backends=["local", "fake"], allow_cloud=True, **local)
     engine = make_engine()
     events = await ask(engine)

@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Markdown, Static
 
 from app.editor import editor_command, is_paged
-from app.screens.modals import AUTOMATIC, BackendDialog, ConfirmDialog, TextDialog
+from app.screens.modals import AUTOMATIC, BackendDialog, ConfirmDialog, ModelDialog, TextDialog
 from app.slash import matches, parse, unescape
 from app.widgets.chat_log import (
     AnswerClicked,
@@ -48,6 +48,7 @@ class ChatScreen(Screen):
         Binding("ctrl+r", "open_source", "Open source"),
         Binding("ctrl+f", "folders", "Folders"),
         Binding("ctrl+l", "pick_backend", "Backend"),
+        Binding("f9", "pick_model", "Model"),
         Binding("ctrl+t", "show_trace", "Trace"),
         Binding("f3", "stats", "Stats"),
         Binding("f4", "review", "Review"),
@@ -585,6 +586,36 @@ class ChatScreen(Screen):
         from app.screens.folders import FoldersScreen
 
         self.app.push_screen(FoldersScreen(self.conversation_id))
+
+    @work(group="edit")
+    async def action_pick_model(self) -> None:
+        """Swap the local model: the old one is unloaded, the new one loads in the background."""
+        from engine.models import catalog
+
+        settings = self.engine.settings
+        rows = await asyncio.to_thread(catalog, settings.model, settings.models_dir)
+        local = self.engine.router.backends.get("local")
+        current = getattr(local, "model_path", None)
+        picked = await self.app.push_screen_wait(ModelDialog(rows, str(current) if current else None))
+        if picked is None or picked == str(current):
+            return
+        if self.answering:
+            self.notify("Stop the answer first (Esc), then switch models.", severity="warning")
+            return
+        self.status.state = "loading model…"
+        try:
+            backend = await self.engine.switch_model(picked)
+        except AssistantError as exc:
+            self.status.state = "model failed to load"
+            self.notify(str(exc), title="Model", severity="error", timeout=15)
+            return
+        self.show_backend()
+        self.status.state = "ready"
+        row = next(row for row in rows if row["path"] == picked)
+        keep = (f"model = \"{row['name']}\" in the config file" if row["source"] == "models_dir"
+                else f"assistant models use {row['name']}")
+        self.notify(f"Now answering with {backend.model_name}. To keep it as the default: {keep}",
+                    title="Model", timeout=6)
 
     @work(group="edit")
     async def action_pick_backend(self) -> None:

@@ -1,5 +1,5 @@
 """Small dialogs: a line of text (rename, feedback comment), a yes/no confirmation, and the
-backend picker."""
+backend and model pickers."""
 
 from __future__ import annotations
 
@@ -72,6 +72,35 @@ class BackendDialog(ModalScreen[str | None]):
             yield Label("Backend for this conversation", markup=False)
             yield OptionList(*options)
             yield Label("Enter: use · Esc: keep", classes="dialog-help")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+
+class ModelDialog(ModalScreen[str | None]):
+    """Pick the local model; returns its file path, or None (Esc)."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, models: list[dict], current: str | None) -> None:
+        super().__init__()
+        self.models, self.current = models, current
+
+    def compose(self) -> ComposeResult:
+        options = []
+        for row in self.models:
+            mark = "● " if row["path"] == self.current else "  "
+            if "error" in row:
+                options.append(Option(f"{mark}{row['name']} · {row['error']}", id=row["path"], disabled=True))
+                continue
+            size = f"{row['size'] / 1e9:.1f} GB" if row["size"] >= 1e9 else f"{row['size'] / 1e6:.0f} MB"
+            options.append(Option(f"{mark}{row['name']} · {row['quantization']} · {size} · "
+                                  f"context {row['context_length']} · {row['source']}", id=row["path"]))
+        with Vertical(classes="dialog wide-dialog"):
+            yield Label("Local model (the one loaded now is unloaded first)", markup=False)
+            yield OptionList(*options)
+            yield Label("Enter: load · Esc: keep · add more with `assistant models pull|add`",
+                        classes="dialog-help")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
+import logging
 import os
 import threading
 import time
@@ -18,11 +20,13 @@ from typing import Any, TypeVar
 
 from engine.backends.base import SamplingParams, StreamResult
 from engine.context import FittedPrompt, Message, fit_messages
-from engine.errors import GenerationError, ModelLoadError, ModelOutOfMemoryError
+from engine.errors import AssistantError, GenerationError, ModelLoadError, ModelOutOfMemoryError
+from engine.fit import Fit, Hardware, fit_model
 from engine.gguf import GGUFInfo, read_gguf
 from engine.models import DEFAULT_MODEL_FILE, resolve_model
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _DONE = object()
 BATCH_S = 0.03  # 30 ms: text still flows smoothly, and the event loop wakes 5x less often
 
@@ -32,12 +36,6 @@ def default_threads() -> int:
     are usually all physical; beyond that, assume two hardware threads per core."""
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return available if available <= 4 else available // 2
-
-
-def gpu_offload_supported() -> bool:
-    import llama_cpp
-
-    return bool(llama_cpp.llama_supports_gpu_offload())
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -65,14 +63,24 @@ class LocalBackend:
         n_batch: int = 512,
         flash_attn: bool = True,
         prompt_cache_mb: int = 256,
+        auto_fit: bool = True,
+        min_ctx: int = 512,
     ) -> None:
         # Resolved at load time, so a bad `model` setting is reported like any load error.
         self.model = str(model) if model else None
         self.models_dir = models_dir
         self.model_path: Path | None = None
-        self.model_name = Path(self.model).stem if self.model else Path(DEFAULT_MODEL_FILE).stem
+        try:
+            self.model_name = resolve_model(self.model, models_dir).stem
+        except AssistantError:
+            self.model_name = Path(self.model).stem if self.model else Path(DEFAULT_MODEL_FILE).stem
+        # n_ctx and n_gpu_layers as asked; after loading, the ones used (see `hardware_fit`).
         self.n_ctx = n_ctx
         self.n_gpu_layers = n_gpu_layers
+        self.requested = (n_ctx, n_gpu_layers)
+        self.auto_fit = auto_fit
+        self.min_ctx = min_ctx
+        self.hardware_fit: Fit | None = None
         self.n_threads = n_threads or default_threads()
         self.n_batch = n_batch
         self.flash_attn = flash_attn
@@ -115,30 +123,44 @@ class LocalBackend:
         self.info = read_gguf(self.model_path)  # a damaged file never reaches llama.cpp
         import llama_cpp  # imported here: it takes a while, and the UI must draw first
 
-        n_gpu_layers = self.n_gpu_layers
-        if n_gpu_layers is None:
-            n_gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
-        try:
-            self._llm = llama_cpp.Llama(
-                model_path=str(self.model_path),
-                n_ctx=self.n_ctx,
-                n_gpu_layers=n_gpu_layers,
-                n_threads=self.n_threads,
-                n_batch=min(self.n_batch, self.n_ctx),
-                flash_attn=self.flash_attn,
-                verbose=False,
-            )
-        except (ValueError, RuntimeError, MemoryError) as exc:
-            if _out_of_memory(exc):
-                raise ModelOutOfMemoryError(
-                    f"Not enough memory to load {self.model_path} with n_ctx={self.n_ctx}: {exc}.",
-                    hint="Lower n_ctx or n_gpu_layers, or use a smaller quantization.",
-                ) from exc
-            raise ModelLoadError(
-                f"llama.cpp could not load the model {self.model_path}: {exc}.",
-                hint="The file may need a newer llama-cpp-python, or more memory: "
-                "try a smaller quantization or a lower n_ctx / n_gpu_layers.",
-            ) from exc
+        fit = self.hardware_fit = self.choose_fit(bool(llama_cpp.llama_supports_gpu_offload()))
+        n_ctx, n_gpu_layers = fit.n_ctx, fit.n_gpu_layers
+        while True:
+            try:
+                self._llm = llama_cpp.Llama(
+                    model_path=str(self.model_path),
+                    n_ctx=n_ctx,
+                    n_gpu_layers=n_gpu_layers,
+                    n_threads=self.n_threads,
+                    n_batch=min(self.n_batch, n_ctx),
+                    flash_attn=self.flash_attn,
+                    verbose=False,
+                )
+                break
+            except (ValueError, RuntimeError, MemoryError) as exc:
+                if not _out_of_memory(exc):
+                    raise ModelLoadError(
+                        f"llama.cpp could not load the model {self.model_path}: {exc}.",
+                        hint="The file may need a newer llama-cpp-python, or more memory: "
+                        "try a smaller quantization or a lower n_ctx / n_gpu_layers.",
+                    ) from exc
+                smaller = self._smaller(n_ctx, n_gpu_layers)
+                if smaller is None:
+                    raise ModelOutOfMemoryError(
+                        f"Not enough memory to load {self.model_path} with n_ctx={n_ctx} and "
+                        f"n_gpu_layers={n_gpu_layers}: {exc}.",
+                        hint="Lower n_ctx or n_gpu_layers, or use a smaller quantization.",
+                    ) from exc
+                # The estimate was wrong (another program took the memory meanwhile): step down
+                # rather than fail, and say so in `hardware_fit`.
+                log.warning("Out of memory loading %s with n_ctx=%d, n_gpu_layers=%d; trying %s",
+                            self.model_path, n_ctx, n_gpu_layers, smaller)
+                n_ctx, n_gpu_layers = smaller
+                self.hardware_fit = dataclasses.replace(
+                    fit, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
+                    reason=f"{fit.reason}; out of memory when loading, so fell back to n_ctx={n_ctx}, "
+                    f"n_gpu_layers={n_gpu_layers}")
+        self.n_ctx = n_ctx
         self.n_gpu_layers = n_gpu_layers
         self._formatter = self._make_formatter()
         if self.prompt_cache_mb > 0:
@@ -146,6 +168,28 @@ class LocalBackend:
             # state after earlier answers too, so returning to another conversation (or starting one
             # with the same system prompt and sources) does not evaluate its history again.
             self._llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=self.prompt_cache_mb << 20))
+
+    def choose_fit(self, gpu_offload: bool) -> Fit:
+        """The context and GPU layers this machine can hold (engine/fit.py)."""
+        from engine.hardware import detect
+
+        assert self.info is not None
+        n_ctx, n_gpu_layers = self.requested
+        hardware = detect(gpu_offload) if self.auto_fit else Hardware(gpu_offload)
+        return fit_model(self.info, hardware, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, auto_fit=self.auto_fit,
+                         n_batch=self.n_batch, flash_attn=self.flash_attn, min_ctx=self.min_ctx)
+
+    def _smaller(self, n_ctx: int, n_gpu_layers: int) -> tuple[int, int] | None:
+        """The next, smaller configuration to try after running out of memory: fewer GPU layers
+        (unless configured), then a shorter context; None when there is nothing left to shed."""
+        if not self.auto_fit:
+            return None
+        if n_gpu_layers != 0 and self.requested[1] is None:
+            blocks = self.info.block_count if self.info and self.info.block_count else 32
+            return n_ctx, (blocks // 2 if n_gpu_layers < 0 else n_gpu_layers // 2)
+        if n_ctx > self.min_ctx:
+            return max(self.min_ctx, n_ctx // 2), n_gpu_layers
+        return None
 
     def _make_formatter(self) -> Any:
         """The model's own chat template, used to count prompt tokens exactly as llama.cpp will."""
