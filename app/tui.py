@@ -128,7 +128,7 @@ class AssistantApp(App):
              screen.action_stats),
             ("Review", "Thumbs-down answers and refusals: write the better answer (F4)",
              screen.action_review),
-            ("Evals", "Eval runs: metrics, plot, cases, and two runs compared (F9)", screen.action_evals),
+            ("Evals", "Eval runs: metrics, plot, cases, and two runs compared (F12)", screen.action_evals),
             ("Regenerate", "Answer the last question anew, not from the cache (F5)",
              screen.action_regenerate),
             ("Search conversations", "Find conversations by the words in them (F8)", screen.action_search),

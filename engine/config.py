@@ -81,6 +81,7 @@ class McpServer:
     command: str = _doc("The program that runs the server, e.g. `npx` or `uvx`.", "")
     args: tuple[str, ...] = _doc("Its arguments.", ())
     env: dict[str, str] = field(default_factory=dict, metadata={
+        "shown": "{}",
         "doc": "Environment variables for it: it gets none of yours "
                "(only PATH, HOME, USER, LOGNAME, SHELL, TERM)."})
     cwd: str | None = _doc("Its working folder.", None)

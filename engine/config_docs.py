@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.config import FIELDS, PRICE_FIELDS, PROVIDER_FIELDS
+from engine.config import FIELDS, MCP_FIELDS, PRICE_FIELDS, PROVIDER_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = (ROOT / "README.md", ROOT / "docs" / "configuration.md")
@@ -32,6 +32,8 @@ def default_text(f: dataclasses.Field) -> str:
         return "unset"
     if value == "":
         return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as TOML writes them
     if isinstance(value, tuple):
         return json.dumps(list(value))
     if isinstance(value, str):
@@ -54,6 +56,7 @@ def tables() -> dict[str, str]:
         "settings": table(FIELDS, "setting"),
         "providers": table(PROVIDER_FIELDS, "provider setting"),
         "prices": table(PRICE_FIELDS, "price setting"),
+        "mcp_servers": table(MCP_FIELDS, "MCP server setting"),
     }
 
 

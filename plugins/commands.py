@@ -23,7 +23,9 @@ def _tools(args: str, context: CommandContext) -> str:
 COMMANDS = [
     Command("remember", "remember TEXT as a long-term memory", _action("remember")),
     Command("memory", "open the memory screen", _action("memory")),
-    Command("model", "pick the backend and model of this conversation", _action("model")),
+    Command("model", "load another local model (F9)", _action("model")),
+    Command("backend", "pick the backend of this conversation: local or a provider (Ctrl+L)",
+            _action("backend")),
     Command("folders", "index folders and choose what this conversation searches", _action("folders")),
     Command("export", "export this conversation to Markdown (/export [FILE])", _action("export")),
     Command("incognito", "this conversation writes no long-term memory (again: off)", _action("incognito")),

@@ -224,7 +224,7 @@ async def test_evals_screen_shows_runs_and_compares(settings, tmp_path: Path) ->
         await run_eval(settings, load_dataset(dataset), Options(max_tokens=8))
     app = AssistantApp(Engine(settings))
     async with app.run_test(size=(160, 50)) as pilot:
-        await pilot.press("f9")
+        await pilot.press("f12")
         screen = app.screen
         assert isinstance(screen, EvalsScreen)
         await pilot.pause()

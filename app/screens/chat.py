@@ -54,7 +54,7 @@ class ChatScreen(Screen):
         Binding("f4", "review", "Review"),
         Binding("f5", "regenerate", "Regenerate", show=False),
         Binding("f8", "search", "Search"),
-        Binding("f9", "evals", "Evals"),
+        Binding("f12", "evals", "Evals"),
         Binding("f10", "memory", "Memory"),
         Binding("ctrl+s", "toggle_sidebar", "Sidebar"),
         Binding("f2", "rename_conversation", "Rename", show=False),
@@ -215,6 +215,8 @@ class ChatScreen(Screen):
         elif what == "memory":
             self.action_memory()
         elif what == "model":
+            self.action_pick_model()
+        elif what == "backend":
             self.action_pick_backend()
         elif what == "folders":
             self.action_folders()

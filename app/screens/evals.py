@@ -81,7 +81,7 @@ class EvalsScreen(Screen):
         if not self.runs:
             self.query_one("#eval-summary", Static).update(Text(
                 "No eval runs yet. In a terminal: assistant eval docs/evals/sample.jsonl\n"
-                "(see docs/evals.md), then come back here (F9)."))
+                "(see docs/evals.md), then come back here (F12)."))
             return
         self.show_selected()
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import assistant_example
 import pytest
 
-import assistant_example
 from plugins.hookspecs import CommandContext, ToolContext, ToolError
 from plugins.manager import command_registry, get_plugin_manager, loader_registry, tool_registry
 
