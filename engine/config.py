@@ -369,7 +369,8 @@ def _check_types(item: Any, fields: dict[str, Any], source: str) -> None:
             if not isinstance(value, dict):
                 raise ConfigError(f"Setting {name!r} ({source}) must be a table, not {value!r}.")
             if name in ("headers", "env") and not all(isinstance(v, str) for v in value.values()):
-                raise ConfigError(f"Setting {name!r} ({source}) must map names to text.")
+                what = "header" if name == "headers" else "variable"
+                raise ConfigError(f"Setting {name!r} ({source}) must map {what} names to text.")
             continue
         if kind == "bool" and not isinstance(value, bool):
             raise ConfigError(f"Setting {name!r} ({source}) must be true or false, not {value!r}.")

@@ -98,7 +98,7 @@ async def test_cancelled_answer_is_logged_with_its_partial_text(settings: Settin
 
 
 async def test_partial_answers_stay_out_of_the_next_prompt(settings: Settings) -> None:
-    engine = Engine(settings.replace(max_tokens=400))
+    engine = Engine(settings.replace(max_tokens=120))  # long enough to stop mid-way, short for "Hello"
     conversation: list[int] = []
 
     async def consume() -> None:
