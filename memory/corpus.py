@@ -13,7 +13,7 @@ from typing import Any
 
 from memory.documents import Chunk
 from memory.errors import NotFoundError
-from memory.store import Store, _translated, dicts, now
+from memory.store import StoreView, _translated, dicts, now
 
 # Words too common to help full-text search find anything.
 _STOPWORDS = frozenset(
@@ -22,13 +22,7 @@ _STOPWORDS = frozenset(
 )
 
 
-class Corpus:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.conn = store.conn
-        self.path = store.path  # for error messages
-        self._lock = store._lock
-        self._transaction = store._transaction
+class Corpus(StoreView):
 
     # folders -----------------------------------------------------------------------------------
 

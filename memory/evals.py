@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from memory.errors import NotFoundError
-from memory.store import Store, _translated, dicts, now
+from memory.store import StoreView, _translated, dicts, now
 
 _JSON_RUN = ("config", "summary")
 _JSON_RESULT = ("metrics", "details")
@@ -23,13 +23,7 @@ def _decoded(row: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
     return row
 
 
-class EvalLog:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.conn = store.conn
-        self.path = store.path  # for error messages
-        self._lock = store._lock
-        self._transaction = store._transaction
+class EvalLog(StoreView):
 
     # runs --------------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import Any
 from memory.embedder import Embedder
 from memory.errors import AssistantError, NotFoundError
 from memory.proposals import extract
-from memory.store import Store, _translated, dicts, now
+from memory.store import Store, StoreView, _translated, dicts, now
 from memory.vectors import VectorIndex
 
 COLLECTION = "memories"
@@ -39,16 +39,12 @@ class Recalled:
     score: float  # cosine similarity to the question; 1.0 for a pinned memory
 
 
-class LongTermMemory:
+class LongTermMemory(StoreView):
     def __init__(
         self, store: Store, vectors: Callable[[], VectorIndex], embedder: Embedder | None = None
     ) -> None:
         """`vectors` opens the "memories" collection on first use (Chroma is slow to import)."""
-        self.store = store
-        self.conn = store.conn
-        self.path = store.path  # for error messages
-        self._lock = store._lock
-        self._transaction = store._transaction
+        super().__init__(store)
         self._open_vectors = vectors
         self._vectors: VectorIndex | None = None
         self.embedder = embedder or Embedder()

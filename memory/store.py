@@ -545,6 +545,18 @@ class Store:
         self.conn.execute("COMMIT")
 
 
+class StoreView:
+    """One job's view of a store (the corpus, memories, transcripts...): the same connection, lock
+    and transactions, so each of its methods is one short transaction too."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.conn = store.conn
+        self.path = store.path  # for error messages
+        self._lock = store._lock
+        self._transaction = store._transaction
+
+
 def _statements(script: str) -> list[str]:
     """Split a migration into statements; triggers hold semicolons of their own."""
     statements, current = [], ""

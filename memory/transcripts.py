@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from memory.errors import AssistantError
-from memory.store import Store, _translated, dicts, now
+from memory.store import StoreView, _translated, dicts, now
 
 FORMAT = "assistant.conversation/1"
 _CONVERSATION_KEYS = ("id", "title", "created_at", "updated_at", "backend", "system_template", "incognito")
@@ -30,13 +30,7 @@ class ImportFormatError(AssistantError):
     """A file to import is not an export of conversations."""
 
 
-class Transcripts:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.conn = store.conn
-        self.path = store.path
-        self._lock = store._lock
-        self._transaction = store._transaction
+class Transcripts(StoreView):
 
     # export ------------------------------------------------------------------------------------
 
