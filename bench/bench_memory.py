@@ -80,10 +80,10 @@ async def turns_bench(turns: int, rounds: int) -> dict:
     engine = Engine(settings)
     await engine.load_model()
     ours = []
-    for _ in range(rounds):
+    for r in range(rounds):
         conversation, ttft = None, []
         for i in range(turns):
-            events = [e async for e in engine.ask(question(i), conversation)]
+            events = [e async for e in engine.ask(question(r, i), conversation)]
             conversation = events[-1].conversation_id
             ttft.append(events[-1].timings.ttft_ms)
         ours.append(ttft)
@@ -98,11 +98,11 @@ async def turns_bench(turns: int, rounds: int) -> dict:
                 verbose=False)
     list(llm.create_chat_completion(messages=[{"role": "user", "content": "Hi"}], stream=True, max_tokens=4))
     raw = []
-    for _ in range(rounds):
+    for r in range(rounds):
         messages = [{"role": "system", "content": settings.system_prompt}]
         ttft = []
         for i in range(turns):
-            messages.append({"role": "user", "content": question(i)})
+            messages.append({"role": "user", "content": question(r, i)})
             start, first, pieces = time.perf_counter(), None, []
             for chunk in llm.create_chat_completion(messages=messages, stream=True, max_tokens=48,
                                                     temperature=0.0, seed=42):
@@ -117,8 +117,10 @@ async def turns_bench(turns: int, rounds: int) -> dict:
     return {"ours": ours, "raw": raw, "prompt_tokens": prompt_tokens}
 
 
-def question(i: int) -> str:
-    return f"Turn {i + 1}: tell me one short fact about the number {i + 1}."
+def question(round_: int, i: int) -> str:
+    """Each round is another conversation: its first question is new to the model's caches (the
+    system prompt before it is not, as in real use)."""
+    return f"Conversation {round_ + 1}, turn {i + 1}: tell me one short fact about the number {i + 1}."
 
 
 def report(r: dict, t: dict, count: int, queries: int, turns: int, rounds: int) -> str:

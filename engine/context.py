@@ -51,8 +51,9 @@ def fit_messages(
     def fits(start: int) -> bool:
         return count_tokens(head + history[start:] + [last]) <= budget
 
-    # Fewer kept messages never need more tokens, so the first start that fits is found by bisection.
-    low, high = 0, len(history)
+    # Fewer kept messages never need more tokens, so the first start that fits is found by bisection;
+    # first the common case, everything fits, in one count (each count formats the whole prompt).
+    low, high = (0, 0) if fits(0) else (1, len(history))
     while low < high:
         middle = (low + high) // 2
         if fits(middle):
