@@ -249,16 +249,23 @@ class Store:
     def record_answer(
         self, conversation_id: int, text: str, partial: bool, response: dict[str, Any],
         spans: list[dict[str, Any]] | None = None, review: str | None = None,
-        cache: tuple[str, float, list[int]] | None = None,
+        cache: tuple[str, float, list[int]] | None = None, draft_id: int | None = None,
     ) -> tuple[int | None, int]:
         """Save an answer (complete, or partial after an error or cancel), its response row, its
         trace's spans, when `review` gives a reason its place in the review queue, and with
         `cache` = (key, seconds to keep, source chunk ids) a cache entry, in one transaction;
-        returns (message id or None when there is no text, response id)."""
+        returns (message id or None when there is no text, response id). `draft_id` is the
+        message `save_draft` kept while the answer streamed: it becomes the answer."""
         with self._transaction():
             message_id = None
-            if text:
-                status = "partial" if partial else "complete"
+            status = "partial" if partial else "complete"
+            if draft_id is not None and text:
+                self.conn.execute("UPDATE messages SET content = ?, status = ? WHERE id = ?",
+                                  [text, status, draft_id])
+                message_id = draft_id
+            elif draft_id is not None:
+                self.conn.execute("DELETE FROM messages WHERE id = ?", [draft_id])
+            elif text:
                 message_id = self._insert_message(conversation_id, "assistant", text, status)
             row = {**response, "conversation_id": conversation_id, "message_id": message_id}
             row.setdefault("created_at", now())
@@ -281,6 +288,16 @@ class Store:
                      (stamp + timedelta(seconds=ttl_s)).isoformat()],
                 )
             return message_id, response_id
+
+    @_translated
+    def save_draft(self, conversation_id: int, message_id: int | None, text: str) -> int:
+        """Keep the answer so far while it streams, as a partial message (inserted the first time,
+        updated after): a crash or kill -9 mid-answer then loses at most the last second of it."""
+        if message_id is None:
+            with self._transaction():
+                return self._insert_message(conversation_id, "assistant", text, "partial")
+        self.conn.execute("UPDATE messages SET content = ? WHERE id = ?", [text, message_id])
+        return message_id
 
     @_translated
     def save_question_vector(self, response_id: int, context_key: str, vector: bytes) -> None:
@@ -469,9 +486,20 @@ class Store:
         written meanwhile are either wholly in it or not at all)."""
         if target.exists():
             raise StoreError(f"{target} already exists.", hint="Choose another file name.")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self.conn.execute("VACUUM INTO ?", [str(target)])
-        os.chmod(target, 0o600)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Written under a temporary name, created private before SQLite writes a byte, and
+        # renamed only once complete: a backup killed half-way leaves no file at `target` that
+        # looks like a backup, and no moment where other users can read the copy.
+        partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        partial.unlink(missing_ok=True)
+        os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        try:
+            self.conn.execute("VACUUM INTO ?", [str(partial)])
+            with open(partial, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
 
     @staticmethod
     def check_backup(source: Path) -> None:
