@@ -491,7 +491,7 @@ class Store:
         # renamed only once complete: a backup killed half-way leaves no file at `target` that
         # looks like a backup, and no moment where other users can read the copy.
         partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-        partial.unlink(missing_ok=True)
+        _remove_stale_partials(target)
         os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         try:
             self.conn.execute("VACUUM INTO ?", [str(partial)])
@@ -571,6 +571,21 @@ class Store:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+
+def _remove_stale_partials(target: Path) -> None:
+    """Half-written copies of `target` left by backups that were killed (their process is gone)."""
+    for path in target.parent.glob(f".{target.name}.partial-*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+                continue  # another backup to the same name is running
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+        path.unlink(missing_ok=True)
 
 
 def _statements(script: str) -> list[str]:
