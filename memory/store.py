@@ -30,6 +30,7 @@ from memory.errors import (
 from memory.migrations import MIGRATIONS
 
 BUSY_TIMEOUT_S = 10.0
+LOW_SPACE_BYTES = 1 << 20  # an I/O error with less free space than this is a full disk
 T = TypeVar("T")
 
 
@@ -65,7 +66,10 @@ def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
             f"The database {path} is locked by another program.",
             hint="Another assistant may be writing; try again in a moment.",
         )
-    if code == sqlite3.SQLITE_FULL or "disk is full" in text:
+    # On a full disk SQLite in WAL mode often fails to grow its shared-memory file first, and says
+    # "disk I/O error" (SQLITE_IOERR_SHMSIZE), not "full": the free space tells which it is.
+    if code == sqlite3.SQLITE_FULL or "disk is full" in text or (
+            code == sqlite3.SQLITE_IOERR and _free_bytes(path) < LOW_SPACE_BYTES):
         return StorageFullError(
             f"The disk holding {path} is full; nothing more can be saved.",
             hint="Free some space; what you typed is kept in the prompt.",
@@ -75,7 +79,18 @@ def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
             f"The database {path} is damaged or not a SQLite database ({text}).",
             hint="Move it aside and start again; `assistant doctor` checks it.",
         )
+    if code == sqlite3.SQLITE_IOERR:
+        return StoreError(f"The database {path} failed: {text}.",
+                          hint="Check the disk holding it: its free space, its permissions, its health.")
     return StoreError(f"The database {path} failed: {text}.")
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        stat = os.statvfs(path.parent)
+    except (OSError, AttributeError):  # no statvfs on Windows: assume space is not the cause
+        return LOW_SPACE_BYTES
+    return stat.f_bavail * stat.f_frsize
 
 
 class Store:
