@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from engine.backends.base import SamplingParams, StreamResult
 from engine.backends.openai_compat import OpenAICompatibleBackend
 from engine.config import FIELDS, PROVIDER_FIELDS, Provider, load_settings
-from engine.errors import AssistantError, ConfigError
+from engine.errors import AssistantError, ConfigError, InvalidModelError
 from engine.gguf import GGUFInfo, _parse, _Reader, read_gguf
 from engine.models import default_model_path
 from memory.chunker import chunk_lines, estimate_tokens
@@ -320,3 +320,40 @@ def test_config_loader_known_oddities(tmp_path: Path, raw: bytes) -> None:
     path.write_bytes(raw)
     with pytest.raises(ConfigError):
         load_settings(path, {})
+
+
+def damaged_model(tmp_path: Path, patches: list[tuple[int, int]]) -> Path:
+    raw, size = header()
+    data = bytearray(raw)
+    for offset, value in patches:
+        data[offset] = value
+    path = tmp_path / "damaged.gguf"
+    with path.open("wb") as fh:
+        fh.write(data)
+        fh.truncate(size)
+    return path
+
+
+@pytest.mark.parametrize(("patches", "why"), [
+    ([(3925, 113)], "lists the token 'qs' twice"),  # a token renamed into another one
+    ([(667165, 0)], "twice"),  # a NUL byte: llama.cpp reads "Mont\0rey" as "Mont", a duplicate
+    ([(489, 171)], "block_count is 2868903966"),  # more layers than llama.cpp allows
+])
+def test_damage_that_made_llama_cpp_abort_is_refused_first(tmp_path: Path, patches: list, why: str) -> None:
+    """Found by tests/gguf_fuzz.py: each of these passed the validator, then llama.cpp failed a
+    GGML_ASSERT and aborted the whole process (the TUI with it)."""
+    with pytest.raises(InvalidModelError, match=why):
+        read_gguf(damaged_model(tmp_path, patches))
+
+
+def test_mutated_models_never_abort_llama_cpp() -> None:
+    """tests/gguf_fuzz.py in a subprocess: hundreds of damaged models loaded for real."""
+    import subprocess
+    import sys
+
+    trials = max(EXAMPLES, 100)
+    done = subprocess.run([sys.executable, "-m", "tests.gguf_fuzz", str(trials), os.environ.get("FUZZ_SEED", "1")],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=900)
+    last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    assert done.returncode == 0 and last.startswith(f"done {trials}"), f"crashed ({done.returncode}) at {last}"
+    assert "loaded" in last and "InvalidModelError" in last  # both kinds of outcome were reached
