@@ -22,12 +22,14 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -406,8 +408,10 @@ def run_trials(scenario: object, trials: int, seed: int, report: Callable[[Trial
 
 
 def summary(trials: list[Trial]) -> dict[str, object]:
+    """Counts: trials, failed ones, where the kills landed (numbers as N), and what was lost."""
+    landed = Counter(re.sub(r"\d+(\.\d+)?", "N", t.stage.split(":")[0]) for t in trials)
     return {"trials": len(trials), "failed": sum(bool(t.problems) for t in trials),
-            "stages": sorted({t.stage.split(":")[0].split(",")[0] for t in trials}),
+            "stages": [f"{stage} ({count})" for stage, count in landed.most_common()],
             "problems": sorted({p for t in trials for p in t.problems})}
 
 
