@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 UNLOGGED = "(content not logged)"
-DRAFT_S = 1.0  # a kill -9 mid-answer loses at most this much of the answer streamed so far
+DRAFT_S = 0.25  # a kill -9 mid-answer loses at most this much of the answer streamed so far
 
 
 def local_backend(settings: Settings) -> LocalBackend:

@@ -307,7 +307,7 @@ class Store:
     @_translated
     def save_draft(self, conversation_id: int, message_id: int | None, text: str) -> int:
         """Keep the answer so far while it streams, as a partial message (inserted the first time,
-        updated after): a crash or kill -9 mid-answer then loses at most the last second of it."""
+        updated after): a crash or kill -9 mid-answer then loses at most the last moment of it."""
         if message_id is None:
             with self._transaction():
                 return self._insert_message(conversation_id, "assistant", text, "partial")

@@ -115,6 +115,7 @@ def rows(path: Path, sql: str, params: tuple = ()) -> list[tuple]:
 
 class AnswerScenario:
     name = "answer"
+    row = "SIGKILL during an answer"  # its row in docs/reliability.md
     what = "SIGKILL during `assistant ask` (start-up, model load, streaming, saving)"
 
     def __init__(self, work: Path, max_tokens: int = 120, verify_continue: bool = True) -> None:
@@ -200,6 +201,7 @@ def index_counts(home: Path) -> dict[str, object]:
 
 class IndexScenario:
     name = "index"
+    row = "SIGKILL during indexing"  # its row in docs/reliability.md
     what = "SIGKILL during `assistant index` (start-up, scanning, embedding, storing), then resume"
 
     def __init__(self, work: Path, files: int = 150) -> None:
@@ -280,6 +282,7 @@ def old_database(path: Path, conversations: int = 3000, per_conversation: int = 
 
 class MigrationScenario:
     name = "migration"
+    row = "SIGKILL during a migration"  # its row in docs/reliability.md
     what = f"SIGKILL while `assistant history` migrates a schema-{OLD_SCHEMA} database of 60k messages"
 
     def __init__(self, work: Path) -> None:
@@ -334,6 +337,7 @@ class MigrationScenario:
 
 class BackupScenario:
     name = "backup"
+    row = "SIGKILL during a backup"  # its row in docs/reliability.md
     what = "SIGKILL during `assistant backup` of a 60k-message database"
 
     def __init__(self, work: Path) -> None:
