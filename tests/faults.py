@@ -204,7 +204,7 @@ class IndexScenario:
     row = "SIGKILL during indexing"  # its row in docs/reliability.md
     what = "SIGKILL during `assistant index` (start-up, scanning, embedding, storing), then resume"
 
-    def __init__(self, work: Path, files: int = 150) -> None:
+    def __init__(self, work: Path, files: int = 400) -> None:
         from tests.rag_corpus import write_many_files
 
         self.work = work

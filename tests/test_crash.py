@@ -61,6 +61,8 @@ ROWS = {
     "Damaged GGUF model files": test_fuzz.test_mutated_models_never_abort_llama_cpp,
     "Any server-sent event stream from a remote server": test_fuzz.test_sse_parser_takes_any_stream,
     "Any config file and ASSISTANT_* variables": test_fuzz.test_config_loader_takes_any_file_and_environment,
+    "Any line typed in the prompt (the slash-command parser, app/slash.py)":
+        test_fuzz.test_slash_command_parser_takes_any_line,
     "Instructions hidden in indexed documents": test_security.test_citations_cannot_escape_the_indexed_folder,
 }
 

@@ -2,7 +2,7 @@
 remote backend, and the config loader. Whatever the input, each either works or raises an error of
 our own tree (AssistantError and its subclasses), within a deadline: anything else is a bug.
 
-The example counts here are for `make test`; `make soak` runs this file again with
+The slash-command parser (app/slash.py) is fuzzed too. The example counts here are for `make test`; `make soak` runs this file again with
 FUZZ_EXAMPLES=2000 (and tests/gguf_fuzz.py, which loads mutated models into llama.cpp itself, in
 a subprocess that a crash of the C library cannot take down).
 """
@@ -357,3 +357,25 @@ def test_mutated_models_never_abort_llama_cpp() -> None:
     last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
     assert done.returncode == 0 and last.startswith(f"done {trials}"), f"crashed ({done.returncode}) at {last}"
     assert "loaded" in last and "InvalidModelError" in last  # both kinds of outcome were reached
+
+
+# -- slash-command parser (app/slash.py) -------------------------------------------------------------
+
+
+@FUZZ
+@given(line=st.text(max_size=60) | st.text(max_size=30).map(lambda t: "/" + t),
+       names=st.lists(st.text(string.ascii_lowercase + "-_", min_size=1, max_size=10), max_size=8))
+def test_slash_command_parser_takes_any_line(line: str, names: list[str]) -> None:
+    from app.slash import complete, matches, parse, unescape
+
+    parsed = parse(line)
+    if parsed is not None:
+        name, args = parsed
+        assert line.strip().startswith("/" + name) or line.strip().lower().startswith("/" + name)
+        assert name == name.lower() and " " not in name and args == args.strip()
+    assert isinstance(unescape(line), str)
+    found = matches(line, names)
+    assert all(n.startswith(line[1:].lower()) for n in found)
+    completed = complete(line, names)
+    assert completed is None or (completed.startswith("/") and any(f"/{n}".startswith(completed.rstrip())
+                                                                    for n in found))
