@@ -1,8 +1,9 @@
 """Fuzzing with hypothesis: the loaders, the chunker, the GGUF validator, the SSE parser of the
-remote backend, and the config loader. Whatever the input, each either works or raises an error of
-our own tree (AssistantError and its subclasses), within a deadline: anything else is a bug.
+remote backend, the config loader and the slash-command parser. Whatever the input, each either
+works or raises an error of our own tree (AssistantError and its subclasses), within a deadline:
+anything else is a bug.
 
-The slash-command parser (app/slash.py) is fuzzed too. The example counts here are for `make test`; `make soak` runs this file again with
+The example counts here are for `make test`; `make soak` runs this file again with
 FUZZ_EXAMPLES=2000 (and tests/gguf_fuzz.py, which loads mutated models into llama.cpp itself, in
 a subprocess that a crash of the C library cannot take down).
 """
