@@ -226,7 +226,12 @@ class IndexScenario:
             trial.stage = "before the database was opened"
         else:
             counts = index_counts(home)
-            trial.stage = f"{counts['files']} of {self.clean['files']} files indexed, {counts['chunks']} chunks"
+            if counts["files"]:
+                trial.stage = "all files indexed, not finished" if counts["files"] == self.clean["files"] \
+                    else "some files indexed"
+            else:
+                trial.stage = "chunks stored, none embedded yet" if counts["chunks"] else "before any chunk was stored"
+            trial.stage += f": {counts['files']} of {self.clean['files']} files, {counts['chunks']} chunks"
         check_integrity(home, trial)
         run(home, "index", str(self.corpus), "--json")  # resume
         check_integrity(home, trial)

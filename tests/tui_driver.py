@@ -41,12 +41,13 @@ async def drive(seconds: float, output: Path) -> None:
             prompt = app.screen.query_one(PromptInput)
             prompt.focus()
             prompt.load_text(question)
+            before = len(app.screen.query(AnswerMessage))  # this conversation's answers so far
             await pilot.press("enter")
             answer: AnswerMessage | None = None
             waited = time.monotonic()
             while time.monotonic() - waited < 180:
                 answers = list(app.screen.query(AnswerMessage))
-                if len(answers) >= number and (answers[-1].response_id is not None or answers[-1].state):
+                if len(answers) > before and (answers[-1].response_id is not None or answers[-1].state):
                     answer = answers[-1]
                     break
                 await asyncio.sleep(0.05)
@@ -55,6 +56,8 @@ async def drive(seconds: float, output: Path) -> None:
                           "conversation_id": app.screen.conversation_id})
             if number % 5 == 0:
                 await pilot.press("ctrl+n")  # new conversations too, not one ever-growing one
+                while len(app.screen.query(AnswerMessage)):
+                    await asyncio.sleep(0.05)
     output.write_text(json.dumps({"asked": asked, "shown": shown}))
 
 
