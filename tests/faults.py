@@ -53,7 +53,9 @@ class Trial:
 
 def env_for(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
-    env.update(ASSISTANT_HOME=str(home), ASSISTANT_TEMPERATURE="0", ASSISTANT_SEED="42",
+    # One decoding thread: several processes share the cores here, and llama.cpp's threads spin
+    # while they wait for each other, which slowed oversubscribed runs down a hundredfold.
+    env.update(ASSISTANT_HOME=str(home), ASSISTANT_TEMPERATURE="0", ASSISTANT_SEED="42", ASSISTANT_N_THREADS="1",
                PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", **extra)
     return env
 
