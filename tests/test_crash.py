@@ -33,7 +33,7 @@ def test_sigkill_during_answers_keeps_earlier_turns_and_the_answer_so_far(tmp_pa
 
 
 def test_sigkill_during_indexing_then_resume_matches_a_clean_run(tmp_path: Path) -> None:
-    check(run_trials(IndexScenario(tmp_path, files=300), 2, SEED))
+    check(run_trials(IndexScenario(tmp_path, files=120), 2, SEED))
 
 
 @pytest.mark.parametrize("name", ["migration", "backup"])
@@ -42,7 +42,7 @@ def test_sigkill_during_migration_and_backup_loses_nothing(tmp_path: Path, name:
 
 
 def test_tui_ask_and_index_at_once_lose_nothing_and_never_say_locked(tmp_path: Path) -> None:
-    result = soak(tmp_path / "home", minutes=0.33, seed=SEED)
+    result = soak(tmp_path / "home", minutes=0.25, seed=SEED)
     assert result.problems == []
     assert result.commands.get("tui", 0) >= 1 and result.commands.get("ask", 0) >= 1
     assert result.commands.get("index", 0) >= 1 and result.answers >= 2
