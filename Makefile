@@ -41,6 +41,12 @@ bench: install
 	# About 40 min the first time (it builds a 100k-chunk index, cached in bench/.cache), then ~7 min.
 	$(BIN)/python bench/bench_rag.py --files 2000 --chunks 100000 --write docs/benchmarks.md
 
+# Crash trials (SIGKILL at random points, 50 each), a 10-minute concurrency soak, long fuzzing and the
+# prompt-injection measurement; about 90 minutes on 2 cores. Results go to docs/reliability.md.
+soak: install
+	$(BIN)/python -m tests.soak --trials 50 --minutes 10 --fuzz-examples 2000 --write
+	$(BIN)/python -m tests.injection --write
+
 lint: install
 	$(BIN)/ruff check app engine memory plugins tests bench
 

@@ -26,6 +26,16 @@ def _settings(**overrides: Any):
         raise click.ClickException(str(exc)) from exc
 
 
+class _PrivateLogFile(logging.handlers.RotatingFileHandler):
+    """Log files readable by the user only (0600), also the ones rotation starts anew."""
+
+    def _open(self):  # noqa: ANN202 - a text stream, as in logging.FileHandler
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if hasattr(os, "fchmod"):  # not on Windows, where the mode means little anyway
+            os.fchmod(fd, 0o600)  # a file left by an older version, or created under another umask
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)  # noqa: SIM115
+
+
 def _log_to_file() -> None:
     """Library warnings (pypdf, chromadb, ...) go to a file in the data folder: on stderr they
     would scribble over the TUI and the progress bars."""
@@ -33,7 +43,7 @@ def _log_to_file() -> None:
 
     try:
         folder = ensure_private_dir(data_dir() / "logs")
-        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+        handler: logging.Handler = _PrivateLogFile(
             folder / "assistant.log", maxBytes=2_000_000, backupCount=2, encoding="utf-8"
         )
     except OSError:  # a read-only data folder must not stop the app; then logs are dropped

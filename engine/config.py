@@ -142,6 +142,10 @@ class Settings:
     chunk_tokens: int = _doc("Size of an indexed chunk in tokens (estimated).", 200)
     chunk_overlap: int = _doc("Tokens shared by consecutive chunks, so no sentence is cut off.", 40)
     index_max_file_mb: float = _doc("Files larger than this are skipped when indexing.", 20.0)
+    index_follow_outside_links: bool = _doc(
+        "Index what symlinks in a folder point to outside it. Off: such links are skipped (and listed), "
+        "so a folder from elsewhere cannot pull ~/.ssh or /etc into answers.", False
+    )
     vector_store_url: str | None = _doc(
         "A Chroma server (http://host:8000) instead of the local vector store in the data folder.", None
     )

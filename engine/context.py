@@ -15,6 +15,9 @@ from engine.errors import ContextOverflowError
 Message = dict[str, str]
 TokenCounter = Callable[[list[Message]], int]
 CUT_MARK = "\n[… {n} characters cut to fit the context window …]\n"
+# No tokenizer makes tokens this long: text over budget * this many characters cannot fit, so a
+# pasted megabyte is cut by length first instead of being tokenized whole at every bisection step.
+MAX_CHARS_PER_TOKEN = 32
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ def fit_messages(
 
     truncated = False
     last = {"role": "user", "content": question}
-    if count_tokens(head + [last]) > budget:
+    if len(question) > budget * MAX_CHARS_PER_TOKEN or count_tokens(head + [last]) > budget:
         last = {"role": "user", "content": _shorten(question, head, budget, count_tokens)}
         truncated = True
 
@@ -74,7 +77,7 @@ def _shorten(text: str, head: list[Message], budget: int, count_tokens: TokenCou
         half = keep // 2
         return text[:half] + CUT_MARK.format(n=len(text) - keep) + text[len(text) - (keep - half) :]
 
-    low, high = 0, len(text)
+    low, high = 0, min(len(text), budget * MAX_CHARS_PER_TOKEN)
     while low < high:
         middle = (low + high + 1) // 2
         if count_tokens(head + [{"role": "user", "content": cut(middle)}]) <= budget:

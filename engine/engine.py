@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 UNLOGGED = "(content not logged)"
+DRAFT_S = 0.25  # a kill -9 mid-answer loses at most this much of the answer streamed so far
 
 
 def local_backend(settings: Settings) -> LocalBackend:
@@ -312,6 +313,7 @@ class Engine:
         proposals: list[dict[str, Any]] = []
         steps: list[ToolStep] = []
         status, error = "cancelled", None
+        draft = _Draft(store, conversation_id, enabled=settings.log_content)
         try:
             with trace.span("retrieval") as span:
                 passages = await self._search(question, conversation_id, span.attrs)
@@ -398,12 +400,14 @@ class Engine:
                     if route.first is not None:
                         first_at = last_at = route.first_at
                         pieces.append(route.first)
+                        draft.offer(pieces)
                         yield Token(route.first)
                     async with contextlib.aclosing(route.rest) as stream:
                         async for piece in stream:
                             last_at = time.perf_counter()
                             first_at = first_at or last_at
                             pieces.append(piece)
+                            draft.offer(pieces)
                             yield Token(piece)
                 except AssistantError as exc:
                     await router.finish(route, exc)
@@ -451,8 +455,9 @@ class Engine:
             self._remember(conversation_id, question, text if status == "ok" else "")
             # Shielded: a second cancel must not lose the row.
             spans = trace.rows()
+            draft_id = await asyncio.shield(draft.settle())
             saving = asyncio.ensure_future(self._db(store.record_answer, conversation_id, saved_text,
-                                                    status != "ok", row, spans, review, keep))
+                                                    status != "ok", row, spans, review, keep, draft_id))
             try:
                 message_id, response_id = await asyncio.shield(saving)
                 if keep and vector is not None:  # a new standalone answer: findable by similar questions
@@ -858,6 +863,52 @@ def _generation_spans(trace: Trace, route: Route, last_at: float | None, ended_a
     trace.add("server wait", began, r.first_byte_at, "generation")
     trace.add("first token", began, first, "generation")
     trace.add("decode", first, last_at, "generation")
+
+
+class _Draft:
+    """The answer so far, saved while it streams (at the first token, then every DRAFT_S), so a
+    crash or kill -9 mid-answer keeps it as a partial message. One save at a time, in a thread;
+    a failing save (full disk) stops the drafts, never the answer."""
+
+    def __init__(self, store: Store, conversation_id: int, enabled: bool) -> None:
+        self.store, self.conversation_id, self.enabled = store, conversation_id, enabled
+        self.message_id: int | None = None
+        self._saving: asyncio.Future[int] | None = None
+        self._saved_at = 0.0
+
+    def offer(self, pieces: list[str]) -> None:
+        if not self.enabled or not self._collect():
+            return
+        now_s = time.monotonic()
+        if self.message_id is not None and now_s - self._saved_at < DRAFT_S:
+            return
+        self._saved_at = now_s
+        self._saving = asyncio.ensure_future(asyncio.to_thread(
+            self.store.save_draft, self.conversation_id, self.message_id, "".join(pieces)))
+
+    def _collect(self) -> bool:
+        """Take the last save's outcome; False while it is still running."""
+        saving = self._saving
+        if saving is None:
+            return True
+        if not saving.done():
+            return False
+        self._saving = None
+        if saving.cancelled():
+            return True
+        if (exc := saving.exception()) is not None:
+            log.warning("saving the answer so far failed: %s", exc)
+            self.enabled = False
+            return True
+        self.message_id = saving.result()
+        return True
+
+    async def settle(self) -> int | None:
+        """Wait for a save in flight; the draft's message id (None: no draft)."""
+        if self._saving is not None:
+            await asyncio.gather(self._saving, return_exceptions=True)
+            self._collect()
+        return self.message_id
 
 
 def _exact_key(context_key: str, question: str) -> str:

@@ -20,6 +20,7 @@ MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
 MAX_COUNT = 10_000_000  # far above any real model; stops a hostile count from looping for hours
+MAX_LAYERS = 512  # llama.cpp's LLAMA_MAX_LAYERS: more, and it aborts the process instead of failing
 
 # value type -> struct format of a scalar
 _SCALARS = {
@@ -176,6 +177,27 @@ class _Reader:
             raise self.fail(f"items of {key} run past the end of the file")
         self.pos = pos
 
+    def unique_strings(self, n: int, key: str) -> None:
+        """Skip `n` strings that must all differ: llama.cpp aborts the whole process (a failed
+        GGML_ASSERT, not an error) on a vocabulary that lists a token twice."""
+        buf, pos, size, unpack = self.buf, self.pos, self.size, _U64.unpack_from
+        seen: set[bytes] = set()
+        for _ in range(n):
+            if pos + 8 > size:
+                self.pos = pos
+                raise self.fail(f"items of {key} run past the end of the file")
+            end = pos + 8 + unpack(buf, pos)[0]
+            # llama.cpp reads a token as a C string: a NUL byte ends it there.
+            token = buf[pos + 8 : end].split(b"\0", 1)[0]
+            if token in seen:
+                self.pos = pos
+                raise self.fail(f"{key} lists the token {token.decode('utf-8', 'replace')!r} twice")
+            seen.add(token)
+            pos = end
+        if pos > size:
+            raise self.fail(f"items of {key} run past the end of the file")
+        self.pos = pos
+
     def value(self, kind: int, key: str) -> Any:
         if kind in _SCALARS:
             return self.scalar(_SCALARS[kind], f"value of {key}")
@@ -188,6 +210,8 @@ class _Reader:
                 size = struct.calcsize(_SCALARS[item_kind])
                 self.need(n * size, f"items of {key}")
                 self.pos += n * size
+            elif item_kind == _STRING and key == "tokenizer.ggml.tokens":
+                self.unique_strings(n, key)
             elif item_kind == _STRING:
                 self.skip_strings(n, key)
             else:
@@ -256,6 +280,10 @@ def _parse(r: _Reader) -> GGUFInfo:
     alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
     if type(alignment) is not int or alignment <= 0:
         raise r.fail(f"general.alignment is {alignment!r}")
+    architecture = metadata.get("general.architecture")
+    layers = metadata.get(f"{architecture}.block_count")
+    if isinstance(layers, int) and not 0 < layers <= MAX_LAYERS:
+        raise r.fail(f"{architecture}.block_count is {layers}, not between 1 and {MAX_LAYERS}")
 
     tensors_end = parameters = output_bytes = other_bytes = 0
     layer_bytes: dict[int, int] = {}

@@ -53,6 +53,7 @@ class Knowledge:
             self.corpus, self.vectors, self.embedder, self.loaders, self.folder / "index.lock",
             max_file_bytes=int(self.settings.index_max_file_mb * 1_000_000),
             chunk_tokens=self.settings.chunk_tokens, chunk_overlap=self.settings.chunk_overlap,
+            follow_outside_links=self.settings.index_follow_outside_links,
         )
 
     def index(self, folder: Path, callback: Callable[[Progress], None] | None = None,

@@ -33,6 +33,14 @@ def database_file() -> Path:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create `path` readable by the user only: conversations are private."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create `path` readable by the user only: conversations are private. Missing folders above
+    it are made private too (`mkdir(parents=True)` would give them the umask's 0755: the logs
+    folder, created first at start-up, left the data folder itself open to everyone)."""
+    missing = []
+    folder = path
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
     return path

@@ -105,6 +105,7 @@ class Indexer:
         max_file_bytes: int = 20_000_000,
         chunk_tokens: int = 200,
         chunk_overlap: int = 40,
+        follow_outside_links: bool = False,
     ) -> None:
         self.corpus = corpus
         self.vectors = vectors
@@ -114,6 +115,7 @@ class Indexer:
         self.max_file_bytes = max_file_bytes
         self.chunk_tokens = chunk_tokens
         self.chunk_overlap = chunk_overlap
+        self.follow_outside_links = follow_outside_links
 
     # the single writer ---------------------------------------------------------------------------
 
@@ -140,7 +142,7 @@ class Indexer:
             summary.resumed_chunks = self.reconcile()
             folder_id = self.corpus.add_folder(root)
             known = self.corpus.files(folder_id)
-            found = list(scan(root, self.loaders.kind_of, self.max_file_bytes))
+            found = list(scan(root, self.loaders.kind_of, self.max_file_bytes, self.follow_outside_links))
             progress.files_total = len(found)
             seen: set[str] = set()
             batch = _Batch()

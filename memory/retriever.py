@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -34,6 +35,12 @@ class Passage:
     @property
     def path(self) -> str:
         return str(PurePosixPath(self.folder) / self.file)
+
+    def real_path_inside(self) -> bool:
+        """Whether the file, with every symlink resolved, is still inside its indexed folder (a link
+        swapped in after indexing could point anywhere: such a source is not opened)."""
+        folder = os.path.realpath(self.folder)
+        return os.path.commonpath([folder, os.path.realpath(self.path)]) == folder
 
     @property
     def location(self) -> str:

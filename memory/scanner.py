@@ -14,12 +14,15 @@ with a `skip_reason` for the user to see, not an exception:
     already scanned through a symlink    a folder reached earlier through a link to it
     duplicate of docs/a.md               the same file reached again (symlink or hard link)
     unreadable folder: permission denied the folder could not be listed
+    links outside the folder (to /x/y)  a symlink whose target is not inside the scanned folder
 
 Silently left out (not reported): names starting with "." (files, and folders which are not
 entered), `.git`, and paths matched by `.gitignore` or `.assistantignore` files in the folder or
 any folder below it, with git's rules (negation, "dir/" patterns, the deepest file wins, and a
-file in an ignored folder cannot be re-included). Symlinks are followed, also out of the folder;
-each folder and each file is visited once.
+file in an ignored folder cannot be re-included). Symlinks are followed within the folder; one
+that leads out of it is skipped (unless `follow_outside`): a folder from elsewhere (a cloned
+repository, an unpacked archive) must not pull ~/.ssh or /etc into the index, its answers and
+their citations. Each folder and each file is visited once.
 """
 
 from __future__ import annotations
@@ -64,9 +67,11 @@ class _Folder:
     entries: Iterator[os.DirEntry[str]]
 
 
-def scan(root: Path, kind_of: KindOf, max_file_bytes: int = 20_000_000) -> Iterator[ScanResult]:
+def scan(root: Path, kind_of: KindOf, max_file_bytes: int = 20_000_000,
+         follow_outside: bool = False) -> Iterator[ScanResult]:
     """Every file under `root` to index (skip_reason None) or skipped (with the reason)."""
     root = Path(os.path.abspath(root))
+    real_root = os.path.realpath(root)
     try:
         root_stat = os.stat(root)
     except OSError as exc:
@@ -102,6 +107,12 @@ def scan(root: Path, kind_of: KindOf, max_file_bytes: int = 20_000_000) -> Itera
         is_dir = stat.S_ISDIR(info.st_mode)
         if _ignored(folder.rules, relative, is_dir):
             continue
+        if not follow_outside and entry.is_symlink():
+            target = os.path.realpath(path)
+            if os.path.commonpath([real_root, target]) != real_root:
+                reason = f"links outside the folder (to {target})"
+                yield ScanResult(path, relative, 0, info.st_mtime_ns, reason)
+                continue
         if is_dir:
             key = (info.st_dev, info.st_ino)
             if key in visited_folders:

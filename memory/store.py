@@ -30,6 +30,7 @@ from memory.errors import (
 from memory.migrations import MIGRATIONS
 
 BUSY_TIMEOUT_S = 10.0
+LOW_SPACE_BYTES = 1 << 20  # an I/O error with less free space than this is a full disk
 T = TypeVar("T")
 
 
@@ -65,7 +66,10 @@ def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
             f"The database {path} is locked by another program.",
             hint="Another assistant may be writing; try again in a moment.",
         )
-    if code == sqlite3.SQLITE_FULL or "disk is full" in text:
+    # On a full disk SQLite in WAL mode often fails to grow its shared-memory file first, and says
+    # "disk I/O error" (SQLITE_IOERR_SHMSIZE), not "full": the free space tells which it is.
+    if code == sqlite3.SQLITE_FULL or "disk is full" in text or (
+            code == sqlite3.SQLITE_IOERR and _free_bytes(path) < LOW_SPACE_BYTES):
         return StorageFullError(
             f"The disk holding {path} is full; nothing more can be saved.",
             hint="Free some space; what you typed is kept in the prompt.",
@@ -75,7 +79,18 @@ def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
             f"The database {path} is damaged or not a SQLite database ({text}).",
             hint="Move it aside and start again; `assistant doctor` checks it.",
         )
+    if code == sqlite3.SQLITE_IOERR:
+        return StoreError(f"The database {path} failed: {text}.",
+                          hint="Check the disk holding it: its free space, its permissions, its health.")
     return StoreError(f"The database {path} failed: {text}.")
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        stat = os.statvfs(path.parent)
+    except (OSError, AttributeError):  # no statvfs on Windows: assume space is not the cause
+        return LOW_SPACE_BYTES
+    return stat.f_bavail * stat.f_frsize
 
 
 class Store:
@@ -249,16 +264,23 @@ class Store:
     def record_answer(
         self, conversation_id: int, text: str, partial: bool, response: dict[str, Any],
         spans: list[dict[str, Any]] | None = None, review: str | None = None,
-        cache: tuple[str, float, list[int]] | None = None,
+        cache: tuple[str, float, list[int]] | None = None, draft_id: int | None = None,
     ) -> tuple[int | None, int]:
         """Save an answer (complete, or partial after an error or cancel), its response row, its
         trace's spans, when `review` gives a reason its place in the review queue, and with
         `cache` = (key, seconds to keep, source chunk ids) a cache entry, in one transaction;
-        returns (message id or None when there is no text, response id)."""
+        returns (message id or None when there is no text, response id). `draft_id` is the
+        message `save_draft` kept while the answer streamed: it becomes the answer."""
         with self._transaction():
             message_id = None
-            if text:
-                status = "partial" if partial else "complete"
+            status = "partial" if partial else "complete"
+            if draft_id is not None and text:
+                self.conn.execute("UPDATE messages SET content = ?, status = ? WHERE id = ?",
+                                  [text, status, draft_id])
+                message_id = draft_id
+            elif draft_id is not None:
+                self.conn.execute("DELETE FROM messages WHERE id = ?", [draft_id])
+            elif text:
                 message_id = self._insert_message(conversation_id, "assistant", text, status)
             row = {**response, "conversation_id": conversation_id, "message_id": message_id}
             row.setdefault("created_at", now())
@@ -281,6 +303,16 @@ class Store:
                      (stamp + timedelta(seconds=ttl_s)).isoformat()],
                 )
             return message_id, response_id
+
+    @_translated
+    def save_draft(self, conversation_id: int, message_id: int | None, text: str) -> int:
+        """Keep the answer so far while it streams, as a partial message (inserted the first time,
+        updated after): a crash or kill -9 mid-answer then loses at most the last moment of it."""
+        if message_id is None:
+            with self._transaction():
+                return self._insert_message(conversation_id, "assistant", text, "partial")
+        self.conn.execute("UPDATE messages SET content = ? WHERE id = ?", [text, message_id])
+        return message_id
 
     @_translated
     def save_question_vector(self, response_id: int, context_key: str, vector: bytes) -> None:
@@ -469,9 +501,20 @@ class Store:
         written meanwhile are either wholly in it or not at all)."""
         if target.exists():
             raise StoreError(f"{target} already exists.", hint="Choose another file name.")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self.conn.execute("VACUUM INTO ?", [str(target)])
-        os.chmod(target, 0o600)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Written under a temporary name, created private before SQLite writes a byte, and
+        # renamed only once complete: a backup killed half-way leaves no file at `target` that
+        # looks like a backup, and no moment where other users can read the copy.
+        partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        _remove_stale_partials(target)
+        os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        try:
+            self.conn.execute("VACUUM INTO ?", [str(partial)])
+            with open(partial, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
 
     @staticmethod
     def check_backup(source: Path) -> None:
@@ -555,6 +598,21 @@ class StoreView:
         self.path = store.path  # for error messages
         self._lock = store._lock
         self._transaction = store._transaction
+
+
+def _remove_stale_partials(target: Path) -> None:
+    """Half-written copies of `target` left by backups that were killed (their process is gone)."""
+    for path in target.parent.glob(f".{target.name}.partial-*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+                continue  # another backup to the same name is running
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+        path.unlink(missing_ok=True)
 
 
 def _statements(script: str) -> list[str]:

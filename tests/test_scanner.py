@@ -91,7 +91,7 @@ EXPECTED = [
     ("keep.log", None),
     ("legacy.txt", None),
     ("link_to_notes.md", "duplicate of a_notes.md"),
-    ("linked/external.md", None),
+    ("linked", "links outside the folder (to {outside})"),
     ("module.py", None),
     ("notes", "unsupported type (no extension)"),
     ("page.html", None),
@@ -108,9 +108,14 @@ EXPECTED = [
 ]
 
 
+def expected(folder: Path) -> list[tuple[str, str | None]]:
+    outside = os.path.realpath(folder.parent / "outside")
+    return [(path, reason and reason.format(outside=outside)) for path, reason in EXPECTED]
+
+
 def test_every_file_is_indexed_skipped_with_a_reason_or_ignored(folder: Path, registry) -> None:
     results = list(scan(folder, registry.kind_of, max_file_bytes=LIMIT))
-    assert [(r.relative, r.skip_reason) for r in results] == EXPECTED
+    assert [(r.relative, r.skip_reason) for r in results] == expected(folder)
     assert results == list(scan(folder, registry.kind_of, max_file_bytes=LIMIT))  # deterministic
     for result in results:
         assert result.path.is_absolute() and result.path == folder / result.relative
@@ -118,9 +123,19 @@ def test_every_file_is_indexed_skipped_with_a_reason_or_ignored(folder: Path, re
     assert notes.size == len(MARKDOWN) and notes.mtime_ns == (folder / "a_notes.md").stat().st_mtime_ns
 
 
+def test_links_out_of_the_folder_are_followed_only_when_asked(folder: Path, registry) -> None:
+    results = {r.relative: r.skip_reason for r in scan(folder, registry.kind_of, LIMIT, follow_outside=True)}
+    assert results["linked/external.md"] is None
+    (folder / "sub" / "passwd.md").symlink_to("/etc/passwd")  # a file link, and a chain of links
+    (folder / "chain.md").symlink_to(folder / "sub" / "passwd.md")
+    results = {r.relative: r.skip_reason for r in scan(folder, registry.kind_of, LIMIT)}
+    assert results["sub/passwd.md"] == results["chain.md"] == "links outside the folder (to /etc/passwd)"
+    assert "linked/external.md" not in results
+
+
 def test_a_yes_no_callable_is_enough(folder: Path, registry) -> None:
     results = scan(folder, lambda path: registry.for_path(path) is not None, max_file_bytes=LIMIT)
-    assert [(r.relative, r.skip_reason) for r in results] == EXPECTED  # pdf/docx not "binary file"
+    assert [(r.relative, r.skip_reason) for r in results] == expected(folder)  # pdf/docx not "binary file"
 
 
 def test_the_mixed_folder_loads_and_chunks_without_raising(folder: Path, registry) -> None:

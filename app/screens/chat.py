@@ -570,6 +570,9 @@ class ChatScreen(Screen):
         if not Path(passage.path).exists():
             self.notify(f"{passage.path} is gone (moved or deleted since it was indexed).", severity="error")
             return
+        if not passage.real_path_inside():
+            self.notify(f"{passage.path} now links outside {passage.folder}; not opened.", severity="error")
+            return
         if is_paged(passage.path):
             self.app.open_url(Path(passage.path).as_uri())  # the system viewer
             return

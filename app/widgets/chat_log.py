@@ -12,9 +12,15 @@ from textual.widgets import Button, Markdown, Static
 RATING_MARKS = {1: "👍", -1: "👎", None: ""}
 
 
+SHOWN_CHARS = 4_000  # of a question; a pasted megabyte laid out in full would stall every repaint
+
+
 class UserMessage(Static):
     def __init__(self, text: str) -> None:
-        super().__init__(text, markup=False)
+        shown = text
+        if len(text) > SHOWN_CHARS:
+            shown = f"{text[:SHOWN_CHARS]}\n… {len(text) - SHOWN_CHARS:,} more characters (kept in full)"
+        super().__init__(shown, markup=False)
         self.text = text
 
 

@@ -26,6 +26,7 @@ from engine.resilience import RateLimiter, backoff_delay, retry_after_s
 from engine.secrets import Secret, api_key, redact
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+MAX_TOOL_CALLS = 64  # in one streamed answer; a chunk naming a higher index is not a real answer
 ERROR_BODY_LIMIT = 2000  # characters of a server's error body worth showing
 
 
@@ -197,25 +198,33 @@ class OpenAICompatibleBackend:
     def _read_chunk(self, data: str, result: StreamResult) -> str | None:
         try:
             chunk = json.loads(data)
-            usage = chunk.get("usage") or {}
-            if usage:
-                result.prompt_tokens = usage.get("prompt_tokens", result.prompt_tokens)
-                result.completion_tokens = usage.get("completion_tokens", result.completion_tokens)
+            usage = _mapping(chunk.get("usage") or {})
+            if usage:  # counts that are not whole numbers are ignored, not trusted
+                result.prompt_tokens = _count(usage.get("prompt_tokens"), result.prompt_tokens)
+                result.completion_tokens = _count(usage.get("completion_tokens"), result.completion_tokens)
             choices = chunk.get("choices") or []
+            if not isinstance(choices, list):
+                raise TypeError("choices is not a list")
             if not choices:
                 return None
-            choice = choices[0]
-            result.finish_reason = choice.get("finish_reason") or result.finish_reason
-            delta = choice.get("delta") or {}
+            choice = _mapping(choices[0])
+            finish = choice.get("finish_reason")
+            result.finish_reason = finish if isinstance(finish, str) and finish else result.finish_reason
+            delta = _mapping(choice.get("delta") or {})
             text = delta.get("content")
-            for call in delta.get("tool_calls") or []:  # streamed in fragments, by index
+            calls = delta.get("tool_calls") or []
+            if not isinstance(calls, list):
+                raise TypeError("tool_calls is not a list")
+            for call in map(_mapping, calls):  # streamed in fragments, by index
                 index = call.get("index", 0)
+                if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < MAX_TOOL_CALLS:
+                    raise ValueError(f"tool call index {index!r}")  # a huge one would fill the memory
                 while len(result.tool_calls) <= index:
                     result.tool_calls.append({"id": "", "name": "", "arguments": ""})
-                slot, function = result.tool_calls[index], call.get("function") or {}
-                slot["id"] = call.get("id") or slot["id"]
-                slot["name"] += function.get("name") or ""
-                slot["arguments"] += function.get("arguments") or ""
+                slot, function = result.tool_calls[index], _mapping(call.get("function") or {})
+                slot["id"] = _text(call.get("id")) or slot["id"]
+                slot["name"] += _text(function.get("name"))
+                slot["arguments"] += _text(function.get("arguments"))
         except (ValueError, AttributeError, TypeError) as exc:
             raise BackendError(
                 f"{self.name} streamed data that is not a chat completion chunk: {redact(data[:200])!r}."
@@ -240,6 +249,22 @@ class OpenAICompatibleBackend:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, not {type(value).__name__}")
+    return value
+
+
+def _text(value: Any) -> str:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"expected text, not {type(value).__name__}")
+    return value or ""
+
+
+def _count(value: Any, default: Any) -> Any:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
 
 
 def _reason(exc: Exception) -> str:
