@@ -67,11 +67,13 @@ def test_a_full_disk_is_a_clear_error_and_corrupts_nothing(tmp_path: Path) -> No
     assert result["chunks"] == 200 and result["files"] == 201 and result["sqlite_equals_chroma"]
 
 
-def ask_limited(home: Path, *args: str, n_ctx: int, limit_bytes: int) -> subprocess.CompletedProcess:
-    """`assistant ask` with its address space capped (RLIMIT_AS): llama.cpp's allocations really fail."""
+def ask_limited(home: Path, *args: str, n_ctx: int, limit_bytes: int, auto_fit: bool = False
+                ) -> subprocess.CompletedProcess:
+    """`assistant ask` with its address space capped (RLIMIT_AS): llama.cpp's allocations really fail.
+    `auto_fit` off, as it would cap n_ctx at the model's trained context before trying."""
     if not shutil.which("prlimit"):
         pytest.skip("prlimit (util-linux) is not installed")
-    env = env_for(home, ASSISTANT_N_CTX=str(n_ctx), ASSISTANT_MAX_TOKENS="8")
+    env = env_for(home, ASSISTANT_N_CTX=str(n_ctx), ASSISTANT_MAX_TOKENS="8", ASSISTANT_AUTO_FIT=str(int(auto_fit)))
     return subprocess.run(["prlimit", f"--as={limit_bytes}", sys.executable, "-m", "app", *args], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300)
 
@@ -80,15 +82,17 @@ LIMIT = 3_000_000_000  # enough for Python and the model with a 2k context, not 
 
 
 def test_a_model_load_out_of_memory_explains_then_falls_back(home: Path) -> None:
-    fits = ask_limited(home, "ask", "Say hi.", n_ctx=2048, limit_bytes=LIMIT)
+    fits = ask_limited(home, "ask", "--no-cache", "Say hi.", n_ctx=2048, limit_bytes=LIMIT)
     assert fits.returncode == 0, fits.stderr  # the limit alone does not break anything
-    failed = ask_limited(home, "ask", "Say hi.", n_ctx=131072, limit_bytes=LIMIT)
+    failed = ask_limited(home, "ask", "--no-cache", "Say hi.", n_ctx=131072, limit_bytes=LIMIT)
     assert failed.returncode == 1 and "Traceback" not in failed.stderr
     assert "Not enough memory to load" in failed.stderr and "n_ctx=131072" in failed.stderr
     assert "Lower n_ctx or n_gpu_layers" in failed.stderr
+    fitted = ask_limited(home, "ask", "--no-cache", "Say hi.", n_ctx=131072, limit_bytes=LIMIT, auto_fit=True)
+    assert fitted.returncode == 0, fitted.stderr  # fitted to the machine instead (n_ctx capped)
     with FakeOpenAI() as server:  # with a second backend, the router falls back to it
         configure(home, provider(server.url), backends=["local", "fake"], allow_cloud=True)
-        routed = ask_limited(home, "ask", "Say hi.", n_ctx=131072, limit_bytes=LIMIT)
+        routed = ask_limited(home, "ask", "--no-cache", "Say hi.", n_ctx=131072, limit_bytes=LIMIT)
     assert routed.returncode == 0, routed.stderr
     assert "Hello from the remote server." in routed.stdout
     assert "local:" in routed.stderr and "memory" in routed.stderr  # the user is told why
