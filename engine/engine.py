@@ -445,7 +445,8 @@ class Engine:
                 row["memory_ids"] = json.dumps([m.id for m in recalled])
             keep = None  # a new answer from the route's first backend is kept for next time
             first_choice = route is not None and route.backend is router.primary(preferred)
-            if status == "ok" and cache_key and first_choice and not steps:
+            # An empty answer is not kept: it would come back empty for every repeat of the question.
+            if status == "ok" and cache_key and first_choice and not steps and text.strip():
                 keep = (cache_key, settings.cache_ttl_hours * 3600, [p.chunk_id for p in passages])
             review = "guardrail" if isinstance(error, InvalidOutputError) else None
             if status == "ok" and findings:  # flagged, not rejected: the answer stands, a person looks

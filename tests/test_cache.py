@@ -130,3 +130,24 @@ async def test_semantic_cache_hits_a_paraphrase_and_misses_another_question(sett
     off = Engine(settings)  # off by default
     assert (await events_of(off, "Which one is the capital city of France?"))[-1].cached_from is None
     await off.close()
+
+
+async def test_an_empty_answer_is_not_cached(home: Path) -> None:
+    """Found by tests/test_resources.py: an answer with no text was cached, and every repeat of
+    the question got the empty answer back for a week."""
+    from engine import load_settings
+    from tests.openai_server import FakeOpenAI
+    from tests.test_remote import configure, provider
+
+    with FakeOpenAI() as server:
+        configure(home, provider(server.url), backends=["fake"], allow_cloud=True)
+        server.then([], ["Now", " with", " words."])
+        engine = Engine(load_settings().replace(temperature=0.0, seed=42, max_tokens=16))
+        try:
+            first = (await events_of(engine, "Say something."))[-1]
+            again = (await events_of(engine, "Say something."))[-1]
+        finally:
+            await engine.close()
+    assert isinstance(first, Finished) and first.text == ""
+    assert again.text == "Now with words." and again.cached_from is None
+    assert len(server.requests) == 2
