@@ -29,7 +29,7 @@ run: install
 	$(BIN)/assistant
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not soak"
 
 bench: install
 	$(BIN)/python bench/bench_foundation.py --write docs/benchmarks.md
@@ -44,6 +44,7 @@ bench: install
 # Crash trials (SIGKILL at random points, 50 each), a 10-minute concurrency soak, long fuzzing and the
 # prompt-injection measurement; about 90 minutes on 2 cores. Results go to docs/reliability.md.
 soak: install
+	$(BIN)/python -m pytest -m soak
 	$(BIN)/python -m tests.soak --trials 50 --minutes 10 --fuzz-examples 2000 --write
 	$(BIN)/python -m tests.injection --write
 

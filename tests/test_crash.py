@@ -33,7 +33,7 @@ def test_sigkill_during_answers_keeps_earlier_turns_and_the_answer_so_far(tmp_pa
 
 
 def test_sigkill_during_indexing_then_resume_matches_a_clean_run(tmp_path: Path) -> None:
-    check(run_trials(IndexScenario(tmp_path, files=120), 2, SEED))
+    check(run_trials(IndexScenario(tmp_path, files=60), 1, SEED))
 
 
 @pytest.mark.parametrize("name", ["migration", "backup"])

@@ -41,6 +41,7 @@ def in_private_tmpfs(mount: Path, size: str, *command: str) -> list[str]:
     return ["unshare", *flags, "--propagation", "private", "sh", "-c", script, "sh", *command]
 
 
+@pytest.mark.soak  # a minute of real processes: in `make soak`
 def test_a_full_disk_is_a_clear_error_and_corrupts_nothing(tmp_path: Path) -> None:
     mount = tmp_path / "small"
     mount.mkdir()
