@@ -111,6 +111,7 @@ class Engine:
         self._unlogged: dict[int, list[dict[str, str]]] = {}  # conversations, when log_content is off
         self._plugin_manager: Any = None
         self._mcp: Any = None  # engine.mcp.McpTools, when MCP servers are configured
+        self._tools: dict[str, Tool] | None = None
         self._guardrails: Guardrails | None = None
         self.router.redact = self._redact
         self._observers: set[asyncio.Future[None]] = set()
@@ -540,9 +541,11 @@ class Engine:
         a worker thread (plugins load on first use)."""
         from plugins.manager import tool_registry
 
-        registered = tool_registry(self.plugins())
-        wanted = self.settings.tools
-        return {n: t for n, t in registered.items() if wanted is None or n in wanted}
+        if self._tools is None:  # once: asking every plugin (and MCP server) per question is waste
+            wanted = self.settings.tools
+            registered = tool_registry(self.plugins())
+            self._tools = {n: t for n, t in registered.items() if wanted is None or n in wanted}
+        return self._tools
 
     async def _recall(self, question: str) -> tuple[list[Recalled], list[str]]:
         """Long-term memories for the question; a failing memory store costs the memories, not

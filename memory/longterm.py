@@ -107,7 +107,7 @@ class LongTermMemory(StoreView):
 
     def search(self, query: str, k: int = 10, threshold: float = 0.0) -> list[dict[str, Any]]:
         """Memories most similar to `query`, each with its "score"; nothing is marked as used."""
-        found = self._nearest(query, k, threshold)
+        found = self._nearest(query, k, threshold) if self._any() else []
         rows = self._rows([i for i, _ in found])
         return [{**rows[i], "score": round(score, 3)} for i, score in found if i in rows]
 
@@ -118,7 +118,10 @@ class LongTermMemory(StoreView):
             return []
         chosen = [Recalled(r["id"], r["text"], r["kind"], 1.0) for r in self._pinned(k)]
         taken = {r.id for r in chosen}
-        similar = [(i, s) for i, s in self._nearest(question, k + len(taken), threshold) if i not in taken]
+        similar = []
+        if len(chosen) < k:  # the question is embedded only when similarity can add something
+            nearest = self._nearest(question, k + len(taken), threshold)
+            similar = [(i, s) for i, s in nearest if i not in taken]
         rows = self._rows([i for i, _ in similar])
         chosen += [Recalled(i, rows[i]["text"], rows[i]["kind"], s) for i, s in similar if i in rows]
         chosen = chosen[:k]
@@ -127,7 +130,7 @@ class LongTermMemory(StoreView):
         return chosen
 
     def _nearest(self, text: str, k: int, threshold: float) -> list[tuple[int, float]]:
-        if k <= 0 or not self._any():
+        if k <= 0:
             return []
         return [(i, s) for i, s in self.vectors.nearest(self._embed(text), k) if s >= threshold]
 

@@ -88,7 +88,13 @@ def test_cli_exports_markdown_and_jsonl_and_imports(home: Path, tmp_path: Path) 
     assert "[1]" in proposals and "short answers" in proposals
     assert "Remembered #1" in run("memory", "accept", "1").stdout
     assert "short answers" in run("memory", "list").stdout
+    assert "similarity" in run("memory", "search", "answer length").stdout
+    assert "pinned" in run("memory", "edit", "1", "--pin").stdout
+    run("memory", "export", str(tmp_path / "memories.jsonl"))
     assert "Forgot #1" in run("memory", "forget", "1").stdout
     assert run("memory", "list").stdout.startswith("No memories")
+    assert "Added 1 of 1" in run("memory", "import", str(tmp_path / "memories.jsonl")).stdout
+    assert "short answers" in run("memory", "list").stdout and "pinned" in run("memory", "list").stdout
+    assert "Added 0 of 1" in run("memory", "import", str(tmp_path / "memories.jsonl")).stdout
     run("memory", "off")
     assert "is off" in run("memory", "status").stdout

@@ -20,6 +20,13 @@ def chat(app: AssistantApp) -> ChatScreen:
     return app.screen
 
 
+async def ready(app: AssistantApp) -> ChatScreen:
+    """The chat screen, once its model has loaded."""
+    screen = chat(app)
+    await wait_for(lambda: screen.status.state == "ready", what="model loaded")
+    return screen
+
+
 def answers(app: AssistantApp) -> list[AnswerMessage]:
     return list(app.screen.query(AnswerMessage))
 
@@ -40,8 +47,7 @@ async def finished_answer(app: AssistantApp, count: int = 1) -> AnswerMessage:
 async def test_question_streams_an_answer_and_thumbs_up_is_stored(settings: Settings) -> None:
     app = AssistantApp(Engine(settings))
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = chat(app)
-        await wait_for(lambda: screen.status.state == "ready", what="model loaded")
+        screen = await ready(app)
         await ask(pilot, "What is the capital of France?")
         answer = await finished_answer(app)
         assert screen.query_one(PromptInput).text == ""  # the prompt was cleared on send
@@ -312,8 +318,7 @@ async def test_trace_stats_and_review_screens(settings: Settings) -> None:
 
     app = AssistantApp(Engine(settings))
     async with app.run_test(size=(150, 45)) as pilot:
-        screen = chat(app)
-        await wait_for(lambda: screen.status.state == "ready", what="model loaded")
+        await ready(app)
         await ask(pilot, "What is the capital of France?")
         answer = await finished_answer(app)
         await pilot.press("ctrl+t")

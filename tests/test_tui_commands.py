@@ -13,7 +13,7 @@ from app.widgets.prompt import PromptInput
 from engine import Engine, Settings
 from tests.conftest import wait_for
 from tests.test_tools import SideEffects
-from tests.test_tui import answers, ask, chat, finished_answer
+from tests.test_tui import answers, ask, chat, finished_answer, ready
 
 
 def notes(app: AssistantApp) -> list[str]:
@@ -48,8 +48,7 @@ async def test_a_side_effecting_tool_asks_in_a_dialog(settings: Settings) -> Non
     (await asyncio.to_thread(engine.plugins)).register(plugin, name="side-effects")
     app = AssistantApp(engine)
     async with app.run_test(size=(140, 45)) as pilot:
-        screen = chat(app)
-        await wait_for(lambda: screen.status.state == "ready", what="model loaded")
+        await ready(app)
         await ask(pilot, "Email bob@example.com: lunch at noon.")
         await wait_for(lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation", timeout=90)
         assert "send_email" in app.screen.question

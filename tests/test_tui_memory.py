@@ -12,14 +12,13 @@ from app.tui import AssistantApp
 from app.widgets.chat_log import ProposalCard, UserMessage
 from engine import Engine, Settings
 from tests.conftest import wait_for
-from tests.test_tui import ask, chat, finished_answer
+from tests.test_tui import ask, finished_answer, ready
 
 
 async def test_proposal_remember_then_memory_screen_edit_pin_forget(settings: Settings) -> None:
     app = AssistantApp(Engine(settings))
     async with app.run_test(size=(140, 45)) as pilot:
-        screen = chat(app)
-        await wait_for(lambda: screen.status.state == "ready", what="model loaded")
+        screen = await ready(app)
         await ask(pilot, "I prefer metric units for every measurement.")
         await finished_answer(app)
         await wait_for(lambda: bool(screen.query(ProposalCard)), what="a proposal card")
@@ -56,8 +55,7 @@ async def test_proposal_remember_then_memory_screen_edit_pin_forget(settings: Se
 async def test_incognito_conversation_proposes_nothing_and_fork_copies(settings: Settings) -> None:
     app = AssistantApp(Engine(settings))
     async with app.run_test(size=(140, 45)) as pilot:
-        screen = chat(app)
-        await wait_for(lambda: screen.status.state == "ready", what="model loaded")
+        screen = await ready(app)
         await ask(pilot, "/incognito")
         await wait_for(lambda: screen.status.incognito, what="incognito")
         await ask(pilot, "I prefer tea over coffee.")
