@@ -133,6 +133,7 @@ def ask(ctx: click.Context, question: str, model: str | None, conversation: int 
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise click.ClickException(f"Cannot read the JSON schema {schema_file}: {exc}.") from exc
     engine = Engine(settings)
+    engine.prefill_next_turn = False  # this process ends after the answer
     if backend is not None and backend not in engine.router.backends:
         known = ", ".join(engine.router.backends)
         raise click.UsageError(f"There is no backend named {backend!r}; known: {known}.")

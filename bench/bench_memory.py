@@ -31,6 +31,7 @@ from sections import write_section  # noqa: E402
 
 SUBJECTS = ["coffee", "tea", "the garden", "the budget", "Python", "Rust", "trains", "the kitchen", "music",
             "running", "the car", "holidays", "books", "the dog", "cooking", "backups", "the office", "chess"]
+READ_S = 1.0  # between turns, as a person reads the answer: every side gets the same pause
 VERBS = ["prefers", "dislikes", "decided about", "often asks about", "wants short answers on", "knows a lot of"]
 
 
@@ -79,15 +80,18 @@ async def turns_bench(turns: int, rounds: int) -> dict:
     settings = load_settings().replace(temperature=0.0, seed=42, max_tokens=48, cache=False)
     engine = Engine(settings)
     await engine.load_model()
-    ours = []
+    runs: dict[str, list[list[float]]] = {"ours": [], "no prefill": []}
     for r in range(rounds):
-        conversation, ttft = None, []
-        for i in range(turns):
-            events = [e async for e in engine.ask(question(r, i), conversation)]
-            conversation = events[-1].conversation_id
-            ttft.append(events[-1].timings.ttft_ms)
-        ours.append(ttft)
-    prompt_tokens = events[0].prompt_tokens
+        for side, prefill in (("ours", True), ("no prefill", False)):
+            engine.prefill_next_turn = prefill
+            conversation, ttft, prompt_tokens = None, [], []
+            for i in range(turns):
+                events = [e async for e in engine.ask(question(2 * r + prefill, i), conversation)]
+                conversation = events[-1].conversation_id
+                ttft.append(events[-1].timings.ttft_ms)
+                prompt_tokens.append(events[0].prompt_tokens)
+                await asyncio.sleep(READ_S)  # the user reads the answer
+            runs[side].append(ttft)
     await engine.close()
 
     from llama_cpp import Llama
@@ -102,7 +106,7 @@ async def turns_bench(turns: int, rounds: int) -> dict:
         messages = [{"role": "system", "content": settings.system_prompt}]
         ttft = []
         for i in range(turns):
-            messages.append({"role": "user", "content": question(r, i)})
+            messages.append({"role": "user", "content": question(100 + r, i)})
             start, first, pieces = time.perf_counter(), None, []
             for chunk in llm.create_chat_completion(messages=messages, stream=True, max_tokens=48,
                                                     temperature=0.0, seed=42):
@@ -112,9 +116,30 @@ async def turns_bench(turns: int, rounds: int) -> dict:
                     pieces.append(text)
             ttft.append((first - start) * 1000)
             messages.append({"role": "assistant", "content": "".join(pieces)})
+            await asyncio.sleep(READ_S)
         raw.append(ttft)
+    # The question and the template's few tokens around it, after turn 1's and turn N's context.
+    new = len(llm.tokenize(question(0, turns - 1).encode(), add_bos=False)) + 5
+    floor = attention_floor(llm, new, prompt_tokens[0] - new, prompt_tokens[-1] - new)
     llm.close()
-    return {"ours": ours, "raw": raw, "prompt_tokens": prompt_tokens}
+    return {**runs, "raw": raw, "prompt_tokens": prompt_tokens[-1], "floor": floor}
+
+
+def attention_floor(llm, new: int, short: int, long: int, repeats: int = 7) -> dict:
+    """What llama.cpp itself needs: the same `new` tokens evaluated after `short` and after `long`
+    tokens of context (medians, interleaved). Each new token attends to every earlier one, so a
+    later turn costs more even when nothing is evaluated twice."""
+    filler = llm.tokenize(b" the quick brown fox jumps over the lazy dog" * 400, add_bos=False)
+    times: dict[int, list[float]] = {short: [], long: []}
+    for _ in range(repeats):
+        for past in (short, long):
+            llm.reset()
+            llm.eval(filler[:past])
+            start = time.perf_counter()
+            llm.eval(filler[past : past + new])
+            times[past].append((time.perf_counter() - start) * 1000)
+    return {"new": new, "short": short, "long": long,
+            "short_ms": statistics.median(times[short]), "long_ms": statistics.median(times[long])}
 
 
 def question(round_: int, i: int) -> str:
@@ -129,8 +154,12 @@ def report(r: dict, t: dict, count: int, queries: int, turns: int, rounds: int) 
     def turn(side: str, index: int) -> float:
         return statistics.median(run[index] for run in t[side])
 
-    ours_ratio = turn("ours", turns - 1) / turn("ours", 0)
-    raw_ratio = turn("raw", turns - 1) / turn("raw", 0)
+    def row(side: str, what: str, bold: bool = False) -> str:
+        first, last = turn(side, 0), turn(side, turns - 1)
+        ratio = f"**{last / first:.2f}**" if bold else f"{last / first:.2f}"
+        return f"| {what} | turn 1: {first:.0f} ms, turn {turns}: {last:.0f} ms | | {ratio} | {'<= 1.3' if bold else ''} |"
+
+    floor = t["floor"]
     return f"""<!-- memory:start -->
 ## Memory: recall latency, time to first token late in a conversation
 
@@ -141,12 +170,19 @@ Run on {datetime.date.today().isoformat()}, {machine()}. Command: `make bench`
 |---|---|---|---|---|
 | long-term memory recall, {count:,} memories, top 3, including the query embedding: `LongTermMemory.recall()` vs the bare embedding + Chroma query it builds on ({queries} questions, interleaved), p50 | {statistics.median(ours):.1f} ms | {statistics.median(bare):.1f} ms | {statistics.median(ours) / statistics.median(bare):.2f} | |
 | same, p95 | **{p95(ours):.1f} ms** | {p95(bare):.1f} ms | {p95(ours) / p95(bare):.2f} | p95 < 50 ms |
-| time to first token, turn {turns} vs turn 1 of one conversation (median of {rounds}), `Engine.ask()` | turn 1: {turn('ours', 0):.0f} ms, turn {turns}: {turn('ours', turns - 1):.0f} ms | | **{ours_ratio:.2f}** | <= 1.3 |
-| same conversation through raw llama-cpp-python (its own prefix reuse) | turn 1: {turn('raw', 0):.0f} ms, turn {turns}: {turn('raw', turns - 1):.0f} ms | | {raw_ratio:.2f} | |
+{row("ours", f"time to first token, turn {turns} vs turn 1 of one conversation (median of {rounds}), `Engine.ask()`", True)}
+{row("no prefill", "same, without evaluating the next turn's opening ahead (`prefill_next_turn` off)")}
+{row("raw", "same conversation through raw llama-cpp-python (its own prefix reuse)")}
+| llama.cpp alone: the same {floor['new']} new tokens evaluated after {floor['short']} tokens of context (turn 1) and after {floor['long']} (turn {turns}), median of 7 | {floor['short_ms']:.0f} ms, {floor['long_ms']:.0f} ms | | {floor['long_ms'] / floor['short_ms']:.2f} | |
 
-Turn {turns}'s prompt holds {t['prompt_tokens']} tokens; llama.cpp re-evaluates only the previous answer and
-the new question, because the prompt keeps its start (memories go in the last message, summaries
-change the start only when written). Loading {count:,} memories (embedding included) took {r['load_s']:.0f} s.
+Turn {turns}'s prompt holds {t['prompt_tokens']} tokens. Nothing of the history is evaluated twice: the prompt
+keeps its start (memories and sources go in the last message; summaries change the start only when
+written), and after each answer the conversation's next opening (the end of the answer, the start of
+the next user turn) is evaluated while the user reads, so a question evaluates little more than its
+own words. What remains is attention: each new token attends to every token before it, so the same
+words cost more after {floor['long']} tokens than after {floor['short']}, in llama.cpp itself (last row).
+Between turns each side waits {READ_S:.0f} s, as a person reads the answer.
+Loading {count:,} memories (embedding included) took {r['load_s']:.0f} s.
 <!-- memory:end -->"""
 
 

@@ -51,8 +51,11 @@ def fit_messages(
         last = {"role": "user", "content": _shorten(question, head, budget, count_tokens)}
         truncated = True
 
+    counted: dict[int, int] = {}  # prompt tokens by first kept message
+
     def fits(start: int) -> bool:
-        return count_tokens(head + history[start:] + [last]) <= budget
+        counted[start] = count_tokens(head + history[start:] + [last])
+        return counted[start] <= budget
 
     # Fewer kept messages never need more tokens, so the first start that fits is found by bisection;
     # first the common case, everything fits, in one count (each count formats the whole prompt).
@@ -67,7 +70,7 @@ def fit_messages(
     while start < len(history) and history[start]["role"] != "user":
         start += 1  # never open the window on half a turn
     messages = head + history[start:] + [last]
-    return FittedPrompt(messages, count_tokens(messages), start, truncated)
+    return FittedPrompt(messages, counted.get(start) or count_tokens(messages), start, truncated)
 
 
 def _shorten(text: str, head: list[Message], budget: int, count_tokens: TokenCounter) -> str:

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from engine import prompts
 from engine.backends.base import Backend, SamplingParams, StreamResult
 from engine.backends.local import LocalBackend
-from engine.citations import resolve_citations, sources_prompt
+from engine.citations import resolve_citations, sources_section
 from engine.config import Settings
-from engine.errors import AssistantError, ConfigError, ContextOverflowError
+from engine.errors import AssistantError, ConfigError
 from engine.events import Event, Failed, Finished, Started, Timings, Token, Usage
 from engine.fit import min_context
 from engine.gguf import read_gguf
@@ -118,6 +118,8 @@ class Engine:
         self.memories = Memories(settings, self.store, self._database.parent)
         self.summaries = Summaries(settings, self.store)
         self.tool_loop = ToolLoop(self)
+        # A process that asks one question and exits (`assistant ask`) turns this off.
+        self.prefill_next_turn = True
 
     # set-up ------------------------------------------------------------------------------------
 
@@ -472,6 +474,10 @@ class Engine:
             if status == "ok" and route is not None and route.fitted.dropped_messages:
                 self.summaries.write_later(route.backend, conversation_id, turn.history, turn.history_ids,
                                            turn.summary, route.fitted.dropped_messages)
+            elif status == "ok" and route and self.prefill_next_turn and hasattr(route.backend, "prefill"):
+                # The next question's prompt, up to its own words: the turns as they are saved.
+                route.backend.prefill([*route.fitted.messages[:-1], {"role": "user", "content": question},
+                                       {"role": "assistant", "content": text}])
         if status == "ok":
             usage = Usage(row["input_tokens"] or 0, row["output_tokens"])
             timings = Timings(row["ttft_ms"], row["total_ms"], row["tokens_per_s"])
@@ -681,19 +687,17 @@ class Engine:
     async def _fit(
         self, backend: Backend, turn: _Turn, passages: list[Passage], templates: tuple[prompts.Template, ...],
     ) -> tuple[Any, list[Passage]]:
-        """Fit the prompt; sources come before older turns, and the least relevant sources go
-        first when even they do not fit. A summary of older turns follows the system prompt."""
+        """Fit the prompt: older turns give way first, then the least relevant sources, and only
+        then is the question shortened. A summary of older turns follows the system prompt."""
+        system = templates[0].text
+        if turn.summary:
+            system = f"{system}\n\n{templates[3].text.strip()}\n{turn.summary}"
         while True:
-            system = templates[0].text
-            if turn.summary:
-                system = f"{system}\n\n{templates[3].text.strip()}\n{turn.summary}"
+            question = turn.question
             if passages:
-                system = sources_prompt(system, passages, templates[1].text)
-            try:
-                fitted = await backend.fit(system, turn.history, turn.question, self.settings.max_tokens)
-            except ContextOverflowError:
-                if not passages:
-                    raise
+                question = sources_section(question, passages, templates[1].text)
+            fitted = await backend.fit(system, turn.history, question, self.settings.max_tokens)
+            if fitted.question_truncated and passages:
                 passages = passages[:-1]
                 continue
             return fitted, passages

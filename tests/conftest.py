@@ -66,3 +66,11 @@ async def events_of(engine: Engine, question: str, conversation_id: int | None =
     """All events of one answer."""
     async with contextlib.aclosing(engine.ask(question, conversation_id)) as events:
         return [event async for event in events]
+
+
+def count_evaluated(llm) -> list[int]:
+    """The sizes of the token batches llama-cpp-python hands to llama.cpp from now on."""
+    sizes: list[int] = []
+    evaluate = llm.eval
+    llm.eval = lambda tokens: (sizes.append(len(tokens)), evaluate(tokens))[1]
+    return sizes

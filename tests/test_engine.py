@@ -5,7 +5,7 @@ from pathlib import Path
 
 from engine import Engine, Failed, Finished, Settings, Started, Token
 from engine.errors import InvalidModelError
-from tests.conftest import events_of
+from tests.conftest import count_evaluated, events_of
 
 
 async def test_answer_is_streamed_and_logged(engine: Engine) -> None:
@@ -137,3 +137,24 @@ async def test_rating_and_history(engine: Engine) -> None:
     assert messages[-1]["rating"] == 1
     await engine.delete_conversation(finished.conversation_id)
     assert await engine.conversations() == []
+
+
+async def test_next_turn_is_evaluated_ahead(engine: Engine) -> None:
+    """After an answer, the conversation so far and the opening of the next user turn are
+    evaluated in the background: the next question evaluates only its own words and the
+    assistant's opening, however long the conversation."""
+    local = engine.router.backends["local"]
+    question = "Tell me one short fact about the number {}."
+    for prefill, n in ((True, 6), (False, 8)):  # other numbers: no cached answer
+        engine.prefill_next_turn = prefill
+        first = (await events_of(engine, question.format(n)))[-1]
+        await local._run(lambda: None)  # whatever was queued after the answer has run
+        sizes = count_evaluated(local._llm)
+        second = await events_of(engine, question.format(n + 1), first.conversation_id)
+        del local._llm.eval
+        assert isinstance(second[-1], Finished)
+        own_words = len(local._tokenize(question.format(n + 1), add_bos=False))
+        if prefill:
+            assert own_words < sizes[0] <= own_words + 6  # + the end of the question, the assistant's opening
+        else:
+            assert sizes[0] > own_words + 6

@@ -29,6 +29,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 _DONE = object()
 BATCH_S = 0.03  # 30 ms: text still flows smoothly, and the event loop wakes 5x less often
+PREFILL_MAX_TOKENS = 256  # the most evaluated ahead after an answer (a bound on wasted work)
 
 
 def default_threads() -> int:
@@ -44,6 +45,16 @@ def _out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or any(
         words in text for words in ("out of memory", "failed to allocate", "failed to create llama_context")
     )
+
+
+def _shared_length(a: list[int], b: list[int]) -> int:
+    """How many tokens two token lists share from their start."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 class LocalBackend:
@@ -219,6 +230,33 @@ class LocalBackend:
 
     def _tokenize(self, text: str, add_bos: bool) -> list[int]:
         return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def prefill(self, messages: list[Message]) -> None:
+        """Evaluate in the background, while the user reads the answer, what the next question's
+        prompt will start with: `messages` (the conversation as the next prompt will hold it) and
+        the template's opening of the next user turn. The next question then evaluates little
+        more than its own words, however long the conversation. A wrong guess costs nothing
+        later: llama.cpp keeps only the prefix that matches the next prompt."""
+        if self.loaded:
+            self._executor.submit(self._prefill_sync, messages)
+
+    def _prefill_sync(self, messages: list[Message]) -> None:
+        if self._formatter is None or self._llm is None:
+            return
+        try:
+            add_bos = not self._formatter(messages=messages).added_special
+            a, z = (self._tokenize(self._formatter(messages=[*messages, {"role": "user", "content": probe}])
+                                   .prompt, add_bos) for probe in ("a", "Z"))
+            opening = a[: _shared_length(a, z)]
+            llm = self._llm
+            kept = _shared_length(opening, llm.input_ids[: llm.n_tokens].tolist())
+            ahead = opening[kept:]
+            if not ahead or len(ahead) > PREFILL_MAX_TOKENS or len(opening) >= self.n_ctx:
+                return
+            llm.n_tokens = kept  # eval() drops the KV cells past this point first
+            llm.eval(ahead)
+        except Exception:  # only a head start lost: the next question evaluates it instead
+            log.debug("prefill of the next turn failed", exc_info=True)
 
     async def fit(
         self, system: str, history: list[Message], question: str, max_tokens: int

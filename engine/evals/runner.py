@@ -106,6 +106,7 @@ async def run_eval(
     cases = dataset.cases[: options.limit] if options.limit else dataset.cases
     repeats = options.repeats or dataset.repeats or 1
     engine = Engine(settings, database=database or eval_database())
+    engine.prefill_next_turn = False  # cases are separate conversations
     judge: Judge | None = None
     try:
         if options.backend is not None and options.backend not in engine.router.backends:
