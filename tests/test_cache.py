@@ -113,6 +113,20 @@ async def test_prompt_prefix_is_reused_across_turns_and_conversations(settings: 
             assert returning > back[0].prompt_tokens / 2
 
 
+async def test_kept_model_states_hold_no_logits_and_no_stale_tokens(settings: Settings) -> None:
+    """llama-cpp-python keeps up to n_batch rows of logits with each state (100 MB here) outside
+    its capacity, and stale tokens past the state's end that it compares with the next prompt."""
+    engine = Engine(settings.replace(cache=False))
+    first = await events_of(engine, "Tell me about Paris in two sentences.")
+    await events_of(engine, "And about Rome?", first[-1].conversation_id)
+    states = list(engine.router.backends["local"]._llm.cache.cache_state.values())
+    assert len(states) == 2
+    for state in states:
+        assert state.scores.shape[0] == 1
+        assert (state.input_ids[state.n_tokens :] == -1).all()
+    await engine.close()
+
+
 async def test_semantic_cache_hits_a_paraphrase_and_misses_another_question(settings: Settings, home: Path) -> None:
     engine = Engine(settings.replace(semantic_cache=True))
     first = (await events_of(engine, "What is the capital city of France?"))[-1]

@@ -178,7 +178,9 @@ class LocalBackend:
             # llama.cpp reuses the prompt prefix of the last answer by itself; this keeps the model
             # state after earlier answers too, so returning to another conversation (or starting one
             # with the same system prompt and sources) does not evaluate its history again.
-            self._llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=self.prompt_cache_mb << 20))
+            from engine.backends.state_cache import StateCache
+
+            self._llm.set_cache(StateCache(capacity_bytes=self.prompt_cache_mb << 20))
 
     def choose_fit(self, gpu_offload: bool) -> Fit:
         """The context and GPU layers this machine can hold (engine/fit.py)."""
