@@ -23,16 +23,16 @@ def clean(text: str) -> str:
     return kept.replace("<<<", "‹‹‹").replace(">>>", "›››")
 
 
-def sources_section(question: str, passages: list[Passage], instructions: str) -> str:
-    """The question with the instructions for using sources (the `sources` prompt template) and
-    the numbered sources before it, each inside clear delimiters. In the last message, not the
-    system prompt: each question retrieves other sources, and the earlier turns' prefix must stay
-    the same for llama.cpp to reuse it."""
+def sources_message(passages: list[Passage], instructions: str) -> str:
+    """The instructions for using sources (the `sources` prompt template), then the numbered
+    sources, each inside clear delimiters. A message of its own right before the question, not
+    part of the system prompt: each question retrieves other sources, and the system prompt and
+    earlier turns must stay the same for llama.cpp to reuse them."""
     blocks = []
     for n, p in enumerate(passages, 1):
         heading = f" ({clean(p.heading)})" if p.heading else ""
         blocks.append(f"[{n}] {p.location}{heading}\n<<<\n{clean(p.text)}\n>>>")
-    return f"{instructions}\n\nSources:\n\n" + "\n\n".join(blocks) + f"\n\n{question}"
+    return f"{instructions}\n\nSources:\n\n" + "\n\n".join(blocks)
 
 
 def cited_numbers(text: str) -> list[int]:

@@ -35,26 +35,31 @@ def fit_messages(
     count_tokens: TokenCounter,
     n_ctx: int,
     max_tokens: int,
+    sources: str = "",
 ) -> FittedPrompt:
+    """`sources`, when given, is a system message right before the question, kept with it while
+    older turns are left out."""
     budget = n_ctx - max_tokens
     head = [{"role": "system", "content": system}] if system else []
-    if count_tokens(head) >= budget:
+    before = [{"role": "system", "content": sources}] if sources else []
+    if count_tokens(head + before) >= budget:
+        what = "The system prompt and the sources need" if sources else "The system prompt alone needs"
         raise ContextOverflowError(
-            f"The system prompt alone needs more than the {budget} tokens left in a context window "
+            f"{what} more than the {budget} tokens left in a context window "
             f"of {n_ctx} with {max_tokens} kept for the answer.",
             hint="Shorten system_prompt, lower max_tokens or raise n_ctx in the config.",
         )
 
     truncated = False
     last = {"role": "user", "content": question}
-    if len(question) > budget * MAX_CHARS_PER_TOKEN or count_tokens(head + [last]) > budget:
-        last = {"role": "user", "content": _shorten(question, head, budget, count_tokens)}
+    if len(question) > budget * MAX_CHARS_PER_TOKEN or count_tokens(head + before + [last]) > budget:
+        last = {"role": "user", "content": _shorten(question, head + before, budget, count_tokens)}
         truncated = True
 
     counted: dict[int, int] = {}  # prompt tokens by first kept message
 
     def fits(start: int) -> bool:
-        counted[start] = count_tokens(head + history[start:] + [last])
+        counted[start] = count_tokens(head + history[start:] + before + [last])
         return counted[start] <= budget
 
     # Fewer kept messages never need more tokens, so the first start that fits is found by bisection;
@@ -69,7 +74,7 @@ def fit_messages(
     start = low
     while start < len(history) and history[start]["role"] != "user":
         start += 1  # never open the window on half a turn
-    messages = head + history[start:] + [last]
+    messages = head + history[start:] + before + [last]
     return FittedPrompt(messages, counted.get(start) or count_tokens(messages), start, truncated)
 
 

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from engine import prompts
 from engine.backends.base import Backend, SamplingParams, StreamResult
 from engine.backends.local import LocalBackend
-from engine.citations import resolve_citations, sources_section
+from engine.citations import resolve_citations, sources_message
 from engine.config import Settings
-from engine.errors import AssistantError, ConfigError
+from engine.errors import AssistantError, ConfigError, ContextOverflowError
 from engine.events import Event, Failed, Finished, Started, Timings, Token, Usage
 from engine.fit import min_context
 from engine.gguf import read_gguf
@@ -475,8 +475,11 @@ class Engine:
                 self.summaries.write_later(route.backend, conversation_id, turn.history, turn.history_ids,
                                            turn.summary, route.fitted.dropped_messages)
             elif status == "ok" and route and self.prefill_next_turn and hasattr(route.backend, "prefill"):
-                # The next question's prompt, up to its own words: the turns as they are saved.
-                route.backend.prefill([*route.fitted.messages[:-1], {"role": "user", "content": question},
+                # The next question's prompt, up to its own words: the turns as they are saved, without
+                # this question's sources.
+                fitted = route.fitted.messages[:-1]
+                earlier = [m for i, m in enumerate(fitted) if i == 0 or m["role"] != "system"]
+                route.backend.prefill([*earlier, {"role": "user", "content": question},
                                        {"role": "assistant", "content": text}])
         if status == "ok":
             usage = Usage(row["input_tokens"] or 0, row["output_tokens"])
@@ -693,11 +696,15 @@ class Engine:
         if turn.summary:
             system = f"{system}\n\n{templates[3].text.strip()}\n{turn.summary}"
         while True:
-            question = turn.question
-            if passages:
-                question = sources_section(question, passages, templates[1].text)
-            fitted = await backend.fit(system, turn.history, question, self.settings.max_tokens)
-            if fitted.question_truncated and passages:
+            sources = sources_message(passages, templates[1].text) if passages else ""
+            try:
+                fitted = await backend.fit(system, turn.history, turn.question, self.settings.max_tokens,
+                                           sources)
+            except ContextOverflowError:
+                if not passages:
+                    raise
+                fitted = None
+            if fitted is None or (fitted.question_truncated and passages):
                 passages = passages[:-1]
                 continue
             return fitted, passages

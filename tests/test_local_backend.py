@@ -115,6 +115,32 @@ async def test_huge_system_prompt_is_a_clear_error(backend: LocalBackend) -> Non
         await backend.fit("rule " * 2000, [], "hi", max_tokens=64)
 
 
+# Like Mistral's: roles must alternate, a system message only first.
+STRICT_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'system' and not loop.first %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant') }}{% endif %}"
+    "[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+)
+
+
+async def test_sources_sit_before_the_question_or_in_it_when_the_template_refuses(backend: LocalBackend) -> None:
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+    fitted = await backend.fit("You are helpful.", history, "When?", 64, sources="Sources: [1] at nine")
+    assert fitted.messages[1:] == [*history, {"role": "system", "content": "Sources: [1] at nine"},
+                                   {"role": "user", "content": "When?"}]
+    await backend._run(lambda: None)  # loaded: now give it a template that refuses
+    backend._formatter = Jinja2ChatFormatter(STRICT_TEMPLATE, "", "")
+    fitted = await backend.fit("You are helpful.", history, "When?", 64, sources="Sources: [1] at nine")
+    assert fitted.messages[1:] == [*history, {"role": "user", "content": "Sources: [1] at nine\n\nWhen?"}]
+
+
+async def test_sources_too_long_for_the_window_are_a_context_overflow(backend: LocalBackend) -> None:
+    with pytest.raises(ContextOverflowError, match="system prompt and the sources"):
+        await backend.fit("You are helpful.", [], "When?", 64, sources="source " * 2000)
+
+
 async def test_bad_model_file_never_reaches_llama_cpp(bad_model: Path) -> None:
     backend = LocalBackend(bad_model)
     with pytest.raises(InvalidModelError, match="broken.gguf is not a GGUF model"):

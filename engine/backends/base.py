@@ -58,9 +58,10 @@ class Backend(Protocol):
         """Make the model ready; raise a ModelError naming the file if it cannot be."""
 
     async def fit(
-        self, system: str, history: list[Message], question: str, max_tokens: int
+        self, system: str, history: list[Message], question: str, max_tokens: int, sources: str = ""
     ) -> FittedPrompt:
-        """Fit the conversation into this model's context window."""
+        """Fit the conversation into this model's context window; `sources` go in a system
+        message right before the question."""
 
     def stream(
         self, messages: list[Message], params: SamplingParams, result: StreamResult

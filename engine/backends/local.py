@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import jinja2
+
 from engine.backends.base import SamplingParams, StreamResult
 from engine.context import FittedPrompt, Message, fit_messages
 from engine.errors import AssistantError, GenerationError, ModelLoadError, ModelOutOfMemoryError
@@ -261,12 +263,22 @@ class LocalBackend:
             log.debug("prefill of the next turn failed", exc_info=True)
 
     async def fit(
-        self, system: str, history: list[Message], question: str, max_tokens: int
+        self, system: str, history: list[Message], question: str, max_tokens: int, sources: str = ""
     ) -> FittedPrompt:
         await self.load()
-        return await self._run(
-            fit_messages, system, history, question, self.count_tokens, self.n_ctx, max_tokens
-        )
+        try:
+            return await self._run(
+                fit_messages, system, history, question, self.count_tokens, self.n_ctx, max_tokens, sources
+            )
+        except (jinja2.TemplateError, ValueError):  # llama-cpp-python's raise_exception: ValueError
+            if not sources:
+                raise
+            # The model's chat template allows no system message after the first (Mistral's,
+            # Gemma's): the sources go in the question's message instead.
+            return await self._run(
+                fit_messages, system, history, f"{sources}\n\n{question}", self.count_tokens, self.n_ctx,
+                max_tokens
+            )
 
     async def stream(
         self, messages: list[Message], params: SamplingParams, result: StreamResult

@@ -89,9 +89,9 @@ class OpenAICompatibleBackend:
         return self._client
 
     async def fit(
-        self, system: str, history: list[Message], question: str, max_tokens: int
+        self, system: str, history: list[Message], question: str, max_tokens: int, sources: str = ""
     ) -> FittedPrompt:
-        return fit_messages(system, history, question, estimate_tokens, self.n_ctx, max_tokens)
+        return fit_messages(system, history, question, estimate_tokens, self.n_ctx, max_tokens, sources)
 
     async def stream(
         self, messages: list[Message], params: SamplingParams, result: StreamResult
