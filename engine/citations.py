@@ -25,9 +25,8 @@ def clean(text: str) -> str:
 
 def sources_message(passages: list[Passage], instructions: str) -> str:
     """The instructions for using sources (the `sources` prompt template), then the numbered
-    sources, each inside clear delimiters. A message of its own right before the question, not
-    part of the system prompt: each question retrieves other sources, and the system prompt and
-    earlier turns must stay the same for llama.cpp to reuse them."""
+    sources, each inside clear delimiters: after the system prompt, or a message of its own right
+    before the question (`sources_placement`)."""
     blocks = []
     for n, p in enumerate(passages, 1):
         heading = f" ({clean(p.heading)})" if p.heading else ""

@@ -139,6 +139,14 @@ class Settings:
         None,
     )
     rag_top_k: int = _doc("Passages from indexed folders placed in the prompt (0: never search).", 5)
+    sources_placement: str = _doc(
+        "Where retrieved passages go. `system`: in the system prompt, where instructions planted in "
+        "documents were followed least (docs/security.md); each question has other sources, so a "
+        "conversation's earlier turns are evaluated again. `message`: a system message right before the "
+        "question, so earlier turns are reused (a long conversation with folders answers sooner); "
+        "SmolLM2 followed 2 of 13 planted instructions there, 0 in `system`.",
+        "system",
+    )
     chunk_tokens: int = _doc("Size of an indexed chunk in tokens (estimated).", 200)
     chunk_overlap: int = _doc("Tokens shared by consecutive chunks, so no sentence is cut off.", 40)
     index_max_file_mb: float = _doc("Files larger than this are skipped when indexing.", 20.0)
@@ -409,7 +417,8 @@ def _validated(settings: Settings, source: str) -> Settings:
                 f"Provider {provider.name!r} ({source}) needs a `base_url` (http:// or https://) "
                 "and a `model`."
             )
-    for name, allowed in (("tool_calling", ("auto", "always", "off")), ("tool_choice", ("auto", "required"))):
+    for name, allowed in (("tool_calling", ("auto", "always", "off")), ("tool_choice", ("auto", "required")),
+                          ("sources_placement", ("system", "message"))):
         if getattr(settings, name) not in allowed:
             raise ConfigError(f"`{name}` ({source}) is {getattr(settings, name)!r}.",
                               hint=f"Use one of: {', '.join(allowed)}.")

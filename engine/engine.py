@@ -691,15 +691,21 @@ class Engine:
         self, backend: Backend, turn: _Turn, passages: list[Passage], templates: tuple[prompts.Template, ...],
     ) -> tuple[Any, list[Passage]]:
         """Fit the prompt: older turns give way first, then the least relevant sources, and only
-        then is the question shortened. A summary of older turns follows the system prompt."""
+        then is the question shortened. A summary of older turns follows the system prompt; the
+        sources go after it or right before the question (`sources_placement`)."""
         system = templates[0].text
         if turn.summary:
             system = f"{system}\n\n{templates[3].text.strip()}\n{turn.summary}"
+        in_system = self.settings.sources_placement == "system"
         while True:
             sources = sources_message(passages, templates[1].text) if passages else ""
             try:
-                fitted = await backend.fit(system, turn.history, turn.question, self.settings.max_tokens,
-                                           sources)
+                if in_system and sources:
+                    fitted = await backend.fit(f"{system}\n\n{sources}", turn.history, turn.question,
+                                               self.settings.max_tokens)
+                else:
+                    fitted = await backend.fit(system, turn.history, turn.question, self.settings.max_tokens,
+                                               sources)
             except ContextOverflowError:
                 if not passages:
                     raise

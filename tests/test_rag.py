@@ -342,27 +342,32 @@ def test_cli_watch_reindexes_and_stops_on_ctrl_c(home: Path, folder: Path) -> No
     assert json.loads(run_cli(home, "folders", "--json").stdout)[0]["watch"] == 0
 
 
-async def test_sources_sit_next_to_the_question_so_the_conversation_keeps_its_prefix(rag_settings, folder) -> None:
-    """Each question retrieves other sources: in a system message of their own right before the
-    question (not in the system prompt, not in the user's words) they leave the start of the
-    prompt as it was, so llama.cpp evaluates only the new question and its sources."""
-    engine = Engine(rag_settings)
-    knowledge = await engine.knowledge()
-    await asyncio.to_thread(knowledge.index, folder)
-    local = engine.router.backends["local"]
-    prompts, stream = [], local.stream
-    local.stream = lambda messages, *args: (prompts.append(messages), stream(messages, *args))[1]
-    first = (await events_of(engine, "Where will the team offsite take place?"))[-1]
-    await local._run(lambda: None)  # the next turn's opening, evaluated after the answer
-    sizes = count_evaluated(local._llm)
+async def test_sources_follow_the_system_prompt_or_sit_before_the_question(rag_settings, folder) -> None:
+    """By default the sources follow the system prompt. With `sources_placement = "message"` they
+    are a system message right before the question, so the start of the prompt stays as it was and
+    llama.cpp evaluates only the new question and its sources."""
     question = "What budget did we decide for the garden project?"
-    second = await events_of(engine, question, first.conversation_id)
-    assert isinstance(second[-1], Finished) and second[0].passages[0].file == "notes/budget.md"
-    before, after = prompts
-    assert before[0] == after[0] and "Sources:" not in after[0]["content"]  # the system prompt
-    assert after[1] == {"role": "user", "content": "Where will the team offsite take place?"}
-    assert after[-2]["role"] == "system" and "notes/budget.md" in after[-2]["content"]
-    assert after[-1] == {"role": "user", "content": question}
-    new = sum(len(local._tokenize(m["content"], add_bos=False)) for m in after[-2:])
-    assert sizes[0] <= new + 16  # + the template's few tokens around the two messages
-    await engine.close()
+    for placement in ("system", "message"):
+        engine = Engine(rag_settings.replace(sources_placement=placement, cache=False))
+        knowledge = await engine.knowledge()
+        await asyncio.to_thread(knowledge.index, folder)
+        local = engine.router.backends["local"]
+        prompts, stream = [], local.stream
+        local.stream = lambda messages, *args, p=prompts, s=stream: (p.append(messages), s(messages, *args))[1]
+        first = (await events_of(engine, "Where will the team offsite take place?"))[-1]
+        await local._run(lambda: None)  # the next turn's opening, evaluated after the answer
+        sizes = count_evaluated(local._llm)
+        second = await events_of(engine, question, first.conversation_id)
+        assert isinstance(second[-1], Finished) and second[0].passages[0].file == "notes/budget.md"
+        before, after = prompts
+        assert after[1] == {"role": "user", "content": "Where will the team offsite take place?"}
+        assert after[-1] == {"role": "user", "content": question}
+        if placement == "system":
+            assert "notes/budget.md" in after[0]["content"] and before[0] != after[0]
+            assert sizes[0] > sum(len(local._tokenize(m["content"], add_bos=False)) for m in after[1:3])
+        else:
+            assert before[0] == after[0] and "Sources:" not in after[0]["content"]  # the system prompt
+            assert after[-2]["role"] == "system" and "notes/budget.md" in after[-2]["content"]
+            new = sum(len(local._tokenize(m["content"], add_bos=False)) for m in after[-2:])
+            assert sizes[0] <= new + 16  # + the template's few tokens around the two messages
+        await engine.close()
