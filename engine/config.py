@@ -143,8 +143,8 @@ class Settings:
         "Where retrieved passages go. `system`: in the system prompt, where instructions planted in "
         "documents were followed least (docs/security.md); each question has other sources, so a "
         "conversation's earlier turns are evaluated again. `message`: a system message right before the "
-        "question, so earlier turns are reused (a long conversation with folders answers sooner); "
-        "SmolLM2 followed 2 of 13 planted instructions there, 0 in `system`.",
+        "question, so earlier turns are reused (a long conversation with folders answers sooner), but "
+        "planted instructions were followed more often there.",
         "system",
     )
     chunk_tokens: int = _doc("Size of an indexed chunk in tokens (estimated).", 200)
