@@ -176,8 +176,8 @@ Run on {datetime.date.today().isoformat()}, {machine()}. Command: `make bench`
 | llama.cpp alone: the same {floor['new']} new tokens evaluated after {floor['short']} tokens of context (turn 1) and after {floor['long']} (turn {turns}), median of 7 | {floor['short_ms']:.0f} ms, {floor['long_ms']:.0f} ms | | {floor['long_ms'] / floor['short_ms']:.2f} | |
 
 Turn {turns}'s prompt holds {t['prompt_tokens']} tokens. Nothing of the history is evaluated twice: the prompt
-keeps its start (memories and sources go in the last message; summaries change the start only when
-written), and after each answer the conversation's next opening (the end of the answer, the start of
+keeps its start (memories go in the last message, and this conversation uses no folders;
+summaries change the start only when written), and after each answer the conversation's next opening (the end of the answer, the start of
 the next user turn) is evaluated while the user reads, so a question evaluates little more than its
 own words. What remains is attention: each new token attends to every token before it, so the same
 words cost more after {floor['long']} tokens than after {floor['short']}, in llama.cpp itself (last row).

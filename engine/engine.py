@@ -474,13 +474,8 @@ class Engine:
             if status == "ok" and route is not None and route.fitted.dropped_messages:
                 self.summaries.write_later(route.backend, conversation_id, turn.history, turn.history_ids,
                                            turn.summary, route.fitted.dropped_messages)
-            elif status == "ok" and route and self.prefill_next_turn and hasattr(route.backend, "prefill"):
-                # The next question's prompt, up to its own words: the turns as they are saved, without
-                # this question's sources.
-                fitted = route.fitted.messages[:-1]
-                earlier = [m for i, m in enumerate(fitted) if i == 0 or m["role"] != "system"]
-                route.backend.prefill([*earlier, {"role": "user", "content": question},
-                                       {"role": "assistant", "content": text}])
+            elif status == "ok" and route is not None:
+                self._prefill_next_turn(route, passages, question, text)
         if status == "ok":
             usage = Usage(row["input_tokens"] or 0, row["output_tokens"])
             timings = Timings(row["ttft_ms"], row["total_ms"], row["tokens_per_s"])
@@ -696,24 +691,34 @@ class Engine:
         system = templates[0].text
         if turn.summary:
             system = f"{system}\n\n{templates[3].text.strip()}\n{turn.summary}"
-        in_system = self.settings.sources_placement == "system"
         while True:
-            sources = sources_message(passages, templates[1].text) if passages else ""
+            prompt, extra = system, {}
+            if passages and self.settings.sources_placement == "system":
+                prompt = f"{system}\n\n{sources_message(passages, templates[1].text)}"
+            elif passages:  # a keyword only when used: plugin backends may predate it
+                extra = {"sources": sources_message(passages, templates[1].text)}
             try:
-                if in_system and sources:
-                    fitted = await backend.fit(f"{system}\n\n{sources}", turn.history, turn.question,
-                                               self.settings.max_tokens)
-                else:
-                    fitted = await backend.fit(system, turn.history, turn.question, self.settings.max_tokens,
-                                               sources)
+                fitted = await backend.fit(prompt, turn.history, turn.question, self.settings.max_tokens,
+                                           **extra)
             except ContextOverflowError:
                 if not passages:
                     raise
-                fitted = None
-            if fitted is None or (fitted.question_truncated and passages):
-                passages = passages[:-1]
-                continue
-            return fitted, passages
+            else:
+                if not (fitted.question_truncated and passages):
+                    return fitted, passages
+            passages = passages[:-1]
+
+    def _prefill_next_turn(self, route: Route, passages: list[Passage], question: str, answer: str) -> None:
+        """Have the local model evaluate the next question's prompt up to its own words, while the
+        user reads: the turns as they are saved, without this question's sources. Pointless when
+        the sources sat in the system prompt: the next question changes it anyway."""
+        if not (self.prefill_next_turn and hasattr(route.backend, "prefill")):
+            return
+        if passages and self.settings.sources_placement == "system":
+            return
+        earlier = [m for i, m in enumerate(route.fitted.messages[:-1]) if i == 0 or m["role"] != "system"]
+        route.backend.prefill([*earlier, {"role": "user", "content": question},
+                               {"role": "assistant", "content": answer}])
 
     async def _known_model_hash(self) -> str | None:
         if self._model_hash is None:

@@ -61,7 +61,7 @@ class Backend(Protocol):
         self, system: str, history: list[Message], question: str, max_tokens: int, sources: str = ""
     ) -> FittedPrompt:
         """Fit the conversation into this model's context window; `sources` go in a system
-        message right before the question."""
+        message right before the question (passed only when there are some)."""
 
     def stream(
         self, messages: list[Message], params: SamplingParams, result: StreamResult

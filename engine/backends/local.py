@@ -49,16 +49,6 @@ def _out_of_memory(exc: BaseException) -> bool:
     )
 
 
-def _shared_length(a: list[int], b: list[int]) -> int:
-    """How many tokens two token lists share from their start."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 class LocalBackend:
     name = "local"
     remote = False
@@ -247,13 +237,15 @@ class LocalBackend:
     def _prefill_sync(self, messages: list[Message]) -> None:
         if self._formatter is None or self._llm is None:
             return
+        from llama_cpp import Llama
+
         try:
-            add_bos = not self._formatter(messages=messages).added_special
-            a, z = (self._tokenize(self._formatter(messages=[*messages, {"role": "user", "content": probe}])
-                                   .prompt, add_bos) for probe in ("a", "Z"))
-            opening = a[: _shared_length(a, z)]
+            # Two next questions that differ from their first letter: what they share is the opening.
+            formatted = (self._formatter(messages=[*messages, {"role": "user", "content": c}]) for c in "aZ")
+            a, z = (self._tokenize(f.prompt, add_bos=not f.added_special) for f in formatted)
+            opening = a[: Llama.longest_token_prefix(a, z)]
             llm = self._llm
-            kept = _shared_length(opening, llm.input_ids[: llm.n_tokens].tolist())
+            kept = Llama.longest_token_prefix(opening, llm.input_ids[: llm.n_tokens].tolist())
             ahead = opening[kept:]
             if not ahead or len(ahead) > PREFILL_MAX_TOKENS or len(opening) >= self.n_ctx:
                 return
