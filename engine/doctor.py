@@ -66,8 +66,10 @@ def diagnose(settings: Settings) -> list[Check]:
 
 
 def _llama_checks(settings: Settings, gpus: list[hardware.GPU]) -> tuple[list[Check], bool | None]:
+    from engine.backends.local import import_llama_cpp
+
     try:
-        import llama_cpp
+        llama_cpp = import_llama_cpp()
     except ImportError as exc:
         return [Check("llama.cpp", "import", f"failed: {exc}", ok=False)], None
     gpu = bool(llama_cpp.llama_supports_gpu_offload())

@@ -136,8 +136,9 @@ def _meminfo(path: Path = Path("/proc/meminfo")) -> tuple[int | None, int | None
 
 
 def gpu_offload_supported() -> bool:
-    import llama_cpp
+    from engine.backends.local import import_llama_cpp
 
+    llama_cpp = import_llama_cpp()
     return bool(llama_cpp.llama_supports_gpu_offload())
 
 

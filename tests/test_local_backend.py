@@ -171,3 +171,34 @@ async def test_all_layers_offloaded_when_llama_cpp_reports_gpu(monkeypatch: pyte
     await backend.load()
     assert backend.n_gpu_layers == -1
     await asyncio.to_thread(backend.close)
+
+
+def test_loading_never_redirects_the_process_output_and_logs_to_our_logger(tmp_path: Path) -> None:
+    """llama-cpp-python's `verbose=False` used to dup2 /dev/null over fds 1 and 2 for the whole
+    load, so whatever another thread printed meanwhile (an answer, the TUI) was lost."""
+    import subprocess
+    import sys
+
+    script = """
+import logging, os, threading, time
+from engine.backends.local import LocalBackend
+records = []
+logging.getLogger("llama.cpp").addHandler(type("H", (logging.Handler,), {"emit": lambda s, r: records.append(r)})())
+logging.getLogger("llama.cpp").setLevel(logging.DEBUG)
+backend = LocalBackend(n_ctx=512)
+backend.start_loading()
+ticks = 0
+while not backend._loading.done():  # written to fd 1 by this thread while llama.cpp loads in its own
+    os.write(1, b"tick\\n"); ticks += 1; time.sleep(0.001)
+backend._loading.result()
+os.write(1, f"ticks={ticks} records={len(records)}\\n".encode())
+backend.close()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr
+    *ticks, summary = done.stdout.splitlines()
+    written = dict(part.split("=") for part in summary.split())
+    assert int(written["ticks"]) > 10 and len(ticks) == int(written["ticks"])  # not one lost
+    assert int(written["records"]) > 0  # llama.cpp's messages reached our logger
+    assert "llama_model_loader" not in done.stderr  # and not the terminal

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ctypes
 import dataclasses
+import functools
 import logging
 import os
 import threading
@@ -32,6 +34,52 @@ log = logging.getLogger(__name__)
 _DONE = object()
 BATCH_S = 0.03  # 30 ms: text still flows smoothly, and the event loop wakes 5x less often
 PREFILL_MAX_TOKENS = 256  # the most evaluated ahead after an answer (a bound on wasted work)
+
+
+@functools.cache
+def import_llama_cpp() -> Any:
+    """llama_cpp, with its log routed into ours and process-wide output left alone.
+
+    `Llama(verbose=False)` silences llama.cpp by `dup2`-ing /dev/null over the process's fds 1
+    and 2 while a model loads: whatever another thread writes meanwhile (the CLI's answer, every
+    repaint of the TUI) is lost. llama.cpp's messages reach us through `llama_log_set` instead,
+    so that redirection is switched off; `verbose` then only stops llama-cpp-python's prints."""
+    import llama_cpp
+    from llama_cpp import _utils
+
+    def never_redirect(self: Any, disable: bool = True) -> None:
+        self.disable = True  # the context manager's own switch for "do nothing"
+
+    _utils.suppress_stdout_stderr.__init__ = never_redirect  # type: ignore[method-assign]
+    llama_cpp.llama_log_set(_log_callback(llama_cpp), ctypes.c_void_p(0))
+    return llama_cpp
+
+
+# ggml_log_level (ggml.h): 1 debug, 2 info, 3 warn, 4 error, 5 continues the previous message.
+# llama.cpp's info is chatter (every metadata key of the file): our debug.
+_LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}
+llama_log = logging.getLogger("llama.cpp")
+
+
+@functools.cache  # one callback for the process: ctypes must keep it alive while llama.cpp holds it
+def _log_callback(llama_cpp: Any) -> Any:
+    pending: list[str] = []  # llama.cpp writes a line in pieces; one log record per line
+    level = [logging.DEBUG]
+    lock = threading.Lock()
+
+    @llama_cpp.llama_log_callback
+    def callback(ggml_level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        with lock:
+            if ggml_level != 5:
+                level[0] = _LEVELS.get(ggml_level, logging.DEBUG)
+            pending.append(text.decode("utf-8", errors="replace"))
+            if pending[-1].endswith("\n"):
+                line = "".join(pending).rstrip()
+                pending.clear()
+                if line:
+                    llama_log.log(level[0], "%s", line)
+
+    return callback
 
 
 def default_threads() -> int:
@@ -124,7 +172,7 @@ class LocalBackend:
         self.model_path = resolve_model(self.model, self.models_dir)
         self.model_name = self.model_path.stem
         self.info = read_gguf(self.model_path)  # a damaged file never reaches llama.cpp
-        import llama_cpp  # imported here: it takes a while, and the UI must draw first
+        llama_cpp = import_llama_cpp()  # imported here: it takes a while, and the UI must draw first
 
         fit = self.hardware_fit = self.choose_fit(bool(llama_cpp.llama_supports_gpu_offload()))
         n_ctx, n_gpu_layers = fit.n_ctx, fit.n_gpu_layers
