@@ -147,6 +147,12 @@ def ask(ctx: click.Context, question: str, model: str | None, conversation: int 
     sys.exit(code)
 
 
+def source_dict(source: Any) -> dict[str, Any]:
+    """A source as JSON (the shape `export conversations` writes)."""
+    return {"number": source.number, "location": source.passage.location, "path": source.passage.path,
+            "cited": source.cited}
+
+
 def _sources_text(sources: Any) -> str:
     lines = ["", "Sources:"]
     for source in sources:
@@ -283,6 +289,7 @@ def history(limit: int, conversation: int | None, search: str | None, as_json: b
         engine = Engine(_settings())
         try:
             if conversation is not None:
+                await engine.conversation(conversation)  # an unknown id is an error naming it
                 return await engine.messages(conversation)
             if search:
                 return await engine.search_conversations(search)
@@ -291,15 +298,23 @@ def history(limit: int, conversation: int | None, search: str | None, as_json: b
             await engine.close()
 
     rows = _run(read())
+    if conversation is not None:
+        for number, row in enumerate(rows, 1):
+            # The number within the conversation: what `fork --at N` takes (message ids are global).
+            row["number"] = number
+            if "sources" in row:
+                row["sources"] = [source_dict(s) for s in row["sources"]]
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     if conversation is not None:
         for row in rows:
             tag = " (partial)" if row["status"] == "partial" else ""
             rid = f" [response {row['response_id']}]" if row["response_id"] else ""
-            click.secho(f"{row['role']}{tag}{rid}:", bold=True)
+            click.secho(f"#{row['number']} {row['role']}{tag}{rid}:", bold=True)
             click.echo(row["content"] + "\n")
+        if rows:
+            click.echo(f"`assistant fork {conversation} --at N` copies it up to message #N.")
         return
     if not rows:
         click.echo(f"No conversation mentions {search!r}." if search
@@ -591,6 +606,10 @@ def export(what: str, output: Path, fmt: str, since: str | None, conversation_id
     sft            thumbs-up and reviewed answers as chat-format examples (JSONL)
     dpo            preference pairs: the reviewer's answer chosen, the model's rejected (JSONL)
     responses      every response row (JSONL or CSV)
+
+    SFT and DPO rows start with the system prompt and alternate questions and answers. An answer
+    stopped mid-way (Esc, Ctrl-C) stays in as far as it got, since the next question follows it;
+    it becomes a training target only through a reviewer's better answer.
     """
     import csv
 
@@ -600,15 +619,18 @@ def export(what: str, output: Path, fmt: str, since: str | None, conversation_id
         export_conversations(_settings(), output, fmt, list(conversation_ids))
         return
 
+    from engine import prompts
     from engine.review import fine_tuning_examples, preference_pairs
     from engine.stats import parse_since
 
     store = _store()
     try:
+        # SFT and DPO rows start with the same system message: the one answers are given with.
+        system = prompts.load("system", _settings()).text if what in ("sft", "dpo") else None
         if what == "sft":
-            rows = fine_tuning_examples(store, _settings().system_prompt)
+            rows = fine_tuning_examples(store, system)
         elif what == "dpo":
-            rows = preference_pairs(store)
+            rows = preference_pairs(store, system)
         else:
             rows = store.responses_since(parse_since(since))
     except AssistantError as exc:

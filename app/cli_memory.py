@@ -230,10 +230,18 @@ def memory_status() -> None:
 
 @click.command()
 @click.argument("conversation_id", type=int)
-@click.option("--at", "message_id", type=int, help="Last message to keep (default: all of them).")
-def fork(conversation_id: int, message_id: int | None) -> None:
-    """Copy a conversation up to a message, to go on from there differently."""
-    new_id = _with_engine(lambda e: e.fork(conversation_id, message_id))
+@click.option("--at", "number", type=int,
+              help="Keep messages #1 to #N, as numbered by `assistant history -c ID` (default: all).")
+def fork(conversation_id: int, number: int | None) -> None:
+    """Copy a conversation up to a message, to go on from there differently.
+
+    \b
+    assistant history -c 3        # its messages, numbered #1, #2, ...
+    assistant fork 3 --at 2       # a new conversation with messages #1 and #2
+    """
+
+    # Numbers within the conversation, not message ids: those are global and never shown.
+    new_id = _with_engine(lambda e: e.fork(conversation_id, number=number))
     click.echo(f"Forked conversation {conversation_id} as {new_id}: "
                f"`assistant ask -c {new_id} \"...\"` goes on.")
 

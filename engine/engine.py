@@ -833,11 +833,12 @@ class Engine:
 
         return await self._db(Transcripts(await self.store()).import_lines, lines, where)
 
-    async def fork(self, conversation_id: int, message_id: int | None = None) -> int:
-        """A copy of the conversation up to `message_id` (default: all of it), to go on differently."""
+    async def fork(self, conversation_id: int, message_id: int | None = None, number: int | None = None) -> int:
+        """A copy of the conversation up to `message_id`, or its `number`-th message (1-based, as
+        `history -c` shows them); default: all of it. To go on differently."""
         from memory.transcripts import Transcripts
 
-        return await self._db(Transcripts(await self.store()).fork, conversation_id, message_id)
+        return await self._db(Transcripts(await self.store()).fork, conversation_id, message_id, number)
 
     async def set_incognito(self, conversation_id: int, on: bool) -> None:
         await self._db((await self.store()).set_incognito, conversation_id, on)

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from memory.errors import AssistantError
+from memory.errors import AssistantError, NotFoundError
 from memory.store import StoreView, _translated, dicts, now
 
 FORMAT = "assistant.conversation/1"
@@ -109,13 +109,20 @@ class Transcripts(StoreView):
     # fork --------------------------------------------------------------------------------------
 
     @_translated
-    def fork(self, conversation_id: int, message_id: int | None = None) -> int:
-        """A new conversation with the messages up to `message_id` (default: all), the same
-        backend, template, folders and incognito flag, and the summary when it covers no later
-        message. The original is untouched."""
+    def fork(self, conversation_id: int, message_id: int | None = None, number: int | None = None) -> int:
+        """A new conversation with the messages up to `message_id` (default: all), or up to its
+        `number`-th message (1-based, as `assistant history -c` numbers them: message ids are
+        global, so a person cannot count them), the same backend, template, folders and
+        incognito flag, and the summary when it covers no later message. The original is untouched."""
         source = self.store._get("conversations", conversation_id, "conversation")
         ids = [r[0] for r in self.conn.execute(
             "SELECT id FROM messages WHERE conversation_id = ? ORDER BY id", [conversation_id])]
+        if number is not None:
+            if not 1 <= number <= len(ids):
+                has = f"messages #1 to #{len(ids)}" if ids else "no messages"
+                raise NotFoundError(f"Conversation {conversation_id} has no message #{number}: it has {has}.",
+                                    hint=f"`assistant history -c {conversation_id}` numbers its messages.")
+            message_id = ids[number - 1]
         if message_id is None:
             message_id = ids[-1] if ids else 0
         elif message_id not in ids:

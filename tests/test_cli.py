@@ -1,5 +1,7 @@
 """The `assistant` command as a user runs it: real processes, real model, real database."""
 
+import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -120,3 +122,97 @@ def test_sigkill_mid_answer_loses_no_earlier_turn(home: Path) -> None:
     assert [r["role"] for r in rows[:2]] == ["user", "assistant"]
     assert rows[2]["content"].startswith("Write a very long essay")  # the question survived
     assert run("ask", "-c", "1", "Still there?").returncode == 0
+
+
+async def stopped_answer(engine, question: str) -> int:
+    """Ask, and cancel the answer once it has streamed a few tokens (as Esc does): its conversation id."""
+    from engine import Started, Token
+
+    seen: list[str] = []
+    conversation: list[int] = []
+
+    async def consume() -> None:
+        async for event in engine.ask(question):
+            if isinstance(event, Started):
+                conversation.append(event.conversation_id)
+            if isinstance(event, Token):
+                seen.append(event.text)
+
+    task = asyncio.create_task(consume())
+    while len(seen) < 5:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return conversation[0]
+
+
+async def test_exports_after_a_stopped_answer_alternate_and_carry_the_system_prompt(
+        settings, home: Path, tmp_path: Path) -> None:
+    from engine import Engine, Finished
+    from tests.conftest import events_of
+
+    engine = Engine(settings.replace(max_tokens=400))
+    conversation_id = await stopped_answer(engine, "Write a very long essay about the history of Rome.")
+    stopped = (await engine.messages(conversation_id))[-1]
+    assert stopped["status"] == "partial" and stopped["content"]
+    await engine.rate(stopped["response_id"], 1)  # rated up as it was: not a training target
+    await engine.mark_reviewed(stopped["response_id"], "Rome grew from a village to an empire.")
+    await engine.close()
+    engine = Engine(settings)
+    follow_up = (await events_of(engine, "Now in one sentence.", conversation_id))[-1]
+    assert isinstance(follow_up, Finished)
+    await engine.rate(follow_up.response_id, 1)
+
+    question, partial = "Write a very long essay about the history of Rome.", stopped["content"]
+    system = {"role": "system", "content": settings.system_prompt}
+    run("export", "sft", str(tmp_path / "sft.jsonl"))
+    sft = [json.loads(line) for line in (tmp_path / "sft.jsonl").read_text().splitlines()]
+    assert [row["messages"] for row in sft] == [
+        [system, {"role": "user", "content": question},
+         {"role": "assistant", "content": "Rome grew from a village to an empire."}],
+        [system, {"role": "user", "content": question}, {"role": "assistant", "content": partial},
+         {"role": "user", "content": "Now in one sentence."}, {"role": "assistant", "content": follow_up.text}],
+    ]
+    run("export", "dpo", str(tmp_path / "dpo.jsonl"))
+    [pair] = [json.loads(line) for line in (tmp_path / "dpo.jsonl").read_text().splitlines()]
+    assert pair["prompt"] == [system, {"role": "user", "content": question}]
+    assert (pair["chosen"], pair["rejected"]) == ("Rome grew from a village to an empire.", partial)
+    # Cases for evals: the stopped answer is in the follow-up's history, so the turns alternate.
+    await engine.rate(follow_up.response_id, -1)
+    await engine.close()
+    run("eval", "from-review", str(tmp_path / "cases.jsonl"))
+    cases = {c["id"]: c for c in map(json.loads, (tmp_path / "cases.jsonl").read_text().splitlines())}
+    later = cases[f"review-{follow_up.response_id}"]
+    assert later["question"] == "Now in one sentence."
+    assert later["history"] == [{"role": "user", "content": question}, {"role": "assistant", "content": partial}]
+
+
+def test_history_of_a_conversation_with_sources_is_json_and_an_unknown_id_is_an_error(
+        home: Path, tmp_path: Path) -> None:
+    from tests.rag_corpus import write_mixed_folder
+
+    folder = write_mixed_folder(tmp_path / "notes")
+    run("index", str(folder))
+    run("ask", "What budget did we decide for the garden project?")
+    rows = json.loads(run("history", "-c", "1", "--json").stdout)
+    assert [(r["number"], r["role"]) for r in rows] == [(1, "user"), (2, "assistant")]
+    assert any("budget.md" in s["location"] and s["path"].endswith("budget.md") for s in rows[1]["sources"])
+    missing = run("history", "-c", "999", check=False)
+    assert missing.returncode == 1 and "no conversation with id 999" in missing.stderr
+    assert not missing.stdout
+
+
+def test_fork_at_takes_the_message_number_that_history_shows(home: Path) -> None:
+    run("ask", "Name a colour.")
+    run("ask", "Name a fruit.")  # conversation 2: its messages have ids 3 and up
+    run("ask", "-c", "2", "Name another one.")
+    shown = run("history", "-c", "2").stdout
+    assert "#1 user:" in shown and "#2 assistant [response 2]:" in shown and "#4 assistant" in shown
+    assert "Forked conversation 2 as 3" in run("fork", "2", "--at", "2").stdout
+    original = json.loads(run("history", "-c", "2", "--json").stdout)
+    forked = json.loads(run("history", "-c", "3", "--json").stdout)
+    assert [m["content"] for m in forked] == [m["content"] for m in original[:2]]
+    too_far = run("fork", "2", "--at", "5", check=False)
+    assert too_far.returncode == 1
+    assert "Conversation 2 has no message #5: it has messages #1 to #4" in too_far.stderr
+    assert len(json.loads(run("history", "--json").stdout)) == 3  # nothing was forked
