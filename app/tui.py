@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from textual.app import App, SystemCommand
+from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 
@@ -20,6 +21,8 @@ from engine import AssistantError, Engine
 class AssistantApp(App):
     CSS_PATH = "assistant.tcss"
     TITLE = "assistant"
+    # Every key of the screen, the ones the footer has no room for too (Ctrl+P: every command).
+    BINDINGS = [Binding("f1", "toggle_keys", "Keys")]
 
     indexing_text: reactive[str] = reactive("")  # what the indexer is doing; "" when idle
 
@@ -31,6 +34,12 @@ class AssistantApp(App):
 
     def on_mount(self) -> None:
         self.push_screen(ChatScreen(self.engine))
+
+    def action_toggle_keys(self) -> None:
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
 
     async def on_unmount(self) -> None:
         self._stop_indexing.set()
@@ -139,7 +148,8 @@ class AssistantApp(App):
             ("Fork conversation", "Copy it up to the selected answer and go on there (/fork)", screen.fork),
             ("Rename conversation", "Rename the current conversation (F2)",
              screen.action_rename_conversation),
-            ("Delete conversation", "Delete the current conversation", screen.action_delete_conversation),
+            ("Delete conversation", "Delete the current conversation (Delete in the sidebar)",
+             screen.action_delete_conversation),
             ("Toggle sidebar", "Show or hide past conversations (Ctrl+S)", screen.action_toggle_sidebar),
         ]
         for title, help_text, callback in commands:

@@ -225,11 +225,13 @@ def plots(stats: dict[str, Any], width: int = 80, height: int = 12) -> list[tupl
 
     drawn = []
 
-    def draw(title: str, fill) -> None:
+    def draw(title: str, fill, values: list[float] | None = None) -> None:
         plt.clf()
         plt.plotsize(width, height)
         plt.theme("clear")
         fill()
+        if values is not None and not any(values):  # all zero: plotext would draw an axis of -1..1
+            plt.ylim(0, 1)
         plt.title(title)
         drawn.append((title, plt.build()))
 
@@ -240,7 +242,8 @@ def plots(stats: dict[str, Any], width: int = 80, height: int = 12) -> list[tupl
     days = stats["per_day"]
     if days:
         labels = [d["day"][5:] for d in days]
-        draw("Cost per day (USD)", lambda: plt.bar(labels, [d["cost"] for d in days]))
+        costs = [d["cost"] for d in days]
+        draw("Cost per day (USD)", lambda: plt.bar(labels, costs), costs)
         if any(d["thumbs_up"] or d["thumbs_down"] for d in days):
             def thumbs() -> None:
                 plt.multiple_bar(labels, [[d["thumbs_up"] for d in days], [d["thumbs_down"] for d in days]],

@@ -4,6 +4,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from textual.widgets import Label, Static
 
 from app.screens.chat import ChatScreen
 from app.screens.modals import ConfirmDialog, TextDialog
@@ -152,7 +153,7 @@ async def test_rename_delete_and_new_chat(settings: Settings) -> None:
         await wait_for(lambda: [i.title for i in screen.query(ConversationItem)] == ["Holiday"])
 
         screen.query_one(ConversationList).focus()
-        await pilot.press("d")
+        await pilot.press("delete")  # a key no question types
         await wait_for(lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.press("y")
         await wait_for(lambda: not screen.query(ConversationItem), what="conversation deleted")
@@ -335,7 +336,11 @@ async def test_trace_stats_and_review_screens(settings: Settings) -> None:
         stats = app.screen
         await wait_for(lambda: stats.result is not None, what="stats computed")
         assert stats.result["overall"]["answers"] == 1 and stats.result["overall"]["thumbs_down"] == 1
-        assert "Answer latency" in str(stats.query_one("#stats-plots", Static).render())
+        plots = str(stats.query_one("#stats-plots", Static).render())
+        assert "Answer latency" in plots and "Cost per day" in plots
+        # A local answer costs nothing: the cost axis starts at 0, never below; no escape codes.
+        assert "-1.00" not in plots and "0.00┤" in plots
+        assert "\x1b" not in plots
         await pilot.press("g")  # group by model
         await wait_for(lambda: stats.by == "model" and "groups" in (stats.result or {}))
         await pilot.press("escape")
@@ -390,3 +395,153 @@ async def test_alerts_are_shown_in_the_app(settings: Settings, home: Path) -> No
     app.notify = lambda message, **kw: (notes.append(message), notify(message, **kw))[1]
     async with app.run_test(size=(120, 40)):
         await wait_for(lambda: any(note.startswith("Latency spike") for note in notes), what="alert shown")
+
+
+def footer_shown(answer: AnswerMessage) -> str:
+    """The footer line as it is on screen (not as the widget would compute it)."""
+    return str(answer.query_one(".answer-footer", Static).render())
+
+
+async def test_typing_after_a_search_lands_in_the_prompt(settings: Settings) -> None:
+    engine = Engine(settings)
+    for question in ("Tell me about Jupiter.", "What is the capital of France?"):
+        await events_of(engine, question)
+    app = AssistantApp(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await ready(app)
+        sidebar = screen.query_one(ConversationList)
+        await wait_for(lambda: len(sidebar.children) == 2, what="both conversations listed")
+        await pilot.press("f8")
+        await wait_for(lambda: isinstance(app.screen, TextDialog), what="search dialog")
+        assert "Enter: search · Esc: cancel" in str(app.screen.query_one(".dialog-help", Label).render())
+        await pilot.press(*"Jupiter", "enter")
+        await wait_for(lambda: screen.searching and len(sidebar.children) == 1, what="one match")
+        # Letters of sidebar keys (r rename, d delete), and a Down key, as a person types on.
+        question = "Describe Jupiter's red spot."
+        await pilot.press("down", *question)
+        assert isinstance(app.screen, ChatScreen) and screen.focused is screen.prompt
+        assert screen.prompt.text == question
+        await pilot.press("enter")
+        answer = await finished_answer(app)
+        assert answer.text and [w.text for w in screen.query(UserMessage)] == [question]
+        assert len(await engine.conversations()) == 3  # nothing deleted, the question saved
+        assert not [n for n in app._notifications if "rename" in n.message or "delete" in n.message]
+
+        # Even with the list focused on purpose, a letter starts a question; Delete asks first.
+        await pilot.press("tab")  # as the search's notification says
+        await wait_for(lambda: screen.focused is sidebar, what="the sidebar focused")
+        await pilot.press("d")
+        assert screen.focused is screen.prompt and screen.prompt.text == "d"
+        assert isinstance(app.screen, ChatScreen)
+        sidebar.focus()
+        await pilot.press("delete")
+        await wait_for(lambda: isinstance(app.screen, ConfirmDialog), what="delete confirmation")
+        await pilot.press("n")
+        await wait_for(lambda: isinstance(app.screen, ChatScreen))
+        assert screen.focused is screen.prompt  # every dialog hands the keys back to the prompt
+        assert len(await engine.conversations()) == 3
+
+
+async def test_a_stopped_answer_is_an_answer_and_reopens_as_it_was(settings: Settings) -> None:
+    app = AssistantApp(Engine(settings.replace(max_tokens=400)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await ready(app)
+        await ask(pilot, "Say hello.")
+        first = await finished_answer(app)
+        await ask(pilot, "Write a very long essay about the history of Rome.")
+        await wait_for(lambda: len(answers(app)) == 2 and len(answers(app)[1].markdown.source) > 20,
+                       what="streaming")
+        await pilot.press("escape", "ctrl+g")  # rate it right away: the stopped one is the latest
+        await wait_for(lambda: isinstance(app.screen, TextDialog), what="comment dialog")
+        await pilot.press("escape")
+        stopped = answers(app)[1]
+        await wait_for(lambda: stopped.rating == 1, what="the stopped answer rated")
+        assert first.rating is None and stopped.state == "stopped"
+        rows = await app.engine.messages(screen.conversation_id)
+        assert stopped.response_id == rows[-1]["response_id"] != first.response_id
+        assert rows[-1]["rating"] == 1 and stopped.text == stopped.markdown.source
+        assert "⏹ stopped" in footer_shown(stopped) and f"#{stopped.response_id}" in footer_shown(stopped)
+        await pilot.press("alt+up", "alt+up", "ctrl+b")  # and the first one down
+        await wait_for(lambda: isinstance(app.screen, TextDialog), what="comment dialog")
+        await pilot.press("escape")
+        await wait_for(lambda: first.rating == -1)
+        live = [footer_shown(a) for a in answers(app)]
+        assert "👎" in live[0] and "👍" in live[1] and all("SmolLM2" in f for f in live)
+
+        conversation = screen.conversation_id
+        await pilot.press("ctrl+n")
+        assert not answers(app)
+        sidebar = screen.query_one(ConversationList)
+        await wait_for(lambda: len(sidebar.children) == 1, what="listed")
+        sidebar.focus()
+        sidebar.index = 0
+        await pilot.press("enter")
+        await wait_for(lambda: screen.conversation_id == conversation and len(answers(app)) == 2,
+                       what="reopened")
+        await pilot.pause()
+        assert [footer_shown(a) for a in answers(app)] == live
+        assert [a.text for a in answers(app)] == [first.text, stopped.text]
+
+
+async def test_first_screen_says_what_to_do_and_the_footer_fits(settings: Settings) -> None:
+    from textual.widgets import Footer
+
+    from app.widgets.chat_log import Welcome
+
+    def cut_keys() -> list[str]:
+        """Footer keys that do not fit: past the edge, or under the palette key at the right."""
+        keys = list(app.screen.query_one(Footer).query("FooterKey"))
+        right = min((k.region.x for k in keys if k.key == "ctrl+p"), default=app.size.width)
+        return [k.description for k in keys if k.key != "ctrl+p" and k.region.right > right]
+
+    app = AssistantApp(Engine(settings))
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = await ready(app)
+        welcome = str(screen.query_one(Welcome).render())
+        for hint in ("Type a question", "Ctrl+F", "F1", "Ctrl+P"):
+            assert hint in welcome
+        assert not cut_keys()
+        await pilot.press("f1")  # every key, the ones the footer has no room for too
+        await wait_for(lambda: bool(screen.query("HelpPanel")), what="the keys panel")
+        await pilot.press("f1")
+        await wait_for(lambda: not screen.query("HelpPanel"))
+        await pilot.press("f4")
+        await wait_for(lambda: not isinstance(app.screen, ChatScreen))
+        await pilot.pause()
+        assert not cut_keys()
+        await pilot.press("escape")
+        await wait_for(lambda: app.screen is screen)
+        await pilot.pause()
+        assert not cut_keys() and screen.focused is screen.prompt
+
+        await ask(pilot, "Say hello.")
+        await finished_answer(app)
+        assert not screen.query(Welcome)  # gone with the first question
+        await pilot.press("ctrl+n")
+        await wait_for(lambda: bool(screen.query(Welcome)), what="the hint on a new chat")
+
+
+async def test_same_titled_conversations_are_told_apart_in_the_sidebar(settings: Settings) -> None:
+    engine = Engine(settings)
+    ids = [(await events_of(engine, "Tell me a joke."))[-1].conversation_id for _ in range(2)]
+    app = AssistantApp(engine)
+    async with app.run_test(size=(120, 40)):
+        sidebar = chat(app).query_one(ConversationList)
+        await wait_for(lambda: len(sidebar.children) == 2, what="both listed")
+        metas = [str(item.query_one(".conversation-meta", Label).render()) for item in sidebar.children]
+        assert [m.split(" · ")[0] for m in metas] == [f"#{i}" for i in reversed(ids)]
+        assert all(len(m.split(" · ")) == 2 and ":" in m for m in metas)  # and when: "21:44"
+
+
+async def test_evals_screen_without_runs_names_commands_an_installed_user_has(settings: Settings) -> None:
+    from app.screens.evals import EvalsScreen
+
+    app = AssistantApp(Engine(settings))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("f12")
+        await wait_for(lambda: isinstance(app.screen, EvalsScreen), what="evals screen")
+        summary = app.screen.query_one("#eval-summary", Static)
+        await wait_for(lambda: "No eval runs yet" in str(summary.render()), what="the hint")
+        hint = str(summary.render())
+        assert "docs/evals" not in hint  # a checkout's path: not there for a pipx install
+        assert "assistant eval from-review cases.jsonl" in hint and "assistant eval cases.jsonl" in hint

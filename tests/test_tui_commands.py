@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from textual.widgets import Static
 
 from app.screens.modals import ConfirmDialog
@@ -55,3 +56,30 @@ async def test_a_side_effecting_tool_asks_in_a_dialog(settings: Settings) -> Non
         await pilot.press("y")
         answer = await finished_answer(app)
         assert len(plugin.sent) == 1 and "🔧 send_email" in answer.footer_text()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)])
+async def test_a_slash_lists_every_command_and_help_keeps_brackets(settings: Settings,
+                                                                  size: tuple[int, int]) -> None:
+    app = AssistantApp(Engine(settings))
+    async with app.run_test(size=size) as pilot:
+        screen = chat(app)
+        await wait_for(lambda: "wordcount" in screen.commands, what="commands loaded")
+        assert len(screen.commands) > 8
+        screen.query_one(PromptInput).focus()
+        await pilot.press("/")
+        hint = screen.query_one("#slash-hint", Static)
+        await wait_for(lambda: hint.display, what="the hint")
+        await pilot.pause()
+        shown = str(hint.render())
+        assert all(f"/{name}" in shown for name in screen.commands), shown
+        assert hint.size.height == len(shown.splitlines())  # every line on screen, none scrolled off
+        if size[1] >= 45:  # room for what each one does
+            assert "/export  export this conversation to Markdown" in shown
+        await pilot.press("backspace")
+        await wait_for(lambda: not hint.display)
+
+        await ask(pilot, "/help")
+        await wait_for(lambda: any("/wordcount" in n for n in notes(app)), what="the help")
+        [shown_help] = [n for n in app._notifications if "/wordcount" in n.message]
+        assert "(/export [FILE])" in shown_help.message and not shown_help.markup

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Markdown, Static
+from textual.worker import WorkerCancelled, WorkerFailed
 
 from app.editor import editor_command, is_paged
 from app.screens.modals import AUTOMATIC, BackendDialog, ConfirmDialog, ModelDialog, TextDialog
@@ -26,6 +28,7 @@ from app.widgets.chat_log import (
     ProposalCard,
     SourceClicked,
     UserMessage,
+    Welcome,
     origin_text,
 )
 from app.widgets.conversation_list import ConversationList
@@ -42,21 +45,22 @@ class ChatScreen(Screen):
         Binding("ctrl+n", "new_chat", "New chat"),
         Binding("ctrl+g", "rate(1)", "👍"),
         Binding("ctrl+b", "rate(-1)", "👎"),
-        Binding("alt+up", "select_answer(-1)", "Select answer"),
+        # The footer lists what fits at 160 columns; the rest are in F1 (keys) and Ctrl+P.
+        Binding("alt+up", "select_answer(-1)", "Select answer", show=False),
         Binding("alt+down", "select_answer(1)", "Later answer", show=False),
         Binding("ctrl+o", "copy_answer", "Copy answer"),
-        Binding("ctrl+r", "open_source", "Open source"),
+        Binding("ctrl+r", "open_source", "Open source", show=False),
         Binding("ctrl+f", "folders", "Folders"),
-        Binding("ctrl+l", "pick_backend", "Backend"),
+        Binding("ctrl+l", "pick_backend", "Backend", show=False),
         Binding("f9", "pick_model", "Model"),
         Binding("ctrl+t", "show_trace", "Trace"),
         Binding("f3", "stats", "Stats"),
         Binding("f4", "review", "Review"),
         Binding("f5", "regenerate", "Regenerate", show=False),
         Binding("f8", "search", "Search"),
-        Binding("f12", "evals", "Evals"),
+        Binding("f12", "evals", "Evals", show=False),
         Binding("f10", "memory", "Memory"),
-        Binding("ctrl+s", "toggle_sidebar", "Sidebar"),
+        Binding("ctrl+s", "toggle_sidebar", "Sidebar", show=False),
         Binding("f2", "rename_conversation", "Rename", show=False),
     ]
 
@@ -75,7 +79,7 @@ class ChatScreen(Screen):
         with Horizontal():
             yield ConversationList(id="sidebar")
             with Vertical(id="main"):
-                yield ChatLog(id="log")
+                yield ChatLog(Welcome(), id="log")
                 yield Static("", id="slash-hint", markup=False)
                 yield PromptInput(id="prompt")
         yield StatusBar(id="status")
@@ -164,12 +168,25 @@ class ChatScreen(Screen):
 
     @on(PromptInput.Typed)
     def show_command_hint(self, event: PromptInput.Typed) -> None:
-        """While a slash command is typed: the ones that match, with their help (Tab completes)."""
+        """While a slash command is typed: every one that matches. With their help, one a line,
+        when they fit in a third of the screen; else their names, wrapped (never a partial list)."""
         hint = self.query_one("#slash-hint", Static)
         found = matches(event.text, list(self.commands))
-        hint.update("\n".join(f"/{n}  {self.commands[n].help}" for n in found[:8]) +
-                    ("   (Tab completes)" if found else ""))
         hint.display = bool(found)
+        if not found:
+            return
+        if len(found) + 1 <= max(3, self.size.height // 3):
+            lines = [f"/{n}  {self.commands[n].help}" for n in found] + ["(Tab completes)"]
+        else:
+            width = max(20, hint.content_region.width or self.size.width - 34)
+            lines = [""]
+            for name in found:
+                word = f"/{name}"
+                if lines[-1] and len(lines[-1]) + 2 + len(word) > width:
+                    lines.append("")
+                lines[-1] += f"  {word}" if lines[-1] else word
+            lines.append("(Tab completes · type more for each one's help)")
+        hint.update("\n".join(lines))
 
     @work(group="commands")
     async def load_commands(self) -> None:
@@ -202,8 +219,8 @@ class ChatScreen(Screen):
         except Exception as exc:  # a plugin's bug: reported by name, the app goes on
             self.notify(f"/{name} failed: {type(exc).__name__}: {exc}", title="Plugin", severity="error")
             return
-        if shown:
-            self.notify(str(shown), title=f"/{name}", timeout=10)
+        if shown:  # plain text: a plugin's "[x]" is not markup
+            self.notify(str(shown), title=f"/{name}", timeout=10, markup=False)
 
     def command_action(self, what: str, args: str) -> None:
         """What a slash command asks the app to do."""
@@ -226,9 +243,9 @@ class ChatScreen(Screen):
             self.toggle_incognito()
         elif what == "fork":
             self.fork()
-        elif what == "help":
+        elif what == "help":  # plain text: "[FILE]" is not markup
             self.notify("\n".join(f"/{n}  {c.help}" for n, c in sorted(self.commands.items())),
-                        title="Slash commands", timeout=15)
+                        title="Slash commands", timeout=15, markup=False)
 
     @work(group="history")
     async def export_conversation(self, target: str) -> None:
@@ -261,7 +278,7 @@ class ChatScreen(Screen):
         except AssistantError as exc:
             self.notify(str(exc), title="Memory", severity="error")
             return
-        self.notify(f"Remembered: {memory['text']}", title="🧠 Memory", timeout=4)
+        self.notify(f"Remembered: {memory['text']}", title="🧠 Memory", timeout=4, markup=False)
 
     @work(group="memory")
     async def toggle_incognito(self) -> None:
@@ -293,6 +310,21 @@ class ChatScreen(Screen):
         self.refresh_conversations()
         self.notify(f"Forked as conversation {new_id}: the original is unchanged.", timeout=4)
 
+    @on(events.ScreenResume)
+    def focus_prompt(self) -> None:
+        """Back from any dialog or screen, typing goes to the prompt again (not to the list that
+        had focus before)."""
+        self.prompt.focus()
+
+    def on_key(self, event: events.Key) -> None:
+        """A letter typed while the sidebar has focus is the start of a question: it goes to
+        the prompt (the sidebar's own keys are Enter, the arrows, F2 and Delete)."""
+        if event.is_printable and event.character and isinstance(self.focused, ConversationList):
+            event.stop()
+            event.prevent_default()
+            self.prompt.focus()
+            self.prompt.insert(event.character)
+
     def action_memory(self) -> None:
         from app.screens.memory import MemoryScreen
 
@@ -316,7 +348,8 @@ class ChatScreen(Screen):
     async def proposal_answered(self, event: ProposalAnswered) -> None:
         proposal, text = event.card.proposal, None
         if event.choice == "edit":
-            text = await self.app.push_screen_wait(TextDialog("Remember", proposal["text"]))
+            text = await self.app.push_screen_wait(TextDialog("Remember", proposal["text"],
+                                                              hint="Enter: remember · Esc: cancel"))
             if not text or not text.strip():
                 return
         try:
@@ -324,7 +357,7 @@ class ChatScreen(Screen):
                 await self.engine.memories.reject(proposal["id"])
             else:
                 memory = await self.engine.memories.accept(proposal["id"], text)
-                self.notify(f"Remembered: {memory['text']}", title="🧠 Memory", timeout=4)
+                self.notify(f"Remembered: {memory['text']}", title="🧠 Memory", timeout=4, markup=False)
         except AssistantError as exc:
             self.notify(str(exc), title="Memory", severity="error")
             return
@@ -342,6 +375,7 @@ class ChatScreen(Screen):
     async def answer(self, question: str, regenerate: bool = False) -> None:
         log = self.log_view
         answer = AnswerMessage()
+        await log.query(Welcome).remove()
         await log.mount_all([UserMessage(question), answer])
         log.anchor()  # follow the answer, until the user scrolls up to read
         self.select(None)
@@ -387,6 +421,11 @@ class ChatScreen(Screen):
                             self.prompt.restore(question)
         except asyncio.CancelledError:
             answer.state = "stopped"
+            answer.text = answer.markdown.source
+            # The engine has saved the stopped answer by now (its `finally`, shielded): fetch its
+            # id, so it can be rated, traced and forked like any answer.
+            with contextlib.suppress(asyncio.CancelledError, AssistantError):
+                await self._show_saved(answer)
             raise
         except AssistantError as exc:  # the store failed while saving a stopped answer
             answer.state = "error"
@@ -398,6 +437,20 @@ class ChatScreen(Screen):
             self.status.open_breakers = self.engine.router.open_breakers()
             self.refresh_conversations()
             self.check_alerts()
+
+    async def _show_saved(self, answer: AnswerMessage) -> None:
+        """Give a stopped answer its response id and sources, as reopening it would show them."""
+        if self.conversation_id is None:
+            return  # stopped before the question was saved
+        rows = await self.engine.messages(self.conversation_id)
+        last = next((r for r in reversed(rows) if r["role"] == "assistant"), None)
+        if last is None or last["response_id"] is None or any(
+                a.response_id == last["response_id"] for a in self.log_view.answers()):
+            return
+        answer.response_id = last["response_id"]
+        if answer.is_attached:
+            await answer.show_sources(last.get("sources", ()))
+        answer.refresh_footer()
 
     @work(group="alerts", exclusive=True)
     async def check_alerts(self) -> None:
@@ -455,7 +508,7 @@ class ChatScreen(Screen):
         self.status.summarized = 0
         self.show_backend()
         self.select(None)
-        await self.log_view.remove_children()
+        await self.log_view.clear(welcome=True)
         self.status.context = None
         self.query_one(ConversationList).index = None
         self.prompt.focus()
@@ -481,20 +534,36 @@ class ChatScreen(Screen):
         self.show_backend()
         self.select(None)
         log = self.log_view
-        await log.remove_children()
         widgets = []
         for row in rows:
             if row["role"] == "user":
                 widgets.append(UserMessage(row["content"]))
             elif row["role"] == "assistant":
-                origin = origin_text(row.get("model"), row.get("backend"), bool(row.get("remote")))
-                answer = AnswerMessage(row["content"], row["response_id"], row.get("sources", ()), origin)
-                answer.set_reactive(AnswerMessage.rating, row["rating"])
-                answer.set_reactive(AnswerMessage.state, "partial" if row["status"] == "partial" else "")
-                widgets.append(answer)
+                widgets.append(await self._reopened_answer(row))
+        await log.clear()
         await log.mount_all(widgets)
         log.scroll_end(animate=False)
         self.prompt.focus()
+
+    async def _reopened_answer(self, row: dict[str, Any]) -> AnswerMessage:
+        """An answer from the history, with the footer it had live: who wrote it, its id and
+        rating, "stopped" or "failed", a cache hit, the memories it used."""
+        origin = origin_text(row.get("model"), row.get("backend"), bool(row.get("remote")))
+        answer = AnswerMessage(row["content"], row["response_id"], row.get("sources", ()), origin)
+        answer.set_reactive(AnswerMessage.rating, row["rating"])
+        state = ""
+        if row["status"] == "partial":  # a response row says why; none: the app died mid-answer
+            state = "partial"
+        if row["response_id"] is not None:
+            try:
+                response = await self.engine.response(row["response_id"])
+            except AssistantError:
+                response = {}
+            state = {"cancelled": "stopped", "error": "error"}.get(response.get("status"), state)
+            answer.cached_from = response.get("cached_from")
+            answer.memories = len(json.loads(response.get("memory_ids") or "[]"))
+        answer.set_reactive(AnswerMessage.state, state)
+        return answer
 
     def select(self, answer: AnswerMessage | None) -> None:
         if self.selected is not None:
@@ -519,17 +588,34 @@ class ChatScreen(Screen):
         self.select(None if event.answer is self.selected else event.answer)
 
     def target_answer(self) -> AnswerMessage | None:
-        """The selected answer, else the latest one that has a response row."""
+        """The selected answer, else the latest one (a stopped answer is an answer too)."""
         if self.selected is not None:
             return self.selected
-        answers = [a for a in self.log_view.answers() if a.response_id is not None]
+        answers = self.log_view.answers()
         return answers[-1] if answers else None
+
+    async def saved_target(self, verb: str) -> AnswerMessage | None:
+        """The target answer once it has its response row. A stopped answer gets it a moment
+        after Esc (waited for here); one still being written has none yet."""
+        answer = self.target_answer()
+        if answer is None:
+            self.notify(f"There is no answer to {verb} yet.", severity="warning")
+            return None
+        if answer.response_id is None:
+            for worker in [w for w in self.workers if w.group == "answer" and w.is_cancelled]:
+                with contextlib.suppress(WorkerCancelled, WorkerFailed):
+                    await worker.wait()
+        if answer.response_id is None:
+            self.notify(f"This answer is still being written: {verb} it when it ends (Esc stops it)."
+                        if self.answering else f"This answer was not saved: there is nothing to {verb}.",
+                        severity="warning")
+            return None
+        return answer
 
     @work(group="feedback")
     async def action_rate(self, rating: int) -> None:
-        answer = self.target_answer()
+        answer = await self.saved_target("rate")
         if answer is None:
-            self.notify("There is no answer to rate yet.", severity="warning")
             return
         try:
             feedback_id = await self.engine.rate(answer.response_id, rating)
@@ -547,11 +633,12 @@ class ChatScreen(Screen):
                 self.notify(str(exc), title="Feedback", severity="error")
 
     def action_copy_answer(self) -> None:
-        answer = self.target_answer() or next(reversed(self.log_view.answers()), None)
-        if answer is None or not answer.text:
+        answer = self.target_answer()
+        text = answer and (answer.text or answer.markdown.source)  # streaming: what came so far
+        if not text:
             self.notify("There is no answer to copy yet.", severity="warning")
             return
-        self.app.copy_to_clipboard(answer.text)
+        self.app.copy_to_clipboard(text)
         self.notify("Answer copied to the clipboard.", timeout=2)
 
     def action_open_source(self) -> None:
@@ -654,9 +741,8 @@ class ChatScreen(Screen):
     async def action_show_trace(self) -> None:
         from app.screens.insights import TraceDialog
 
-        answer = self.target_answer()
+        answer = await self.saved_target("trace")
         if answer is None:
-            self.notify("There is no answer to trace yet.", severity="warning")
             return
         try:
             response, spans = await self.engine.trace(answer.response_id)
@@ -683,7 +769,8 @@ class ChatScreen(Screen):
     @work(group="search", exclusive=True)
     async def action_search(self) -> None:
         """Search every conversation; the sidebar then lists the ones that match (Ctrl+N: all)."""
-        dialog = TextDialog("Search conversations", placeholder="words to find")
+        dialog = TextDialog("Search conversations", placeholder="words to find",
+                            hint="Enter: search · Esc: cancel")
         query = await self.app.push_screen_wait(dialog)
         if not query or not query.strip():
             return
@@ -696,10 +783,11 @@ class ChatScreen(Screen):
         sidebar.display = True
         await sidebar.show(rows, self.conversation_id)
         self.searching = True
-        self.notify(f"{len(rows)} conversations mention “{query.strip()}”. Ctrl+N shows all again."
-                    if rows else f"No conversation mentions “{query.strip()}”.", timeout=5)
-        if rows:
-            sidebar.focus()
+        # Focus stays in the prompt: what is typed next is a question, never a key of the list.
+        found = "1 conversation mentions" if len(rows) == 1 else f"{len(rows)} conversations mention"
+        self.notify(f"{found} “{query.strip()}”: Tab (or a click) to pick one, Enter opens it. "
+                    "Ctrl+N shows all again." if rows else f"No conversation mentions “{query.strip()}”.",
+                    timeout=6, markup=False)
 
     def action_toggle_sidebar(self) -> None:
         sidebar = self.query_one(ConversationList)
@@ -721,7 +809,8 @@ class ChatScreen(Screen):
         if chosen is None:
             self.notify("Open or highlight a conversation to rename it.", severity="warning")
             return
-        title = await self.app.push_screen_wait(TextDialog("Rename conversation", chosen[1]))
+        title = await self.app.push_screen_wait(TextDialog("Rename conversation", chosen[1],
+                                                           hint="Enter: rename · Esc: cancel"))
         if title and title.strip():
             try:
                 await self.engine.rename_conversation(chosen[0], title.strip())

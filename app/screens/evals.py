@@ -21,6 +21,16 @@ from engine.evals.metrics import flat
 from engine.evals.report import fmt, score_plot
 
 HELP = "b: compare others with this run · c: clear the comparison · r: refresh · Esc: back"
+# Only commands that work for an installed user: the sample dataset lives in a checkout, not in
+# the package.
+NO_RUNS = """No eval runs yet. In a terminal:
+
+  assistant eval from-review cases.jsonl    your thumbs-down and reviewed answers as cases
+  assistant eval cases.jsonl                run them through the engine, scored and recorded
+
+or write cases.jsonl yourself, one JSON object a line:
+  {"id": "capital", "question": "What is the capital of France?", "reference": "Paris."}
+(`assistant eval run --help`: the options). Then come back here (F12)."""
 
 
 class EvalsScreen(Screen):
@@ -79,9 +89,7 @@ class EvalsScreen(Screen):
                           run["dataset_name"], run["model"][:24], fmt("passed", values["passed"]),
                           fmt("rouge_l", values["rouge_l"]), fmt("total_p95_ms", values["total_p95_ms"]))
         if not self.runs:
-            self.query_one("#eval-summary", Static).update(Text(
-                "No eval runs yet. In a terminal: assistant eval docs/evals/sample.jsonl\n"
-                "(see docs/evals.md), then come back here (F12)."))
+            self.query_one("#eval-summary", Static).update(Text(NO_RUNS))
             return
         self.show_selected()
 

@@ -85,7 +85,8 @@ class StatsScreen(Screen):
             Text("\n".join(f"⚠ {a.message}" for a in alerts), style="bold yellow") if alerts else "No alerts."
         )
         self.query_one("#stats-tables", Static).update(Group(*stats_tables(self.result)))
-        self.query_one("#stats-plots", Static).update(Text("\n\n".join(text for _, text in drawn)))
+        # plotext ends each line with an ANSI reset: parsed, not shown as "[0m"
+        self.query_one("#stats-plots", Static).update(Text.from_ansi("\n\n".join(text for _, text in drawn)))
 
     def _title(self, status: str) -> str:
         return (f"Stats · {self.since or 'all time'} · by {self.by or 'nothing'} · {status}"

@@ -12,19 +12,20 @@ from textual.widgets.option_list import Option
 
 
 class TextDialog(ModalScreen[str | None]):
-    """Returns the text entered (Enter), or None (Esc)."""
+    """Returns the text entered (Enter), or None (Esc). `hint` says what the two keys do here."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
-    def __init__(self, title: str, value: str = "", placeholder: str = "") -> None:
+    def __init__(self, title: str, value: str = "", placeholder: str = "",
+                 hint: str = "Enter: save · Esc: skip") -> None:
         super().__init__()
-        self.title_text, self.value, self.placeholder = title, value, placeholder
+        self.title_text, self.value, self.placeholder, self.hint = title, value, placeholder, hint
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.title_text, markup=False)
             yield Input(self.value, placeholder=self.placeholder)
-            yield Label("Enter: save · Esc: skip", classes="dialog-help")
+            yield Label(self.hint, classes="dialog-help", markup=False)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value)
@@ -101,6 +102,12 @@ class ModelDialog(ModalScreen[str | None]):
             yield OptionList(*options)
             yield Label("Enter: load · Esc: keep · add more with `assistant models pull|add`",
                         classes="dialog-help")
+
+    def on_mount(self) -> None:
+        # Start on the loaded model, marked ●: Enter keeps it, and ↑/↓ move to the others.
+        paths = [row["path"] for row in self.models]
+        if self.current in paths:
+            self.query_one(OptionList).highlighted = paths.index(self.current)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)

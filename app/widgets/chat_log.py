@@ -65,7 +65,9 @@ class AnswerMessage(Vertical, can_focus=False):
     def compose(self):
         yield Markdown(self.text)
         yield Vertical(*(SourceLine(s) for s in self.sources), classes="sources")
-        yield Static("", classes="answer-footer")
+        # Filled now: a reopened answer's footer has no later event to fill it (on_mount runs
+        # before the widget counts as mounted, so refresh_footer would skip it).
+        yield Static(self.footer_text(), classes="answer-footer", markup=False)
 
     async def show_sources(self, sources: Any) -> None:
         self.sources = tuple(sources)
@@ -106,11 +108,8 @@ class AnswerMessage(Vertical, can_focus=False):
         self.refresh_footer()
 
     def refresh_footer(self) -> None:
-        if self.is_mounted:
-            self.query_one(".answer-footer", Static).update(self.footer_text())
-
-    def on_mount(self) -> None:
-        self.refresh_footer()
+        for footer in self.query(".answer-footer").results(Static):  # none before compose
+            footer.update(self.footer_text())
 
 
 class AnswerClicked(Message):
@@ -119,11 +118,33 @@ class AnswerClicked(Message):
         self.answer = answer
 
 
+WELCOME = """\
+Type a question below and press Enter: the answer streams in here.
+
+  Ctrl+F   add a folder of your files, to answer from them (with sources)
+  F8       search past conversations (listed on the left; Ctrl+S hides them)
+  /        slash commands, e.g. /remember TEXT
+  F1       every key · Ctrl+P: every command"""
+
+
+class Welcome(Static):
+    """What to do first, on an empty chat; it goes with the first question."""
+
+    def __init__(self) -> None:
+        super().__init__(WELCOME, markup=False, id="welcome")
+
+
 class ChatLog(VerticalScroll, can_focus=False):
     """Holds the messages; keeps the newest in view while an answer streams."""
 
     def answers(self) -> list[AnswerMessage]:
         return list(self.query(AnswerMessage))
+
+    async def clear(self, welcome: bool = False) -> None:
+        """Remove every message; an empty new chat shows the welcome hint."""
+        await self.remove_children()
+        if welcome:
+            await self.mount(Welcome())
 
 
 def origin_text(model: str | None, backend: str | None, remote: bool) -> str:
