@@ -12,7 +12,10 @@ are off for the rest of the answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import json
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -129,8 +132,8 @@ async def run_call(call: ToolCall, tools: dict[str, Tool], context: ToolContext,
         if confirm is None or not await confirm(tool, call.arguments):
             return step("declined", f"the user did not allow {tool.name} to run")
     try:
-        running = asyncio.to_thread(tool.function, call.arguments, context)
-        result = await asyncio.wait_for(running, tool.timeout_s)
+        result = await asyncio.wait_for(_in_daemon_thread(tool.function, call.arguments, context),
+                                        tool.timeout_s)
     except TimeoutError:
         return step("timeout", f"{tool.name} did not finish within {tool.timeout_s:g} s")
     except ToolError as exc:
@@ -138,6 +141,34 @@ async def run_call(call: ToolCall, tools: dict[str, Tool], context: ToolContext,
     except Exception as exc:  # a plugin's bug: reported to the model and the trace, not a crash
         return step("error", f"{tool.name} failed: {type(exc).__name__}: {exc}")
     return step("ok", str(result))
+
+
+async def _in_daemon_thread(function: Callable[..., Any], *args: Any) -> Any:
+    """`function(*args)` in a thread of its own that the process does not wait for. A tool that
+    overruns its timeout (or is running at Ctrl-C) is left behind: in `asyncio.to_thread` the
+    interpreter would join it at exit, so the command could not end until the tool did."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(ok: bool, value: Any) -> None:
+        if future.done():  # cancelled by the timeout meanwhile
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def work() -> None:
+        try:
+            value, ok = context.run(function, *args), True
+        except BaseException as exc:  # handed to the waiting coroutine, which decides
+            value, ok = exc, False
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+            loop.call_soon_threadsafe(settle, ok, value)
+
+    threading.Thread(target=work, name=f"tool {getattr(function, '__name__', '?')}", daemon=True).start()
+    return await future
 
 
 def _invalid(arguments: Any, schema: dict[str, Any]) -> str | None:

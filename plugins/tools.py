@@ -13,7 +13,12 @@ from typing import Any
 
 from plugins.hookspecs import Tool, ToolContext, ToolError, hookimpl
 
-MAX_EXPONENT = 10_000  # 9 ** 10_000_000 would take minutes and gigabytes
+# Work is bounded before it is done: one big-integer power or product runs in C holding the GIL,
+# so neither the tool's timeout nor Ctrl-C can stop it once started ((9**999)**9999 took minutes).
+MAX_RESULT_DIGITS = 4_000  # under Python's 4,300-digit limit on printing an int
+MAX_RESULT_BITS = int(MAX_RESULT_DIGITS * math.log2(10))
+MAX_EXPRESSION_CHARS = 500  # a remote model's arguments have no grammar bounding them
+MAX_FACTORIAL = 1000
 MAX_READ_CHARS = 8_000
 
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -27,37 +32,63 @@ _CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
 
 def calculate(expression: str) -> float | int:
     """Evaluate arithmetic without `eval`: numbers, + - * / // % **, parentheses, and a few math
-    functions and constants. Anything else is refused."""
+    functions and constants. Anything else is refused, and so is any step whose result would have
+    more than MAX_RESULT_DIGITS digits (estimated before computing it)."""
+    if len(expression) > MAX_EXPRESSION_CHARS:
+        raise ToolError(f"the expression is longer than {MAX_EXPRESSION_CHARS} characters")
     try:
         tree = ast.parse(expression.strip().replace("^", "**"), mode="eval")
-    except SyntaxError as exc:
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
         raise ToolError(f"not an arithmetic expression: {expression!r}") from exc
 
     def value(node: ast.AST) -> Any:
         if isinstance(node, ast.Expression):
             return value(node.body)
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            return node.value
+            return _bounded(node.value)
         if isinstance(node, ast.Name) and node.id in _CONSTANTS:
             return _CONSTANTS[node.id]
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             left, right = value(node.left), value(node.right)
-            if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
-                raise ToolError(f"exponent {right} is too large")
-            return _BINARY[type(node.op)](left, right)
+            _check_size(node.op, left, right)
+            return _bounded(_BINARY[type(node.op)](left, right))
         if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
             return _UNARY[type(node.op)](value(node.operand))
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS
                 and not node.keywords):
-            if node.func.id == "factorial" and value(node.args[0]) > 1000:
-                raise ToolError("factorial argument is too large")
-            return _FUNCTIONS[node.func.id](*(value(a) for a in node.args))
+            arguments = [value(a) for a in node.args]
+            if node.func.id == "factorial" and arguments and arguments[0] > MAX_FACTORIAL:
+                raise ToolError(f"factorial argument is too large (at most {MAX_FACTORIAL})")
+            return _bounded(_FUNCTIONS[node.func.id](*arguments))
         raise ToolError(f"not allowed in a calculation: {ast.unparse(node)!r}")
 
     try:
         return value(tree)
     except (ArithmeticError, ValueError, TypeError, OverflowError) as exc:
         raise ToolError(f"cannot compute {expression!r}: {exc}") from exc
+
+
+def _too_large() -> ToolError:
+    return ToolError(f"the result would have more than {MAX_RESULT_DIGITS} digits; "
+                     "try a smaller calculation, or work with logarithms")
+
+
+def _bounded(number: Any) -> Any:
+    if isinstance(number, int) and number.bit_length() > MAX_RESULT_BITS:
+        raise _too_large()
+    return number
+
+
+def _check_size(op: ast.operator, left: Any, right: Any) -> None:
+    """Refuse a power or product of integers whose result would be too large, before computing it:
+    both operands are already bounded, so only these two operators can grow a number fast."""
+    if not (isinstance(left, int) and isinstance(right, int)):
+        return  # floats overflow at once (OverflowError) instead of growing
+    if isinstance(op, ast.Pow) and right > 0 and abs(left) > 1:
+        if right * math.log2(abs(left)) > MAX_RESULT_BITS:
+            raise _too_large()
+    elif isinstance(op, ast.Mult) and left.bit_length() + right.bit_length() > MAX_RESULT_BITS + 1:
+        raise _too_large()
 
 
 def _calculator(arguments: dict, context: ToolContext) -> str:

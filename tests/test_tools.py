@@ -8,6 +8,9 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -36,6 +39,78 @@ def test_calculator_evaluates_arithmetic(expression: str, value: float) -> None:
 def test_calculator_refuses_everything_else(expression: str) -> None:
     with pytest.raises(ToolError):
         calculate(expression)
+
+
+@pytest.mark.parametrize("expression", [
+    "((9**999)**9999)**9999", "(9**999)**9999", "9**9999 * 9**9999", "(2**4000)**4", "10**4000",
+    "factorial(1001)", "1" * 501,
+])
+async def test_the_calculator_refuses_huge_work_at_once(expression: str) -> None:
+    """Issue 18: ((9**999)**9999)**9999 ran for minutes in C, past the timeout and Ctrl-C. The
+    size of each step is now estimated before it is computed."""
+    from plugins.tools import TOOLS
+
+    tools = {t.name: t for t in TOOLS}
+    began = time.perf_counter()
+    step = await run_call(ToolCall("calculator", {"expression": expression}), tools, ToolContext(), None, None)
+    assert time.perf_counter() - began < 1.0
+    assert step.status == "error"
+    assert "more than 4000 digits" in step.result or "too large" in step.result or "longer than" in step.result
+
+
+def test_the_calculator_still_computes_big_but_bounded_numbers() -> None:
+    assert calculate("2 ** 10000") == 2**10000 and len(str(calculate("9 ** 4000"))) == 3817
+    assert calculate("factorial(1000)") > 10**2500 and calculate("(-1) ** (10 ** 3000)") == 1
+
+
+def _python(script: str) -> subprocess.Popen:
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+
+
+SPINNING_TOOL = """
+import asyncio, sys, time
+from engine.tools import ToolCall, run_call
+from plugins.hookspecs import Tool, ToolContext
+
+def spin(arguments, context):  # pure Python: it lets the event loop run, but never ends soon
+    print("started", flush=True)
+    end = time.monotonic() + 120
+    while time.monotonic() < end:
+        pass
+    return "done"
+
+tool = Tool("spin", "", {"type": "object", "properties": {}}, spin, timeout_s=TIMEOUT)
+step = asyncio.run(run_call(ToolCall("spin", {}), {"spin": tool}, ToolContext(), None, None))
+print(step.status, flush=True)
+"""
+
+
+def test_a_tool_past_its_timeout_does_not_keep_the_process_alive() -> None:
+    """The timed-out tool's thread used to be joined at exit: the command ended when the tool did."""
+    proc = _python(SPINNING_TOOL.replace("TIMEOUT", "0.5"))
+    began = time.monotonic()
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert out.split() == ["started", "timeout"], err
+    assert time.monotonic() - began < 15 and proc.returncode == 0
+
+
+def test_ctrl_c_stops_a_running_tool() -> None:
+    proc = _python(SPINNING_TOOL.replace("TIMEOUT", "600"))
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        began = time.monotonic()
+        proc.wait(timeout=30)
+        assert time.monotonic() - began < 10
+        assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr.read()
+    finally:
+        proc.kill()
 
 
 def test_the_file_tool_never_leaves_the_indexed_folders(tmp_path: Path) -> None:
