@@ -53,6 +53,11 @@ def _log_to_file() -> None:
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
 
 
+def counted(n: int, word: str, words: str | None = None) -> str:
+    """'1 conversation', '2 conversations': `words` for an irregular plural (memory, memories)."""
+    return f"{n:,} {word if n == 1 else words or word + 's'}"
+
+
 def _run(coro: Any) -> Any:
     try:
         return asyncio.run(coro)
@@ -125,6 +130,8 @@ def ask(ctx: click.Context, question: str, model: str | None, conversation: int 
         model=model or ctx.obj["model"], max_tokens=max_tokens, temperature=temperature,
         seed=seed, system_prompt=system,
     )
+    if model or ctx.obj["model"]:
+        _check_model(settings)
     show_stats = sys.stderr.isatty() if stats is None else stats
     schema = None
     if schema_file is not None:
@@ -145,6 +152,19 @@ def ask(ctx: click.Context, question: str, model: str | None, conversation: int 
         click.echo("\nStopped; the partial answer is saved.", err=True)
         sys.exit(130)
     sys.exit(code)
+
+
+def _check_model(settings: Any) -> None:
+    """A --model that is not a usable GGUF file is refused before the question is saved: the
+    engine saves it first (so nothing the user wrote is lost), which left a conversation of one
+    unanswered question behind. Only the header is read; the weights load later, as usual."""
+    from engine.gguf import read_gguf
+    from engine.models import resolve_model
+
+    try:
+        read_gguf(resolve_model(settings.model, settings.models_dir))
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def source_dict(source: Any) -> dict[str, Any]:
@@ -255,8 +275,9 @@ def _started_notes(event: Started) -> None:
         count = len(event.memories)
         click.echo(f"Note: used {count} memor{'y' if count == 1 else 'ies'}: {used}", err=True)
     if event.summarized_messages:
-        click.echo(f"Note: {event.summarized_messages} older messages are in the prompt as a summary.",
-                   err=True)
+        verb = "is" if event.summarized_messages == 1 else "are"
+        older = counted(event.summarized_messages, "older message")
+        click.echo(f"Note: {older} {verb} in the prompt as a summary.", err=True)
 
 
 @main.command()
@@ -319,11 +340,19 @@ def history(limit: int, conversation: int | None, search: str | None, as_json: b
     if not rows:
         click.echo(f"No conversation mentions {search!r}." if search
                    else "No conversations yet. Start one with `assistant` or `assistant ask`.")
+    import shutil
+    import textwrap
+
+    # The title wraps under itself: at 80 columns (also when piped) a line is never wider.
+    width = max(shutil.get_terminal_size().columns, 60)
     for row in rows:
-        click.echo(f"{row['id']:>5}  {row['updated_at'][:16].replace('T', ' ')}  "
-                   f"{row['messages']:>3} msgs  {row['title']}")
+        msgs = f"{row['messages']} msg" + ("" if row["messages"] == 1 else "s")
+        head = f"{row['id']:>5}  {row['updated_at'][:16].replace('T', ' ')}  {msgs:>8}  "
+        click.echo(textwrap.fill(row["title"], width, initial_indent=head, subsequent_indent=" " * len(head),
+                                 break_long_words=False, break_on_hyphens=False))
         if row.get("snippet"):
-            click.echo(f"       {' '.join(row['snippet'].split())}")
+            click.echo(textwrap.fill(" ".join(row["snippet"].split()), width, initial_indent=" " * 7,
+                                     subsequent_indent=" " * 7, break_long_words=False))
 
 
 @main.command()
@@ -423,8 +452,14 @@ def backends(check: bool, as_json: bool) -> None:
                                "spending": {k: {"spent": v[0], "limit": v[1]} for k, v in spending.items()}},
                               indent=2))
         return
+    from app.tables import WRAP, print_table, text
+
     table = Table("backend", "kind", "model", "endpoint", "route", "breaker", "USD/Mtok in/out",
                   *(["health"] if check else []))
+    for name in ("breaker", "health"):  # sentences, free to wrap; names, paths and prices stay whole
+        for column in table.columns:
+            if column.header == name:
+                column.overflow = WRAP
     for row in rows:
         breaker = row["breaker"]
         if row["failures"]:
@@ -434,8 +469,8 @@ def backends(check: bool, as_json: bool) -> None:
         table.add_row(row["name"], row["kind"], row["model"], row["endpoint"],
                       str(row["route"] or "-"), breaker,
                       "unknown" if price is None else f"{price['input']:g} / {price['output']:g}",
-                      *([row["health"]] if check else []))
-    Console().print(table)
+                      *([text(row["health"])] if check else []))
+    print_table(table, Console())
     cloud = "allowed" if settings.allow_cloud else "off (set allow_cloud = true to use remote backends)"
     click.echo(f"Cloud: {cloud}.")
     overridden = f"; your [prices] for {', '.join(settings.prices)}" if settings.prices else ""
@@ -457,7 +492,7 @@ def forget(folder: Path) -> None:
         removed = open_knowledge(_settings()).forget(folder)
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"Forgot {folder.expanduser().resolve()}: {removed} chunks removed from the index.")
+    click.echo(f"Forgot {folder.expanduser().resolve()}: {counted(removed, 'chunk')} removed from the index.")
 
 
 def _store():
@@ -502,10 +537,11 @@ def stats(since: str | None, by: str | None, plots: bool, as_json: bool) -> None
         click.echo(json.dumps(result, indent=2))
         return
     from app.stats_view import stats_tables
+    from app.tables import print_table
 
     console = _console()
     for table in stats_tables(result):
-        console.print(table)
+        print_table(table, console)
     if plots:
         for _title, text in statistics.plots(result, width=min(console.width, 100)):
             click.echo(text)
@@ -648,7 +684,7 @@ def export(what: str, output: Path, fmt: str, since: str | None, conversation_id
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     except OSError as exc:
         raise click.ClickException(f"Cannot write {output}: {exc.strerror}.") from exc
-    click.echo(f"Wrote {len(rows)} {what} rows to {output}.")
+    click.echo(f"Wrote {counted(len(rows), what + ' row')} to {output}.")
 
 
 @main.command()
@@ -670,9 +706,15 @@ def prompts(action: str, name: str | None, other: str | None) -> None:
     settings = _settings()
     try:
         if action == "list":
+            import shutil
+
+            width = shutil.get_terminal_size().columns
             for t in templates.all_templates(settings):
-                first = t.text.splitlines()[0][:60] if t.text else ""
-                click.echo(f"{t.name:<16} {t.version}  {t.origin:<28} {first}")
+                line = f"{t.name:<16} {t.version}  {t.origin:<28} "
+                # The first line is a preview, cut to the width; the name, version and origin never are.
+                room = max(width - len(line), 20)
+                first = t.text.splitlines()[0] if t.text else ""
+                click.echo(line + (first if len(first) <= room else first[: room - 1] + "…"))
             click.echo(f"\nYour templates: {templates.user_folder()}")
             return
         if name is None:
@@ -704,13 +746,19 @@ def plugins(as_json: bool) -> None:
         click.echo(json.dumps({"plugins": rows, "errors": manager.errors, "third_party": settings.plugins},
                               indent=2))
         return
+    import shutil
+    import textwrap
+
+    width = max(shutil.get_terminal_size().columns, 40)
     for row in rows:
         click.secho(f"{row['name']}  ({row['source']})", bold=True)
-        for kind, items in row["registers"].items():
-            click.echo(f"  {kind}: " + "; ".join(items))
+        lines = [(kind, "; ".join(items)) for kind, items in row["registers"].items()]
         others = [h for h in row["hooks"] if not h.startswith("register_")]
         if others:
-            click.echo(f"  observes: {', '.join(others)}")
+            lines.append(("observes", ", ".join(others)))
+        for kind, items in lines:  # long lists (a loader's file types) wrap under themselves, whole
+            click.echo(textwrap.fill(items, width, initial_indent=f"  {kind}: ", subsequent_indent="    ",
+                                     break_long_words=False, break_on_hyphens=False))
     if not settings.plugins:
         click.echo("\nThird-party plugins are off (--no-plugins, or plugins = false).")
     for error in manager.errors:

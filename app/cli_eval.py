@@ -156,9 +156,15 @@ def _run_with_progress(settings: Any, data: Any, options: Any) -> Any:
     )
     from rich.progress import Progress as Bar
 
+    from engine.evals import run_eval
+
+    console = _console(stderr=True)
+    if not console.is_terminal:
+        # Piped or in CI: a live bar draws nothing there, so the run looked stuck until its end.
+        return asyncio.run(run_eval(settings, data, options, _progress_lines()))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn())
-    with Bar(*columns, console=_console(stderr=True), transient=True) as bar:
+    with Bar(*columns, console=console, transient=True) as bar:
         task = bar.add_task("starting", total=None, note="")
 
         def show(p: Any) -> None:
@@ -168,9 +174,26 @@ def _run_with_progress(settings: Any, data: Any, options: Any) -> Any:
             note = f"{p.failed} failed" + (f", {p.errors} errors" if p.errors else "")
             bar.update(task, description=f"case {p.case_id}", completed=p.done, total=p.total, note=note)
 
-        from engine.evals import run_eval
-
         return asyncio.run(run_eval(settings, data, options, show))
+
+
+def _progress_lines() -> Any:
+    """Progress as lines on stderr: each phase once, then one line per case as it finishes."""
+    seen = {"phase": "", "done": 0, "failed": 0, "errors": 0}
+
+    def show(p: Any) -> None:
+        if p.phase != "answering":
+            if p.phase != seen["phase"]:
+                seen["phase"] = p.phase
+                click.echo(f"{p.phase}…", err=True)
+            return
+        if p.done > seen["done"]:
+            outcome = ("error" if p.errors > seen["errors"] else "failed" if p.failed > seen["failed"]
+                       else "passed")
+            seen.update(done=p.done, failed=p.failed, errors=p.errors)
+            click.echo(f"[{p.done}/{p.total}] {p.case_id}: {outcome}", err=True)
+
+    return show
 
 
 @eval_group.command("compare")
@@ -355,7 +378,9 @@ def from_review_command(output: Path, reviewed_only: bool, append: bool) -> None
         raise click.ClickException(f"Cannot write {output}: {exc.strerror}.") from exc
     skipped = len(cases) - len(new)
     there = f" ({skipped} already there)" if skipped else ""
-    click.echo(f"Wrote {len(new)} case(s) to {output}{there}.")
+    from app.cli import counted  # here: app.cli imports this module when it starts
+
+    click.echo(f"Wrote {counted(len(new), 'case')} to {output}{there}.")
     if not cases:
         click.echo("Nothing to turn into cases yet: rate answers down (Ctrl+B, `assistant feedback ID down`) "
                    "or review them (`assistant review`).")

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from app.cli import _run, _settings
+from app.cli import _run, _settings, counted
 from engine import AssistantError, Engine
 
 T = TypeVar("T")
@@ -51,14 +51,18 @@ def _table(memories: list[dict[str, Any]], with_score: bool = False) -> None:
             click.echo(f"#{m['id']} [{m['kind']}] {m['text']} — {_source(m)} · {used}{pin}{score}")
         return
 
+    from app.tables import WRAP, print_table, text
+
     table = Table("id", "kind", "memory", "from", "created", "last used", "uses", "pinned")
     if with_score:
         table.add_column("similarity")
+    for column in table.columns[2:4]:  # the memory and where it came from wrap; ids and dates stay whole
+        column.overflow = WRAP
     for m in memories:
-        cells = [str(m["id"]), m["kind"], m["text"], _source(m), m["created_at"][:10],
+        cells = [str(m["id"]), m["kind"], text(m["text"]), text(_source(m)), m["created_at"][:10],
                  (m["last_used_at"] or "never")[:10], str(m["use_count"]), "📌" if m["pinned"] else ""]
         table.add_row(*cells, *([f"{m['score']:.2f}"] if with_score else []))
-    Console().print(table)
+    print_table(table, Console())
 
 
 @click.group()
@@ -94,14 +98,28 @@ def list_memories(as_json: bool) -> None:
 @memory.command()
 @click.argument("query")
 @click.option("--limit", "-n", default=10, show_default=True)
+@click.option("--min-similarity", type=float,
+              help="Only memories at least this similar (default: memory_threshold, as recall uses).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def search(query: str, limit: int, as_json: bool) -> None:
-    """Memories closest in meaning to QUERY."""
-    found = _with_engine(lambda e: e.memories.search(query, limit))
+def search(query: str, limit: int, min_similarity: float | None, as_json: bool) -> None:
+    """Memories closest in meaning to QUERY, as similar as recall needs them to be."""
+    # The floor recall uses (memory_threshold, 0.3), measured with the embedding model: a query
+    # about a memory scored 0.36-0.73 with it, an unrelated one at most 0.26 with any memory; the
+    # nearest memory came back at 0.02 for a query about nothing stored, and was listed.
+    floor = _settings().memory_threshold if min_similarity is None else min_similarity
+
+    async def work(engine: Engine) -> tuple[list[dict[str, Any]], bool]:
+        found = await engine.memories.search(query, limit)
+        return [m for m in found if m["score"] >= floor], bool(found) or bool(await engine.memories.all())
+
+    found, any_memory = _with_engine(work)
     if as_json:
         click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+    elif not any_memory:
+        click.echo('No memories yet. `assistant memory add "..."` or accept a proposal.')
     elif not found:
-        click.echo("No memories.")
+        click.echo(f"No memory is similar to {query!r} (similarity {floor:.2f} or more). "
+                   "`assistant memory list` shows them all; --min-similarity 0 lists the nearest anyway.")
     else:
         _table(found, with_score=True)
 
@@ -173,7 +191,7 @@ def export_memories(output: Path) -> None:
     """Write every memory to OUTPUT as JSONL."""
     rows = _with_engine(lambda e: e.memories.export())
     _write_lines(output, [json.dumps(r, ensure_ascii=False) for r in rows])
-    click.echo(f"Wrote {len(rows)} memories to {output}.")
+    click.echo(f"Wrote {counted(len(rows), 'memory', 'memories')} to {output}.")
 
 
 @memory.command("import")
@@ -188,14 +206,14 @@ def import_memories(source: Path) -> None:
             except json.JSONDecodeError as exc:
                 raise click.ClickException(f"{source}, line {number}, is not JSON: {exc}.") from exc
     added = _with_engine(lambda e: e.memories.import_rows(rows))
-    click.echo(f"Added {added} of {len(rows)} memories.")
+    click.echo(f"Added {added} of {counted(len(rows), 'memory', 'memories')}.")
 
 
 @memory.command("rebuild")
 def rebuild_memories() -> None:
     """Recreate the memories' vectors from the database."""
     count = _with_engine(lambda e: e.memories.rebuild())
-    click.echo(f"Re-embedded {count} memories.")
+    click.echo(f"Re-embedded {counted(count, 'memory', 'memories')}.")
 
 
 @memory.command("on")
@@ -222,7 +240,8 @@ def memory_status() -> None:
                 len(await engine.memories.proposals()))
 
     on, count, pending = _with_engine(status)
-    click.echo(f"Long-term memory is {'on' if on else 'off'}: {count} memories, {pending} proposals waiting.")
+    click.echo(f"Long-term memory is {'on' if on else 'off'}: {counted(count, 'memory', 'memories')}, "
+               f"{counted(pending, 'proposal')} waiting.")
 
 
 # conversations -----------------------------------------------------------------------------------
@@ -251,8 +270,13 @@ def fork(conversation_id: int, number: int | None) -> None:
 def import_conversations(source: Path) -> None:
     """Import conversations from a JSONL export (`assistant export conversations`)."""
     lines = _read_lines(source)
-    ids = _with_engine(lambda e: e.import_conversations(lines, str(source)))
-    click.echo(f"Imported {len(ids)} conversations" + (f" (ids {ids[0]}-{ids[-1]})." if ids else "."))
+    done = _with_engine(lambda e: e.import_conversations(lines, str(source)))
+    ids = done.ids
+    which = f" (id {ids[0]})" if len(ids) == 1 else f" (ids {ids[0]}-{ids[-1]})" if ids else ""
+    message = f"{counted(len(ids), 'conversation')} imported{which}"
+    if done.already_there:  # the same file imported twice: nothing is copied again
+        message += f", {len(done.already_there):,} already there"
+    click.echo(message + ".")
 
 
 def export_conversations(settings: Any, output: Path, fmt: str, conversation_ids: list[int]) -> None:
@@ -265,7 +289,7 @@ def export_conversations(settings: Any, output: Path, fmt: str, conversation_ids
         _write_lines(output, ["\n\n---\n\n".join(to_markdown(i) for i in items)])
     else:
         _write_lines(output, [json.dumps(i, ensure_ascii=False) for i in items])
-    click.echo(f"Wrote {len(items)} conversations to {output}.")
+    click.echo(f"Wrote {counted(len(items), 'conversation')} to {output}.")
 
 
 def _write_lines(output: Path, lines: list[str]) -> None:

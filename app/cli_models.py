@@ -84,17 +84,22 @@ def list_models(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = [("", "NAME", "SIZE", "PARAMS", "QUANT", "CTX", "ARCH", "SOURCE")]
+    from rich.console import Console
+    from rich.table import Table
+
+    from app.tables import print_table, text
+
+    table = Table("  name", "size", "params", "quant", "ctx", "arch", "source", box=None)
     for r in rows:
+        mark = "*" if r["default"] else "!" if "error" in r else " "  # in the name: it heads a stacked block
         if "error" in r:
-            table.append(("!" if not r["default"] else "*", r["name"], "-", "-", "-", "-", "-",
-                          f"{r['source']}; {r['error']}"))
+            table.add_row(text(f"{mark} {r['name']}"), "-", "-", "-", "-", "-",
+                          text(f"{r['source']}; {r['error']}"))
             continue
-        table.append(("*" if r["default"] else "", r["name"], _size(r["size"]), _params(r["parameters"]),
-                      str(r["quantization"]), str(r["context_length"]), str(r["architecture"]), r["source"]))
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
-    for row in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
+        table.add_row(text(f"{mark} {r['name']}"), _size(r["size"]), _params(r["parameters"]),
+                      str(r["quantization"]), str(r["context_length"]), str(r["architecture"]),
+                      text(r["source"]))
+    print_table(table, Console())  # whole names and paths: a table when it fits, else one block per model
     if not any(r["default"] for r in rows):
         click.echo("\nThe configured model is not among these: see `assistant doctor`.")
 

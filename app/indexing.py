@@ -92,12 +92,14 @@ def folders_command(settings: Settings, *, skipped: bool, as_json: bool) -> None
     if not rows:
         click.echo("No folders indexed yet. Add one with `assistant index FOLDER`.")
         return
+    from app.tables import print_table, text
+
     table = Table("folder", "files", "chunks", "last indexed", "skipped", "failed", "watching", "private")
     for row in rows:
         last = (row["last_indexed_at"] or "never")[:16].replace("T", " ")
-        table.add_row(row["path"], str(row["files"]), str(row["chunks"]), last, str(row["skipped"]),
+        table.add_row(text(row["path"]), str(row["files"]), str(row["chunks"]), last, str(row["skipped"]),
                       str(row["failed"]), "yes" if row["watch"] else "", "yes" if row["private"] else "")
-    Console().print(table)
+    print_table(table, Console())  # whole paths: at 80 columns ~/notes and ~/notes2 were both "~/no…"
     if skipped:
         for row in rows:
             for item in row["skipped_files"]:

@@ -140,6 +140,12 @@ class Downloader:
                     have = transfer.part.stat().st_size if transfer.part.exists() else 0
                     total = transfer.meta.get("total")
                     of = f" of {total:,}" if total else ""
+                    if not have:  # nothing kept (the host unknown, unreachable): nothing to resume
+                        raise DownloadError(
+                            f"The download of {url} failed before any of it arrived: {exc}.",
+                            hint="Check the address and the network connection, then run the same "
+                                 "command again.",
+                        ) from exc.__cause__
                     raise DownloadError(
                         f"The download of {url} stopped at {have:,}{of} bytes: {exc}.",
                         hint="Run the same command again: it resumes where it stopped.",

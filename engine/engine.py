@@ -42,6 +42,7 @@ from plugins.hookspecs import Tool
 
 if TYPE_CHECKING:
     from engine.knowledge import Knowledge
+    from memory.transcripts import Imported
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -828,7 +829,8 @@ class Engine:
 
         return await asyncio.to_thread(export)
 
-    async def import_conversations(self, lines: list[str], where: str) -> list[int]:
+    async def import_conversations(self, lines: list[str], where: str) -> Imported:
+        """New conversations from an export's lines; those already here are skipped (`already_there`)."""
         from memory.transcripts import Transcripts
 
         return await self._db(Transcripts(await self.store()).import_lines, lines, where)

@@ -73,8 +73,9 @@ def fine_tuning_examples(store: Store, system_prompt: str | None = None) -> list
         prompt = _prompt_messages(store, r)
         if not answer or not prompt:
             continue
-        examples.append({"messages": _system(system_prompt) + prompt + [{"role": "assistant", "content": answer}],
-                         "response_id": r["id"], "source": "reviewed" if r["better_answer"] else "thumbs_up"})
+        messages = _system(system_prompt) + prompt + [{"role": "assistant", "content": answer}]
+        examples.append({"messages": messages, "response_id": r["id"],
+                         "source": "reviewed" if r["better_answer"] else "thumbs_up"})
     return examples
 
 

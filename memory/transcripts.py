@@ -4,13 +4,16 @@ One JSONL line per conversation: {"format": "assistant.conversation/1", "convers
 "messages": [{role, content, status, created_at, response: {...timings, tokens, cost...},
 rating, feedback: [...], sources: [{number, location, cited, ...}]}]}. Import creates new
 conversations (new ids) with their messages, response rows, ratings and sources, so an export of
-the import gives the same file except for ids.
+the import gives the same file except for ids. A conversation already in the database (the same
+start time and messages: the same file imported twice, or an export imported where it came from)
+is skipped, not copied again.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from memory.errors import AssistantError, NotFoundError
@@ -28,6 +31,12 @@ SourcesOf = Callable[[dict[str, Any], str], list[dict[str, Any]]]  # (response r
 
 class ImportFormatError(AssistantError):
     """A file to import is not an export of conversations."""
+
+
+@dataclass
+class Imported:
+    ids: list[int] = field(default_factory=list)  # the new conversations
+    already_there: list[int] = field(default_factory=list)  # the conversations that matched, skipped
 
 
 class Transcripts(StoreView):
@@ -63,11 +72,32 @@ class Transcripts(StoreView):
 
     # import ------------------------------------------------------------------------------------
 
-    def import_lines(self, lines: Iterable[str], where: str) -> list[int]:
-        """Create a conversation for each exported line; returns the new ids. A bad line stops the
-        import before anything is written, naming the line."""
-        parsed = list(_parse(lines, where))
-        return [self._import(item) for item in parsed]
+    def import_lines(self, lines: Iterable[str], where: str) -> Imported:
+        """Create a conversation for each exported line that is not in the database yet. A bad
+        line stops the import before anything is written, naming the line."""
+        done = Imported()
+        for item in list(_parse(lines, where)):
+            existing = self._existing(item)
+            if existing is None:
+                done.ids.append(self._import(item))
+            else:
+                done.already_there.append(existing)
+        return done
+
+    @_translated
+    def _existing(self, item: dict[str, Any]) -> int | None:
+        """The conversation this export already is: the same start time and the same messages
+        (role, text, time). Ids and titles do not count: they change on import and by renaming."""
+        started = item["conversation"].get("created_at")
+        wanted = [(m["role"], m["content"], m.get("created_at")) for m in item["messages"]]
+        for (conversation_id,) in self.conn.execute(
+                "SELECT id FROM conversations WHERE created_at = ? ORDER BY id", [started]).fetchall():
+            have = [tuple(r) for r in self.conn.execute(
+                "SELECT role, content, created_at FROM messages WHERE conversation_id = ? ORDER BY id",
+                [conversation_id])]
+            if have == wanted:
+                return conversation_id
+        return None
 
     @_translated
     def _import(self, item: dict[str, Any]) -> int:

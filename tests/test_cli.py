@@ -73,11 +73,17 @@ def test_doctor_reports_health(home: Path) -> None:
         assert expected in report
 
 
-def test_bad_model_is_a_clear_error(bad_model: Path, home: Path) -> None:
-    done = run("ask", "--model", str(bad_model), "Hi", check=False)
-    assert done.returncode == 1
-    assert "broken.gguf is not a GGUF model" in done.stderr and "Traceback" not in done.stderr
-    assert db(home).execute("SELECT status FROM responses").fetchone()["status"] == "error"
+def test_bad_model_is_a_clear_error(bad_model: Path, home: Path, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a model\n")
+    for unusable in (bad_model, notes, tmp_path / "missing.gguf"):
+        done = run("ask", "--model", str(unusable), "Hi", check=False)
+        assert done.returncode == 1, done.stderr
+        assert str(unusable) in done.stderr and "Traceback" not in done.stderr
+    assert "broken.gguf is not a GGUF model" in run("ask", "-m", str(bad_model), "Hi", check=False).stderr
+    # Refused before the question is saved: no conversation of one unanswered question is left.
+    assert "No conversations yet" in run("history").stdout
+    assert db(home).execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
     doctor = run("--model", str(bad_model), "doctor", check=False)
     assert doctor.returncode == 1 and "FAIL" in doctor.stdout
 
@@ -216,3 +222,50 @@ def test_fork_at_takes_the_message_number_that_history_shows(home: Path) -> None
     assert too_far.returncode == 1
     assert "Conversation 2 has no message #5: it has messages #1 to #4" in too_far.stderr
     assert len(json.loads(run("history", "--json").stdout)) == 3  # nothing was forked
+
+
+def test_memory_search_lists_only_memories_similar_enough(home: Path) -> None:
+    run("memory", "add", "I prefer metric units")
+    run("memory", "add", "My cat is called Miso")
+    found = run("memory", "search", "units of measurement").stdout
+    assert "metric units" in found and "similarity" in found and "Miso" not in found
+    # Before, the nearest memories were listed however far: here at similarity 0.20 and 0.07.
+    nothing = run("memory", "search", "How tall is Everest?").stdout
+    assert "No memory is similar to 'How tall is Everest?' (similarity 0.30 or more)" in nothing
+    assert "metric units" in run("memory", "search", "How tall is Everest?", "--min-similarity", "0").stdout
+    assert json.loads(run("memory", "search", "How tall is Everest?", "--json").stdout) == []
+
+
+def test_tables_at_80_columns_show_whole_paths_and_numbers(home: Path, tmp_path: Path) -> None:
+    from engine.models import default_model_path
+
+    folders = []
+    for name in ("notes", "notes2"):  # at 80 columns both were "~/no…"
+        folder = tmp_path / "a-rather-long-folder-name-for-the-notes-of-this-person" / name
+        folder.mkdir(parents=True)
+        (folder / "n.md").write_text(f"# {name}\n\nThe {name} folder holds a note.\n")
+        run("index", str(folder))
+        folders.append(folder)
+    run("ask", "What does the notes2 folder hold, according to the note in it, in a few words?")
+    run("feedback", "1", "down")
+    narrow = {**os.environ, "COLUMNS": "80"}
+
+    def shown(*args: str) -> str:
+        done = subprocess.run([*ASSISTANT, *args], capture_output=True, text=True, env=narrow, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "…" not in done.stdout, f"`assistant {' '.join(args)}` cut something:\n{done.stdout}"
+        return done.stdout
+
+    listed = shown("folders").splitlines()
+    assert all(str(folder) in listed for folder in folders)  # each whole, on a line of its own
+    stats = shown("stats", "--no-plots")
+    assert "answers: 1" in stats and "tokens in/out: " in stats and "👍/👎 (up): 0/1 (0%)" in stats
+    assert f"health: ok: {default_model_path()}" in shown("backends", "--check")
+    history = shown("history")
+    assert "What does the notes2 folder hold" in history and max(map(len, history.splitlines())) <= 80
+    assert "SmolLM2-135M-Instruct.Q4_1" in shown("models", "list")
+    assert "thumbs_down" in shown("review")
+    plugins = shown("plugins")
+    assert ".docx" in plugins and max(map(len, plugins.splitlines())) <= 80
+    # --json is unchanged: whole values, one object.
+    assert {f["path"] for f in json.loads(shown("folders", "--json"))} == {str(f) for f in folders}

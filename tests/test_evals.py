@@ -182,6 +182,21 @@ def test_broken_template_is_a_regression_and_compare_exits_non_zero(home: Path, 
     assert missing.returncode == 1 and "no eval run or baseline named 'nope'" in missing.stderr
 
 
+def test_a_piped_eval_shows_progress_on_stderr_per_case(home: Path, tmp_path: Path) -> None:
+    dataset = tmp_path / "two.jsonl"
+    dataset.write_text("".join(json.dumps(c) + "\n" for c in [
+        {"id": "capital", "question": "What is the capital of France?", "reference": "Paris"},
+        {"id": "never", "question": "Say hello.", "checks": {"contains": ["zzzz-not-said"]}},
+    ]))
+    done = run("eval", str(dataset), "--max-tokens", "8")  # stderr is a pipe here, as in CI
+    lines = done.stderr.splitlines()
+    assert "loading…" in lines
+    assert "[1/2] capital: passed" in lines or "[1/2] capital: failed" in lines
+    assert "[2/2] never: failed" in lines
+    assert lines.index("loading…") < [i for i, line in enumerate(lines) if line.startswith("[2/2]")][0]
+    assert "Run 1 recorded" in done.stdout and "[1/2]" not in done.stdout
+
+
 async def test_thumbs_down_and_reviewed_answers_become_cases(settings, tmp_path: Path, home: Path) -> None:
     engine = Engine(settings.replace(max_tokens=8))
     first = (await events_of(engine, "My name is Ada."))[-1]
@@ -192,7 +207,7 @@ async def test_thumbs_down_and_reviewed_answers_become_cases(settings, tmp_path:
     await engine.rate(third.response_id, -1)
     await engine.close()
     output = tmp_path / "cases.jsonl"
-    assert "Wrote 2 case(s)" in run("eval", "from-review", str(output)).stdout
+    assert "Wrote 2 cases" in run("eval", "from-review", str(output)).stdout
     cases = {c.id: c for c in load_dataset(output).cases}
     reviewed = cases[f"review-{second.response_id}"]
     assert reviewed.question == "What is my name?" and reviewed.reference == "Your name is Ada."
@@ -202,7 +217,7 @@ async def test_thumbs_down_and_reviewed_answers_become_cases(settings, tmp_path:
     assert unreviewed.reference is None and unreviewed.meta["rejected_answer"] == third.text
     again = run("eval", "from-review", str(output), check=False)
     assert again.returncode == 1 and "already exists" in again.stderr
-    assert "Wrote 0 case(s)" in run("eval", "from-review", str(output), "--append").stdout
+    assert "Wrote 0 cases" in run("eval", "from-review", str(output), "--append").stdout
     # And they run: the history comes along as the conversation before the question.
     outcome = await run_eval(settings, load_dataset(output), Options(max_tokens=8))
     assert outcome.status == "complete" and outcome.summary["cases"] == 2

@@ -96,6 +96,20 @@ def test_interrupted_download_resumes_where_it_stopped(server: FileServer) -> No
     assert leftovers() == ["big.gguf"]
 
 
+def test_a_pull_that_got_nothing_does_not_promise_to_resume() -> None:
+    import socket
+
+    with socket.socket() as closed:  # a port nobody listens on: fails at 0 bytes, like a DNS failure
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/m/none.gguf"
+    with pytest.raises(DownloadError) as failed:
+        pull(url, downloader=quick())
+    assert f"The download of {url} failed before any of it arrived" in str(failed.value)
+    assert "Check the address and the network connection" in str(failed.value)
+    assert "resume" not in str(failed.value)
+    assert Registry().get("none") is None and not (models_folder() / "none.gguf.part").exists()
+
+
 def test_ctrl_c_stops_a_pull_and_the_same_command_resumes_it(server: FileServer) -> None:
     data = big_model(2)
     server.files["/m/slow.gguf"] = Served(data, pace_s=0.05)  # 2 MiB in about 1.6 s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,14 +41,20 @@ async def test_export_then_import_round_trips_with_citations_ratings_and_timings
     assert messages[1]["response"]["ttft_ms"] > 0 and messages[1]["response"]["model"]
     assert "notes/budget.md:" in messages[1]["sources"][0]["location"]
 
-    [new_id] = await engine.import_conversations([json.dumps(exported)], "export.jsonl")
-    assert new_id != first.conversation_id
-    [again] = await engine.export_conversations([new_id])
+    # Back in on another machine (another database), then exported again: the same but for ids.
+    await engine.close()
+    other = Engine(settings, database=tmp_path / "other" / "assistant.db")
+    await other.import_conversations([json.dumps({"format": "assistant.conversation/1", "conversation": {
+        "title": "Already here"}, "messages": []})], "earlier.jsonl")
+    imported = await other.import_conversations([json.dumps(exported)], "export.jsonl")
+    [new_id] = imported.ids
+    assert new_id != first.conversation_id and imported.already_there == []
+    [again] = await other.export_conversations([new_id])
     assert without_ids(again) == without_ids(exported)
     # The imported conversation goes on like any other.
-    more = (await events_of(engine, "Thanks!", new_id))[-1]
+    more = (await events_of(other, "Thanks!", new_id))[-1]
     assert isinstance(more, Finished)
-    await engine.close()
+    await other.close()
 
 
 async def test_a_bad_import_names_the_line_and_writes_nothing(engine: Engine) -> None:
@@ -58,6 +65,21 @@ async def test_a_bad_import_names_the_line_and_writes_nothing(engine: Engine) ->
     with pytest.raises(ImportFormatError, match="line 1"):
         await engine.import_conversations([json.dumps({"format": "other"})], "other.jsonl")
     assert len(await engine.conversations()) == 1
+
+
+async def test_importing_what_is_already_there_skips_it(engine: Engine) -> None:
+    first = (await events_of(engine, "Name a colour."))[-1]
+    second = (await events_of(engine, "Name a fruit."))[-1]
+    lines = [json.dumps(item) for item in await engine.export_conversations()]
+    # Where it came from: both are there already, nothing is copied.
+    done = await engine.import_conversations(lines, "chats.jsonl")
+    assert (done.ids, done.already_there) == ([], [first.conversation_id, second.conversation_id])
+    # A conversation that went on since the export is another one: imported.
+    await events_of(engine, "Another?", first.conversation_id)
+    done = await engine.import_conversations(lines, "chats.jsonl")
+    assert len(done.ids) == 1 and done.already_there == [second.conversation_id]
+    assert len(await engine.messages(done.ids[0])) == 2
+    assert len(await engine.conversations()) == 3
 
 
 async def test_fork_from_a_message_keeps_the_original(engine: Engine) -> None:
@@ -73,17 +95,25 @@ async def test_fork_from_a_message_keeps_the_original(engine: Engine) -> None:
 
 
 def test_cli_exports_markdown_and_jsonl_and_imports(home: Path, tmp_path: Path) -> None:
-    def run(*args: str) -> subprocess.CompletedProcess:
+    def run(*args: str, home: Path = home) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True,
-                              timeout=300, check=True)
+                              timeout=300, check=True, env={**os.environ, "ASSISTANT_HOME": str(home)})
 
     run("ask", "--max-tokens", "12", "--no-stats", "I prefer short answers. Name a colour.")
     run("export", "conversations", str(tmp_path / "all.jsonl"))
     run("export", "conversations", str(tmp_path / "all.md"), "--format", "markdown")
     markdown = (tmp_path / "all.md").read_text()
     assert markdown.startswith("# I prefer short answers") and "## Assistant (SmolLM2" in markdown
-    assert "Imported 1 conversations" in run("import", str(tmp_path / "all.jsonl")).stdout
+    # Into the database it came from: already there, so nothing is copied.
+    assert "0 conversations imported, 1 already there." in run("import", str(tmp_path / "all.jsonl")).stdout
     assert "Fork of" in run("fork", "1").stdout + run("history").stdout
+    run("export", "conversations", str(tmp_path / "both.jsonl"))
+    other = tmp_path / "other-machine"
+    assert "2 conversations imported (ids 1-2)." in run("import", str(tmp_path / "both.jsonl"), home=other).stdout
+    # The same file twice: skipped, and said so.
+    again = run("import", str(tmp_path / "both.jsonl"), home=other).stdout
+    assert "0 conversations imported, 2 already there." in again
+    assert run("history", home=other).stdout.count(" 2 msgs  ") == 2
     proposals = run("memory", "proposals").stdout
     assert "[1]" in proposals and "short answers" in proposals
     assert "Remembered #1" in run("memory", "accept", "1").stdout
