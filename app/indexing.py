@@ -42,7 +42,7 @@ def index_command(settings: Settings, folder: Path | None, *, watch: bool, rebui
         if rebuild:
             done = knowledge.rebuild(show)
             click.echo(json.dumps({"rebuilt_chunks": done}) if as_json
-                       else f"Rebuilt the vector store: {done} chunks embedded.")
+                       else f"Rebuilt the vector store: {_counted(done, 'chunk')} embedded.")
         if folder is None:
             return
         if watch:
@@ -62,22 +62,28 @@ def _report(summary: Any, as_json: bool, watching: bool = False) -> None:
     rate = summary.indexed / summary.seconds if summary.seconds else 0
     chunk_rate = summary.chunks_added / summary.seconds if summary.seconds else 0
     click.echo(
-        f"Indexed {summary.folder} in {summary.seconds:.1f} s: {summary.files} files "
+        f"Indexed {summary.folder} in {summary.seconds:.1f} s: {_counted(summary.files, 'file')} "
         f"({summary.indexed} new or changed, {summary.unchanged} unchanged"
         + (f", {summary.renamed} renamed" if summary.renamed else "")
         + (f", {summary.removed} removed" if summary.removed else "")
-        + f"), {summary.chunks_added} chunks added, {summary.chunks_removed} removed; "
+        + f"), {_counted(summary.chunks_added, 'chunk')} added, {summary.chunks_removed} removed; "
         f"{summary.skipped} skipped, {summary.failed} failed. "
         f"{rate:.0f} files/s, {chunk_rate:.0f} chunks/s."
     )
     if summary.resumed_chunks:
-        click.echo(f"Resumed an interrupted run: {summary.resumed_chunks} chunks embedded again.")
+        click.echo(f"Resumed an interrupted run: {_counted(summary.resumed_chunks, 'chunk')} embedded again.")
     for path, reason in summary.skips[:MAX_SKIPS_SHOWN]:
         click.echo(f"  skipped {path}: {reason}")
     if len(summary.skips) > MAX_SKIPS_SHOWN:
         click.echo(f"  … and {len(summary.skips) - MAX_SKIPS_SHOWN} more: `assistant folders --skipped`")
     if watching:
         click.echo("Watching for changes (Ctrl-C stops)…")
+
+
+def _counted(n: int, word: str) -> str:
+    from app.cli import counted  # here: app.cli imports this module
+
+    return counted(n, word)
 
 
 def folders_command(settings: Settings, *, skipped: bool, as_json: bool) -> None:
