@@ -82,10 +82,11 @@ def _budget(store: Store, settings: Settings, now: datetime) -> list[Alert]:
 
 
 def _retrieval(store: Store, settings: Settings, window: int) -> list[Alert]:
-    """Searches of indexed folders that found nothing: a broken index, or a wrong folder choice."""
+    """Searches of indexed folders that found nothing: a broken index, or a wrong folder choice.
+    What was found counts, used or not: a question no file is about rightly uses no passage."""
     rows = store.conn.execute(
-        """SELECT json_extract(attrs, '$.passages') FROM spans
-           WHERE name = 'retrieval' AND json_extract(attrs, '$.folders') > 0
+        """SELECT COALESCE(json_extract(attrs, '$.candidates'), json_extract(attrs, '$.passages'))
+           FROM spans WHERE name = 'retrieval' AND json_extract(attrs, '$.folders') > 0
            ORDER BY id DESC LIMIT ?""",
         [window],
     ).fetchall()

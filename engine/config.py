@@ -139,6 +139,12 @@ class Settings:
         None,
     )
     rag_top_k: int = _doc("Passages from indexed folders placed in the prompt (0: never search).", 5)
+    rag_min_similarity: float = _doc(
+        "How similar (cosine of the embeddings) a passage must be to the question to be used and shown "
+        "as a source; a question no indexed file is about gets none. Measured in docs/benchmarks.md "
+        "(\"Which sources are shown\"); -1 keeps every passage found.",
+        0.35,
+    )
     sources_placement: str = _doc(
         "Where retrieved passages go. `system`: in the system prompt, where instructions planted in "
         "documents were followed least (docs/security.md); each question has other sources, so a "
@@ -429,6 +435,9 @@ def _validated(settings: Settings, source: str) -> Settings:
             f"max_tokens={settings.max_tokens} ({source}) must be between 1 and n_ctx-1 "
             f"({settings.n_ctx - 1})."
         )
+    if not -1 <= settings.rag_min_similarity <= 1:
+        raise ConfigError(f"rag_min_similarity={settings.rag_min_similarity} ({source}) is not a cosine "
+                          "similarity.", hint="Use a number from -1 (keep every passage) to 1.")
     if settings.temperature < 0:
         raise ConfigError(f"temperature={settings.temperature} ({source}) must be 0 or more.")
     return settings

@@ -319,26 +319,20 @@ class Engine:
         status, error = "cancelled", None
         draft = _Draft(store, conversation_id, enabled=settings.log_content)
         try:
-            with trace.span("retrieval") as span:
-                passages = await self._search(question, conversation_id, span.attrs)
-            with trace.span("memory recall") as span:
+            with trace.span("memory recall") as span:  # embeds the question only when there are memories
                 recalled, notes = await self._recall(question)
                 span.attrs["memories"] = [m.id for m in recalled]
             turn.memories = recalled
             turn.question = _with_memories(question, recalled, templates[2])
             turn.notices += notes
             tools = await self.tool_loop.tools_for(router.primary(preferred), json_schema)
-            if tools:
-                steps = await self.tool_loop.run(router.primary(preferred), tools, templates[0], turn.history,
-                                                 turn.question, conversation_id, passages, trace, confirm)
-                turn.question += results_section(steps)
-                turn.notices += [f"Tool {s.call.name} not run: {s.result}" for s in steps
-                                 if s.status in ("refused", "declined")]
             # Regenerating skips the lookup, and its answer replaces the entry; tool results vary.
+            # Looked up before retrieval: a repeated question is answered without embedding it
+            # (seconds on a busy CPU), since the key holds the folders' version, not what was found.
             if self._cacheable() and not tools:
                 with trace.span("cache lookup") as span:
-                    context_key = await self._cache_context(router.primary(preferred), turn, passages,
-                                                            params, templates)
+                    context_key = await self._cache_context(router.primary(preferred), turn, params,
+                                                            templates)
                     cache_key = context_key and _exact_key(context_key, question)
                     if cache_key and not regenerate:
                         hit = await self._db(store.cached_answer, cache_key)
@@ -347,10 +341,18 @@ class Engine:
                         vector, hit = await asyncio.to_thread(self._similar, store, context_key, question)
                         hit = None if regenerate else hit
                     span.attrs["hit"] = "semantic" if hit and "similar_question" in hit else bool(hit)
+            if not hit:
+                with trace.span("retrieval") as span:
+                    passages = await self._search(question, conversation_id, span.attrs)
+            if tools:
+                steps = await self.tool_loop.run(router.primary(preferred), tools, templates[0], turn.history,
+                                                 turn.question, conversation_id, passages, trace, confirm)
+                turn.question += results_section(steps)
+                turn.notices += [f"Tool {s.call.name} not run: {s.result}" for s in steps
+                                 if s.status in ("refused", "declined")]
             if hit:
                 primary = router.primary(preferred)
-                by_id = {p.chunk_id: p for p in passages}
-                passages = [by_id[i] for i in json.loads(hit["chunk_ids"] or "[]") if i in by_id]
+                passages = await self._passages(json.loads(hit["chunk_ids"] or "[]"))
                 yield Started(conversation_id, prompt_message_id, primary.name, primary.model_name, 0,
                               primary.n_ctx, 0, False, tuple(passages), cached_from=hit["response_id"],
                               similar_question=hit.get("similar_question"), memories=tuple(recalled),
@@ -574,13 +576,13 @@ class Engine:
         return s.cache and s.log_content and (s.temperature == 0 or s.cache_nondeterministic)
 
     async def _cache_context(
-        self, backend: Backend, turn: _Turn, passages: list[Passage],
-        params: SamplingParams, templates: tuple[prompts.Template, ...],
+        self, backend: Backend, turn: _Turn, params: SamplingParams, templates: tuple[prompts.Template, ...],
     ) -> str | None:
         """A hash of everything but the question that decides the answer: the model (and its
-        file), the prompt templates, the sampling, the conversation, and the text of each
-        retrieved passage (an edited file gives other passages, hence another key). None: cannot
-        tell (no model file)."""
+        file), the prompt templates, the sampling, the conversation, and what retrieval would
+        search: the conversation's folders at their content's version (an edited file changes it,
+        hence another key), with the retrieval settings. The same question over the same index
+        finds the same passages, so nothing needs embedding. None: cannot tell (no model file)."""
         if isinstance(backend, LocalBackend):
             try:
                 path = await asyncio.to_thread(resolve_model, backend.model, backend.models_dir)
@@ -597,7 +599,9 @@ class Engine:
             "history": turn.history,
             "summary": turn.summary,
             "memories": [m.text for m in turn.memories],
-            "passages": [[p.chunk_id, hashlib.sha256(p.text.encode()).hexdigest()] for p in passages],
+            "index": await self._index_state(turn.conversation_id),
+            "retrieval": [self.settings.rag_top_k, self.settings.rag_min_similarity,
+                          self.settings.sources_placement],
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -668,8 +672,9 @@ class Engine:
         }, cost
 
     async def _search(self, question: str, conversation_id: int, attrs: dict[str, Any]) -> list[Passage]:
-        """Passages from the conversation's folders; none, without loading anything, when no
-        folder is indexed. `attrs` (the trace's) gets the folders searched and what was found."""
+        """Passages from the conversation's folders relevant to the question; none, without
+        loading anything, when no folder is indexed. `attrs` (the trace's) gets the folders
+        searched, what was found, and how much of it was relevant enough to use."""
         if self.settings.rag_top_k <= 0:
             return []
         if not await self._anything_indexed():
@@ -678,10 +683,23 @@ class Engine:
         folder_ids = await asyncio.to_thread(knowledge.searchable, conversation_id)
         if not folder_ids:
             return []
-        passages = await asyncio.to_thread(knowledge.search, question, conversation_id)
+        passages = await asyncio.to_thread(knowledge.search, question, conversation_id, attrs)
         attrs.update(folders=len(folder_ids), passages=len(passages),
-                     found_in=sorted({p.folder for p in passages}))
+                     found_in=sorted({p.folder for p in passages}),
+                     min_similarity=self.settings.rag_min_similarity)
         return passages
+
+    async def _index_state(self, conversation_id: int) -> list[Any]:
+        """What `_search` would search for this conversation, read without embedding anything."""
+        if self.settings.rag_top_k <= 0 or not await self._anything_indexed():
+            return []
+        return await asyncio.to_thread((await self.knowledge()).state, conversation_id)
+
+    async def _passages(self, chunk_ids: list[int]) -> list[Passage]:
+        """The passages of a cached answer, from SQLite (nothing is searched)."""
+        if not chunk_ids:
+            return []
+        return await asyncio.to_thread((await self.knowledge()).passages, chunk_ids)
 
     async def _fit(
         self, backend: Backend, turn: _Turn, passages: list[Passage], templates: tuple[prompts.Template, ...],
@@ -880,15 +898,22 @@ async def _health(backend: Backend) -> str:
 
 
 def _generation_spans(trace: Trace, route: Route, last_at: float | None, ended_at: float) -> None:
-    """The generation step and its parts, as the chosen backend timed them."""
+    """The generation step and its parts, as the chosen backend timed them (each kept within
+    the step: `Trace.add`)."""
     r, start = route.result, route.stream_started_at
     began = r.started_at or start
     first = route.first_at if route.first is not None else None
     trace.add("generation", start, ended_at, backend=route.backend.name, tokens=r.completion_tokens)
     trace.add("queue wait", start, began, "generation")
     if r.prompt_eval_ms is not None:
-        trace.add("prompt evaluation", began, began + r.prompt_eval_ms / 1000, "generation",
-                  tokens=r.prompt_tokens_evaluated)
+        # The first token is sampled from the evaluated prompt: evaluation ends before it arrives.
+        end, attrs = began + r.prompt_eval_ms / 1000, {"tokens": r.prompt_tokens_evaluated}
+        if first is not None and end > first:
+            attrs["measured_ms"] = round(r.prompt_eval_ms, 3)
+            log.warning("%s reported %.1f ms of prompt evaluation, more than the %.1f ms to its first "
+                        "token", route.backend.name, r.prompt_eval_ms, (first - began) * 1000)
+            end = first
+        trace.add("prompt evaluation", began, end, "generation", **attrs)
     trace.add("server wait", began, r.first_byte_at, "generation")
     trace.add("first token", began, first, "generation")
     trace.add("decode", first, last_at, "generation")

@@ -113,12 +113,22 @@ class Knowledge:
         active = set(self.corpus.active_folder_ids(conversation_id))
         return [i for i in self.corpus.folder_ids_with_chunks() if i in active]
 
-    def search(self, question: str, conversation_id: int | None) -> list[Passage]:
+    def state(self, conversation_id: int | None) -> list[Any]:
+        """What a search for this conversation depends on besides the question: its folders and
+        their content's version (SQLite only: nothing embedded, Chroma not opened)."""
+        folder_ids = self.searchable(conversation_id)
+        return [folder_ids, self.corpus.version()] if folder_ids and self.settings.rag_top_k > 0 else []
+
+    def search(self, question: str, conversation_id: int | None, attrs: dict[str, Any] | None = None,
+               ) -> list[Passage]:
+        """The passages relevant to `question` (`rag_min_similarity`); `attrs` (a trace's) gets how
+        many were found before that floor."""
         folder_ids = self.searchable(conversation_id)
         if not folder_ids or self.settings.rag_top_k <= 0:
             return []
         return retrieve(self.corpus, self.vectors, self.embedder, question, folder_ids,
-                        k=self.settings.rag_top_k)
+                        k=self.settings.rag_top_k, min_similarity=self.settings.rag_min_similarity,
+                        attrs=attrs)
 
     def passages(self, chunk_ids: list[int]) -> list[Passage]:
         """Passages for chunk ids recorded on a response, in that order (deleted ones left out)."""

@@ -41,9 +41,20 @@ class Trace:
 
     def add(self, name: str, start: float | None, end: float | None, parent: str | None = None,
             **attrs: Any) -> None:
-        """A span timed elsewhere (a backend's thread, a server); skipped when either end is unknown."""
-        if start is not None and end is not None and end >= start:
-            self.spans.append(Span(name, start, end, parent, dict(attrs)))
+        """A span timed elsewhere (a backend's thread, a server); skipped when either end is unknown.
+
+        A child is kept within its parent (added before it): a part can never be longer than the
+        whole, whatever a backend measured. A cut span keeps the measured duration in its attrs
+        (`measured_ms`), so a wrong measurement shows instead of an impossible trace."""
+        if start is None or end is None or end < start:
+            return
+        outer = next((s for s in reversed(self.spans) if s.name == parent), None) if parent else None
+        if outer is not None and (start < outer.start or end > outer.end):
+            attrs.setdefault("measured_ms", round((end - start) * 1000, 3))
+            start, end = max(start, outer.start), min(end, outer.end)
+            if end < start:  # wholly outside its parent: nothing of it is true
+                return
+        self.spans.append(Span(name, start, end, parent, dict(attrs)))
 
     def rows(self) -> list[dict[str, Any]]:
         return [

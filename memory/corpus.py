@@ -216,6 +216,16 @@ class Corpus(StoreView):
         return self.conn.execute("SELECT EXISTS (SELECT 1 FROM chunks)").fetchone()[0] == 1
 
     @_translated
+    def version(self) -> list[Any]:
+        """Changes whenever what a search can find does, read without touching the chunks' text:
+        chunk ids are never reused (AUTOINCREMENT), so new text raises the largest id; a removal
+        lowers the files' chunk count; stored vectors give their file a new `indexed_at`."""
+        return list(self.conn.execute(
+            "SELECT (SELECT MAX(id) FROM chunks), COUNT(*), COALESCE(SUM(chunks), 0), MAX(indexed_at)"
+            " FROM files"
+        ).fetchone())
+
+    @_translated
     def chunk_count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
 

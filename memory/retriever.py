@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
 from memory.corpus import Corpus
@@ -23,8 +23,9 @@ class Passage:
     page: int | None
     heading: str | None
     text: str
-    score: float
+    score: float  # reciprocal rank fusion: the order among the found, not how relevant they are
     private: bool = False  # from a folder marked private: must not leave the machine
+    similarity: float | None = None  # cosine of the question's and the passage's embeddings
 
     @classmethod
     def from_row(cls, row: dict, score: float = 0.0) -> Passage:
@@ -64,17 +65,29 @@ def fuse(rankings: list[list[int]], k: int) -> list[tuple[int, float]]:
 
 def retrieve(
     corpus: Corpus, vectors: VectorIndex, embedder: Embedder, query: str, folder_ids: list[int],
-    k: int = 5, candidates: int = 30,
+    k: int = 5, candidates: int = 30, min_similarity: float = -1.0, attrs: dict | None = None,
 ) -> list[Passage]:
+    """The `k` best passages for `query` by fused rank, leaving out those whose embedding is less
+    similar to the query's than `min_similarity`: fused ranks order what was found but say nothing
+    of whether it is relevant (a question about Everest over pet notes still finds five). A chunk
+    not embedded yet counts as least similar (-1: kept only without a floor). `attrs` (a trace's)
+    gets how many chunks the two searches found and the best similarity among them."""
     if not folder_ids or k <= 0:
         return []
     lexical = corpus.search_text(query, folder_ids, candidates)
     every_folder = set(folder_ids) >= set(corpus.folder_ids_with_chunks())
-    semantic = vectors.query(embedder.embed([query])[0], candidates, None if every_folder else folder_ids)
-    best = fuse([lexical, semantic], k)
+    vector = embedder.embed([query])[0]
+    semantic = vectors.query(vector, candidates, None if every_folder else folder_ids)
+    fused = fuse([lexical, semantic], len(lexical) + len(semantic))
+    # Every candidate's similarity, a word match too: a rare word may match an unrelated chunk.
+    similarity = vectors.similarities(vector, [chunk_id for chunk_id, _ in fused])
+    best = [(i, score) for i, score in fused if similarity.get(i, -1.0) >= min_similarity][:k]
+    if attrs is not None:
+        attrs.update(candidates=len(fused), best_similarity=round(max(similarity.values()), 3)
+                     if similarity else None)
     rows = corpus.chunk_rows([chunk_id for chunk_id, _ in best])
     return [
-        Passage.from_row(r, score)
+        replace(Passage.from_row(r, score), similarity=similarity.get(chunk_id))
         for chunk_id, score in best
         if (r := rows.get(chunk_id)) is not None  # a chunk deleted meanwhile is simply left out
     ]

@@ -99,6 +99,20 @@ class VectorIndex:
                             n_results=min(k, count), where=where, include=[])
         return [int(i) for i in result["ids"][0]]
 
+    def similarities(self, vector: list[float], ids: list[int]) -> dict[int, float]:
+        """Cosine similarity of `vector` to the stored vector of each of `ids` (both unit length,
+        so a dot product); ids without a vector are left out."""
+        if not ids:
+            return {}
+        import numpy
+
+        result = self._call("read vectors", "get", ids=[str(i) for i in ids], include=["embeddings"])
+        if not result["ids"]:
+            return {}
+        stored = numpy.asarray(result["embeddings"], dtype=numpy.float32)
+        scores = stored @ numpy.asarray(vector, dtype=numpy.float32)
+        return {int(i): float(s) for i, s in zip(result["ids"], scores, strict=True)}
+
     def nearest(self, vector: list[float], k: int) -> list[tuple[int, float]]:
         """(id, cosine similarity) of the `k` nearest vectors, nearest first."""
         count = self.count()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 from engine import Engine, Finished, Settings
@@ -84,6 +85,40 @@ async def test_editing_a_cited_file_invalidates(settings: Settings, home: Path, 
     await asyncio.to_thread(knowledge.index, notes)
     after = (await events_of(engine, question))[-1]
     assert after.cached_from is None
+    await engine.close()
+
+
+async def test_a_hit_is_answered_before_any_embedding(settings: Settings, home: Path, tmp_path: Path,
+                                                      monkeypatch) -> None:
+    """Found in the app: a cache hit reported "first token 12,780 ms": retrieval embedded the
+    question first, on a CPU busy indexing. The exact lookup now comes first (its key holds the
+    folders' version, not the passages found), and a hit embeds nothing."""
+    from memory.embedder import Embedder
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "plan.md").write_text("# Launch\n\nThe launch date of project Heron is the 14th of March.\n")
+    embed, embedded = Embedder.embed, []
+
+    def busy_embed(self, texts: list[str]) -> list[list[float]]:  # the real model on a busy CPU
+        embedded.append(texts)
+        time.sleep(1.0)
+        return embed(self, texts)
+
+    engine = Engine(settings)
+    await asyncio.to_thread((await engine.knowledge()).index, notes)
+    monkeypatch.setattr(Embedder, "embed", busy_embed)
+    question = "When is the launch date of project Heron?"
+    first = (await events_of(engine, question))[-1]
+    assert embedded and first.sources  # a miss searches the folder
+    embedded.clear()
+    again = await events_of(engine, question)
+    assert again[-1].cached_from == first.response_id and embedded == []
+    assert [s.passage.chunk_id for s in again[-1].sources] == [s.passage.chunk_id for s in first.sources]
+    assert again[-1].text == first.text
+    row = response(home, again[-1].response_id)
+    assert row["ttft_ms"] < 1000  # no second of "busy" embedding in it
+    assert "retrieval" not in spans_of(home, again[-1].response_id)
     await engine.close()
 
 

@@ -3,6 +3,7 @@ seeded databases (known latencies) for the numbers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import sqlite3
@@ -18,6 +19,7 @@ from engine import Engine, Finished, Settings
 from engine.alerts import check
 from engine.review import fine_tuning_examples, looks_like_refusal, preference_pairs
 from engine.stats import compute, parse_since
+from engine.tracing import Trace
 from memory.store import Store
 from tests.conftest import events_of
 
@@ -83,6 +85,80 @@ async def test_an_answer_has_a_trace_that_adds_up(settings: Settings, home: Path
     assert response["trace_id"]
     shown = run("trace", str(done.response_id))
     assert shown.returncode == 0 and "prompt evaluation" in shown.stdout and "SmolLM2" in shown.stdout
+
+
+def assert_within_steps(spans: list[dict]) -> None:
+    by_name = {s["name"]: s for s in spans}
+    for span in spans:
+        if span["parent"] is not None:
+            outer = by_name[span["parent"]]
+            assert outer["start_ms"] - 0.01 <= span["start_ms"], span
+            assert span["start_ms"] + span["duration_ms"] <= outer["start_ms"] + outer["duration_ms"] + 0.01, span
+    evaluation, first = by_name["prompt evaluation"], by_name["first token"]
+    assert evaluation["duration_ms"] <= first["duration_ms"] + 0.01
+
+
+def assert_possible(spans: list[dict]) -> None:
+    """Every part lies within its step, and llama.cpp's prompt evaluation, as measured, ends
+    before the first token: nothing had to be cut to fit."""
+    assert_within_steps(spans)
+    assert not [s for s in spans if "measured_ms" in (s["attrs"] or {})]
+
+
+# The cause is in engine/backends/local.py (another change in flight there): decode() must call
+# llama_synchronize() before llama_perf_context_reset(). Strict: remove this mark with that fix.
+@pytest.mark.xfail(strict=True, reason="needs llama_synchronize before the perf reset in LocalBackend")
+async def test_trace_parts_never_outlast_their_step_over_a_new_folder_and_after_prefill(
+        settings: Settings, home: Path, tmp_path: Path) -> None:
+    """Found in the app: the first answer over a folder indexed after a chat showed `generation
+    8,990.6 ms` holding `prompt evaluation 293,856.8 ms`. The turn evaluated ahead after the chat's
+    answer leaves llama.cpp's batch open (no logits are read), so the next answer's prompt
+    evaluation counted from that moment: all the time the folder took to index."""
+    notes = tmp_path / "pets"
+    notes.mkdir()
+    (notes / "biscuit.md").write_text("# Biscuit\n\nOur dog Biscuit eats salmon kibble twice a day.\n")
+    engine = Engine(settings.replace(cache=False))
+    chat = await events_of(engine, "Say hello.")
+    local = engine.router.backends["local"]
+    await local._run(lambda: None)  # the next turn has been evaluated ahead
+    await asyncio.to_thread((await engine.knowledge()).index, notes)  # meanwhile, seconds go by
+    over_folder = await events_of(engine, "What does our dog Biscuit eat?", chat[-1].conversation_id)
+    assert over_folder[0].passages  # the first answer over the folder
+    other = await events_of(engine, "Say goodbye.")
+    await local._run(lambda: None)
+    await asyncio.sleep(0.5)  # the user reads the answer
+    after_prefill = await events_of(engine, "And once more?", other[-1].conversation_id)
+    await engine.close()
+    store = Store(home / "assistant.db")
+    try:
+        for events in (chat, over_folder, other, after_prefill):
+            assert isinstance(events[-1], Finished)
+            assert_possible(store.spans(events[-1].response_id))
+    finally:
+        store.close()
+
+
+def test_a_part_measured_longer_than_its_step_is_cut_to_fit_and_says_so(model_path: Path) -> None:
+    from engine.backends.base import StreamResult
+    from engine.backends.local import LocalBackend
+    from engine.engine import _generation_spans
+    from engine.router import Route
+
+    trace = Trace(origin=100.0)
+    result = StreamResult(completion_tokens=20, started_at=100.2, prompt_eval_ms=293_856.8,
+                          prompt_tokens_evaluated=40)
+    route = Route(LocalBackend(model_path), None, [], "Hi", None, result,  # type: ignore[arg-type]
+                  stream_started_at=100.1, first_at=100.5)
+    _generation_spans(trace, route, last_at=109.0, ended_at=109.204)
+    trace.add("server wait", 99.0, 200.0, "generation")  # any part, from any clock
+    spans = trace.rows()
+    by_name = {s["name"]: s for s in spans}
+    assert_within_steps(spans)
+    evaluation = by_name["prompt evaluation"]
+    assert evaluation["duration_ms"] == pytest.approx(300.0)  # up to the first token
+    assert evaluation["attrs"]["measured_ms"] == 293_856.8  # what llama.cpp said, kept for a look
+    wait = by_name["server wait"]
+    assert (wait["start_ms"], wait["duration_ms"]) == (pytest.approx(100.0), pytest.approx(9104.0))
 
 
 # stats -------------------------------------------------------------------------------------------
@@ -222,7 +298,7 @@ def test_review_flow_and_exports_round_trip(store: Store, home: Path, tmp_path: 
     assert answers == {"4", "Rome."}  # the reviewed answer replaces the bad one; thumbs up kept
     assert examples[0]["messages"][0]["role"] == "system" and examples[0]["messages"][-2]["content"] == "What is 2+2?"
     pairs = [json.loads(line) for line in dpo.read_text().splitlines()]
-    assert pairs == preference_pairs(store)
+    assert pairs == preference_pairs(store, Settings().system_prompt)  # the same system message as SFT
     assert pairs[0]["chosen"] == "4" and pairs[0]["rejected"] == "5"
     assert pairs[0]["prompt"][-1] == {"role": "user", "content": "What is 2+2?"}
     out_csv, out_jsonl = tmp_path / "r.csv", tmp_path / "r.jsonl"

@@ -116,6 +116,36 @@ async def test_answer_carries_sources_and_logs_chunk_ids(rag_settings, folder: P
     await engine.close()
 
 
+async def test_only_passages_relevant_to_the_question_are_sources(rag_settings, tmp_path: Path) -> None:
+    """Found in the app: five sources "(retrieved, not cited)" under every answer, even "How tall
+    is Everest?" over a folder of pet notes. The fused rank orders what was found, but only the
+    similarity of a passage to the question says whether it is about it (`rag_min_similarity`)."""
+    pets = tmp_path / "pets"
+    pets.mkdir()
+    (pets / "biscuit.md").write_text("# Biscuit\n\nOur dog Biscuit eats salmon kibble twice a day and "
+                                     "walks in the park every morning.\n")
+    (pets / "mochi.md").write_text("# Mochi\n\nMochi the cat sleeps on the radiator and hates the vet.\n")
+    (pets / "vet.txt").write_text("Vet visits\n\nBiscuit's vaccinations are due in March; Mochi's in June.\n")
+    engine = Engine(rag_settings)
+    await asyncio.to_thread((await engine.knowledge()).index, pets)
+    local = engine.router.backends["local"]
+    prompts, stream = [], local.stream
+    local.stream = lambda messages, *args: (prompts.append(messages), stream(messages, *args))[1]
+    pet = await events_of(engine, "What does Biscuit eat?")
+    everest = await events_of(engine, "How tall is Everest?")
+    assert isinstance(pet[-1], Finished) and isinstance(everest[-1], Finished)
+    assert pet[0].passages[0].file == "biscuit.md"
+    assert "biscuit.md" in [s.passage.file for s in pet[-1].sources]
+    assert everest[0].passages == () and everest[-1].sources == ()
+    assert all(p.similarity >= rag_settings.rag_min_similarity for p in pet[0].passages)
+    assert "Sources" not in prompts[1][0]["content"] and "biscuit.md" not in str(prompts[1])
+    row = await engine.response(everest[-1].response_id)
+    assert (row["template"], row["retrieved_chunk_ids"]) == ("system", None)  # the no-sources template
+    retrieval = next(s for s in (await engine.trace(everest[-1].response_id))[1] if s["name"] == "retrieval")
+    assert retrieval["attrs"]["passages"] == 0 and retrieval["attrs"]["candidates"] > 0  # found, not used
+    await engine.close()
+
+
 async def test_no_folders_means_no_search_and_nothing_loaded(settings) -> None:
     engine = Engine(settings)
     events = await events_of(engine, "Hello?")
