@@ -9,6 +9,7 @@ error); a table that still does not fit is printed stacked instead: one block pe
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import click
@@ -45,7 +46,10 @@ def print_table(table: Table, console: Console | None = None) -> None:
         click.echo(cells[0] or "-")  # the first column names the row (a folder, a backend, a day)
         for header, cell in zip(headers[1:], cells[1:], strict=True):
             if cell:
-                click.echo(f"  {header}: {cell}")
+                # Wrapped at spaces only: a path longer than the line stays whole (the terminal
+                # wraps it, and copying it gives it back in one piece).
+                click.echo(textwrap.fill(f"  {header}: {cell}", console.width, subsequent_indent="    ",
+                                         break_long_words=False, break_on_hyphens=False))
 
 
 def text(value: Any) -> Text:
