@@ -10,6 +10,12 @@ demand: each request takes the next behaviour from `script` (then `default`).
     drop      streams two chunks, then closes the connection mid-body
     garbage   streams one chunk, then a data line that is not JSON
     json      200 with a JSON body instead of an event stream
+  hostile ones (each stops after `endless_bytes`, so a client that reads it all still ends):
+    keepalive     200, then only SSE comment lines (": keep-alive") every `keepalive_s`, forever
+    endless_500   500 whose body never ends
+    endless_line  200, then one `data:` line that never ends
+    huge          200, an answer of `huge_chars` characters whatever max_tokens says
+  `sent` holds the bytes of body written per request: what the client made the server send.
     [words]   a list: like ok, streaming these words instead of `words`
     {"tool": NAME, "arguments": JSON}   a dict: streams a tool call (in fragments) instead of text
 
@@ -42,6 +48,10 @@ class FakeOpenAI:
         self.first_byte_delay_s = 2.0
         self.chunk_delay_s = 0.0
         self.retry_after = "1"
+        self.keepalive_s = 0.2
+        self.endless_bytes = 400 << 20
+        self.huge_chars = 50 << 20
+        self.sent: list[int] = []
         self.requests: list[dict[str, Any]] = []
         self._stopping = threading.Event()
         self._server = _Server(("127.0.0.1", 0), self._handler())
@@ -114,6 +124,13 @@ class FakeOpenAI:
                 if behaviour == "json":
                     self._json(200, {"choices": [{"message": {"content": "not streamed"}}]})
                     return
+                if behaviour in ("keepalive", "endless_500", "endless_line", "huge"):
+                    fake.sent.append(0)
+                    try:
+                        self._hostile(behaviour)
+                    except OSError:  # the client hung up: what it was meant to do
+                        self.close_connection = True
+                    return
                 self._stream(behaviour, body, words)
 
             def _json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
@@ -134,6 +151,39 @@ class FakeOpenAI:
             def _event(self, payload: dict | str) -> None:
                 data = payload if isinstance(payload, str) else json.dumps(payload)
                 self._chunk(f"data: {data}\n\n")
+
+            def _counted(self, data: bytes) -> None:
+                self._chunk_bytes(data)
+                fake.sent[-1] += len(data)
+
+            def _chunk_bytes(self, data: bytes) -> None:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+
+            def _hostile(self, behaviour: str) -> None:
+                self.send_response(500 if behaviour == "endless_500" else 200)
+                self.send_header("Content-Type", "text/plain" if behaviour == "endless_500" else "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                block = b"x" * 65536
+                if behaviour == "keepalive":
+                    while not fake._stopping.is_set() and fake.sent[-1] < fake.endless_bytes:
+                        self._counted(b": keep-alive\n\n")
+                        fake._stopping.wait(fake.keepalive_s)
+                elif behaviour == "huge":
+                    piece = "y" * 4000
+                    for _ in range(fake.huge_chars // len(piece)):
+                        chunk = {"id": "c1", "object": "chat.completion.chunk", "model": fake.model,
+                                 "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                        self._counted(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self._counted(b"data: [DONE]\n\n")
+                else:
+                    if behaviour == "endless_line":
+                        self._counted(b"data: ")
+                    while not fake._stopping.is_set() and fake.sent[-1] < fake.endless_bytes:
+                        self._counted(block)
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
 
             def _tool_call(self, call: dict[str, str]) -> None:
                 self.send_response(200)

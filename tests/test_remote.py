@@ -636,3 +636,77 @@ async def test_flagged_answers_go_to_review(home: Path, words: list[str], reason
     assert done.text == "".join(words)  # flagged, not rejected: the answer stands
     queued = rows(home, "SELECT * FROM reviews")
     assert [(r["response_id"], r["reason"]) for r in queued] == ([(done.response_id, reason)] if reason else [])
+
+
+# hostile servers (issue 18): every read is bounded in time and size ---------------------------------
+
+HOSTILE_READ_LIMIT = 16 << 20  # bytes a server may get to send before the client stops reading
+# (the answer's bounds are far smaller; the rest is what the loopback socket buffers hold)
+
+
+async def test_keepalive_comments_do_not_outlast_the_total_timeout(home: Path, server: FakeOpenAI) -> None:
+    """SSE comments every 0.2 s reset the read timeout forever; total_timeout_s ends them and the
+    next backend answers."""
+    server.default = "keepalive"
+    configure(home, provider(server.url, read_timeout_s=1.0, total_timeout_s=2.0, max_retries=0),
+              backends=["fake", "local"], allow_cloud=True)
+    engine = make_engine()
+    await engine.load_model()  # the time measured is the remote's, not the local model's load
+    began = time.monotonic()
+    events = await ask(engine)
+    elapsed = time.monotonic() - began
+    await engine.close()
+    assert started(events).backend == "local" and finished(events).text
+    assert "did not finish within total_timeout_s=2" in dict(started(events).passed_over)["fake"]
+    assert elapsed < 2.0 + 20  # 2 s of the remote, then a short local answer
+    assert server.sent[0] < 4096  # a few comment lines, not 90 s of them
+
+
+async def test_an_endless_error_body_is_not_read_whole(home: Path, server: FakeOpenAI) -> None:
+    server.default = "endless_500"
+    configure(home, provider(server.url, max_retries=0, total_timeout_s=30.0), backends=["fake"],
+              allow_cloud=True)
+    engine = make_engine()
+    began = time.monotonic()
+    events = await ask(engine)
+    await engine.close()
+    assert time.monotonic() - began < 10
+    error = str(events[-1].error)
+    assert isinstance(events[-1], Failed) and "HTTP 500" in error and len(error) < 2500
+    assert server.sent[0] < HOSTILE_READ_LIMIT
+
+
+async def test_a_data_line_that_never_ends_is_refused(home: Path, server: FakeOpenAI) -> None:
+    server.default = "endless_line"
+    configure(home, provider(server.url, max_retries=0, total_timeout_s=30.0), backends=["fake", "local"],
+              allow_cloud=True)
+    engine = make_engine()
+    events = await ask(engine)
+    await engine.close()
+    assert started(events).backend == "local"
+    assert "streamed a line longer than 1 MiB" in dict(started(events).passed_over)["fake"]
+    assert server.sent[0] < HOSTILE_READ_LIMIT
+
+
+async def test_an_answer_far_past_max_tokens_is_cut(home: Path, server: FakeOpenAI) -> None:
+    server.default = "huge"  # 50 MB whatever max_tokens says
+    configure(home, provider(server.url, total_timeout_s=60.0), backends=["fake"], allow_cloud=True)
+    engine = Engine(load_settings().replace(temperature=0.0, seed=42, max_tokens=30, cache=False))
+    events = await ask(engine)
+    await engine.close()
+    done = finished(events)
+    assert 0 < len(done.text) <= 4096  # max(4096, 16 characters a token)
+    stored = rows(home, "SELECT content FROM messages WHERE role = 'assistant'")[0]["content"]
+    assert stored == done.text
+    assert rows(home, "SELECT output_tokens FROM responses")[0]["output_tokens"] <= 30
+    assert server.sent[0] < HOSTILE_READ_LIMIT
+    assert (home / "assistant.db").stat().st_size < 5 << 20
+
+
+def test_stream_lines_split_on_every_line_ending_even_across_reads() -> None:
+    from engine.backends.openai_compat import _split_lines
+
+    assert _split_lines(b"data: a\r\ndata: b\n\ndata: c\rrest") == ([b"data: a", b"data: b", b"", b"data: c"], b"rest")
+    lines, rest = _split_lines(b"data: x\r")  # its LF may be in the next read: not a blank line
+    assert (lines, rest) == ([], b"data: x\r")
+    assert _split_lines(rest + b"\n\n") == ([b"data: x", b""], b"")

@@ -4,6 +4,10 @@ server, Ollama), over httpx with streamed server-sent events.
 Before the first token a request is retried on connect errors, 429 and 5xx with jittered backoff
 (honouring `Retry-After`); once text has reached the caller nothing is retried: the error is
 raised and the partial answer kept. The API key never appears in an error message.
+
+A server is not trusted to behave: `total_timeout_s` bounds every wait (keep-alive comments do not
+reset it), and every read is bounded in size (the error body, one line of the stream, and the
+answer, at MAX_CHARS_PER_TOKEN characters per requested token).
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from httpx_sse import EventSource, SSEError
 
 from engine.backends.base import SamplingParams, StreamResult, origin
 from engine.config import Provider
@@ -28,12 +31,24 @@ from engine.secrets import Secret, api_key, redact
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 MAX_TOOL_CALLS = 64  # in one streamed answer; a chunk naming a higher index is not a real answer
 ERROR_BODY_LIMIT = 2000  # characters of a server's error body worth showing
+# Every read from a server is bounded, so a hostile or broken one cannot fill the memory: the
+# error body read (the rest is never fetched), one line or event of the stream, and the answer.
+ERROR_BODY_READ_BYTES = 16_384
+MAX_EVENT_BYTES = 1 << 20  # a chunk of a chat completion is well under a kilobyte
+MAX_CHARS_PER_TOKEN = 16  # generous: tokens average about 4 characters
+MIN_ANSWER_CHARS = 4096
 
 
 def estimate_tokens(messages: list[Message]) -> int:
     """The server's tokenizer is unknown here: about 3 characters per token errs on the safe side
     for English and code, plus a few tokens of chat markup per message."""
     return sum(math.ceil(len(m["content"]) / 3) + 4 for m in messages) + 3
+
+
+def answer_char_limit(max_tokens: int) -> int:
+    """The most text (answer and tool calls) read for `max_tokens`: past it, the server ignored
+    max_tokens and the answer is cut there, as if it had stopped at the limit."""
+    return max(MIN_ANSWER_CHARS, max_tokens * MAX_CHARS_PER_TOKEN)
 
 
 class _Retry(Exception):
@@ -137,37 +152,47 @@ class OpenAICompatibleBackend:
         name = self.name
         if self._limiter is not None:
             await self._limiter.acquire()
-        loop = asyncio.get_running_loop()
         got_text = False
         result.started_at = time.perf_counter()
+        limit, written = answer_char_limit(int(body.get("max_tokens") or 0)), 0
+        response: httpx.Response | None = None
         try:
-            async with self.client().stream(
+            client = self.client()
+            request = client.build_request(
                 "POST", "chat/completions", json=body,
                 headers={"Accept": "text/event-stream", "Cache-Control": "no-store"},
-            ) as response:
-                if response.status_code != 200:
-                    error = BackendError(
-                        f"{name} answered HTTP {response.status_code}: {await _error_text(response)}",
-                        status=response.status_code,
-                        hint=_hint(response.status_code),
-                    )
-                    if response.status_code in RETRY_STATUSES:
-                        raise _Retry(error, retry_after_s(response.headers.get("retry-after")))
-                    raise error
-                result.first_byte_at = time.perf_counter()
-                async for event in EventSource(response).aiter_sse():
-                    if loop.time() > deadline:
-                        raise BackendError(
-                            f"{name} did not finish within "
-                            f"total_timeout_s={self.provider.total_timeout_s:g}.",
-                            hint="Raise total_timeout_s, or lower max_tokens.",
-                        )
-                    if event.data.strip() == "[DONE]":
-                        break
-                    text = self._read_chunk(event.data, result)
-                    if text:
-                        got_text = True
-                        yield text
+            )
+            response = await self._by(deadline, client.send(request, stream=True))
+            if response.status_code != 200:
+                why = await self._error_text(response, deadline)
+                error = BackendError(
+                    f"{name} answered HTTP {response.status_code}: {why}",
+                    status=response.status_code,
+                    hint=_hint(response.status_code),
+                )
+                if response.status_code in RETRY_STATUSES:
+                    raise _Retry(error, retry_after_s(response.headers.get("retry-after")))
+                raise error
+            kind = response.headers.get("content-type", "")
+            if "text/event-stream" not in kind:
+                raise BackendError(f"{name} did not answer with a stream of events: its Content-Type is "
+                                   f"{redact(kind[:100])!r}, not 'text/event-stream'.")
+            result.first_byte_at = time.perf_counter()
+            async for data in self._events(response, deadline):
+                if data.strip() == "[DONE]":
+                    break
+                text = self._read_chunk(data, result) or ""
+                calls = sum(len(c["name"]) + len(c["arguments"]) for c in result.tool_calls)
+                over = written + len(text) + calls > limit
+                if over:  # the server ignored max_tokens: cut where the limit fell, read no further
+                    text = text[: max(0, limit - written - calls)]
+                    result.finish_reason = "length"
+                if text:
+                    written += len(text)
+                    got_text = True
+                    yield text
+                if over:
+                    break
         except httpx.ConnectError as exc:
             raise _Retry(BackendError(
                 f"Cannot connect to {name} at {self.endpoint}: {_reason(exc)}.",
@@ -190,10 +215,78 @@ class OpenAICompatibleBackend:
             if got_text:
                 raise error from exc
             raise _Retry(error) from exc
-        except SSEError as exc:
-            raise BackendError(f"{name} did not answer with a stream of events: {exc}.") from exc
         except httpx.HTTPError as exc:
             raise BackendError(f"Request to {name} failed: {_reason(exc)}.") from exc
+        finally:
+            if response is not None:
+                await response.aclose()  # the unread rest of an endless body is never fetched
+
+    async def _by(self, deadline: float, awaitable: Any) -> Any:
+        """`awaitable`, unless `total_timeout_s` runs out first. The read timeout alone never ends
+        a server that keeps sending something (SSE comments every second, one byte at a time)."""
+        left = deadline - asyncio.get_running_loop().time()
+        try:
+            if left <= 0:
+                raise TimeoutError
+            return await asyncio.wait_for(awaitable, left)
+        except TimeoutError:
+            if asyncio.iscoroutine(awaitable):
+                awaitable.close()  # not started: no "never awaited" warning
+            raise BackendError(
+                f"{self.name} did not finish within total_timeout_s={self.provider.total_timeout_s:g}.",
+                hint="Raise total_timeout_s, or lower max_tokens.",
+            ) from None
+
+    async def _events(self, response: httpx.Response, deadline: float) -> AsyncIterator[str]:
+        """The data of each server-sent event, read line by line within the deadline; no line or
+        event may pass MAX_EVENT_BYTES (a `data:` line that never ends is not buffered whole)."""
+        chunks = response.aiter_bytes()  # decompressed, one network read at a time
+        buffer = b""
+        data: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                chunk = await self._by(deadline, anext(chunks))
+            except StopAsyncIteration:
+                break
+            lines, buffer = _split_lines(buffer + chunk)
+            if len(buffer) > MAX_EVENT_BYTES:
+                raise BackendError(f"{self.name} streamed a line longer than {MAX_EVENT_BYTES >> 20} MiB: "
+                                   "not a chat completion.")
+            for line in lines:
+                if not line:  # a blank line ends an event
+                    if data:
+                        yield b"\n".join(data).decode("utf-8", "replace")
+                    data, size = [], 0
+                    continue
+                field, _, value = line.partition(b":")
+                if field != b"data":
+                    continue  # comments (": keep-alive"), event, id and retry lines
+                value = value[1:] if value.startswith(b" ") else value
+                size += len(value)
+                if size > MAX_EVENT_BYTES:
+                    raise BackendError(f"{self.name} streamed an event longer than "
+                                       f"{MAX_EVENT_BYTES >> 20} MiB: not a chat completion.")
+                data.append(value)
+        if data:
+            yield b"\n".join(data).decode("utf-8", "replace")
+
+    async def _error_text(self, response: httpx.Response, deadline: float) -> str:
+        """The server's error message: at most ERROR_BODY_READ_BYTES of its body are read (an endless
+        body is left unread), redacted, then cut for showing."""
+        raw = b""
+        chunks = response.aiter_bytes()
+        try:
+            while len(raw) < ERROR_BODY_READ_BYTES:
+                raw += await self._by(deadline, anext(chunks))
+        except (StopAsyncIteration, BackendError, httpx.HTTPError):
+            pass  # what arrived is enough to show
+        text = raw[:ERROR_BODY_READ_BYTES].decode("utf-8", "replace")
+        try:
+            message = json.loads(text)["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = text.strip() or response.reason_phrase
+        return redact(str(message))[:ERROR_BODY_LIMIT]
 
     def _read_chunk(self, data: str, result: StreamResult) -> str | None:
         try:
@@ -271,13 +364,13 @@ def _reason(exc: Exception) -> str:
     return redact(str(exc) or type(exc).__name__)
 
 
-async def _error_text(response: httpx.Response) -> str:
-    raw = (await response.aread())[:ERROR_BODY_LIMIT].decode("utf-8", "replace")
-    try:
-        message = json.loads(raw)["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        message = raw.strip() or response.reason_phrase
-    return redact(str(message))
+def _split_lines(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """Complete lines (CRLF, LF or CR ends one) and the unfinished rest. A CR at the very end
+    stays in the rest: its LF may come with the next chunk."""
+    cr = buffer.endswith(b"\r")
+    lines = buffer.removesuffix(b"\r").replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    rest = lines.pop()
+    return lines, rest + (b"\r" if cr else b"")
 
 
 def _hint(status: int) -> str | None:
