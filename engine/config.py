@@ -6,6 +6,8 @@ Every field is documented here; `docs/configuration.md` lists them for users.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -280,6 +282,56 @@ MCP_FIELDS = {f.name: f for f in dataclasses.fields(McpServer)}
 TABLES = {"providers": (Provider, PROVIDER_FIELDS), "prices": (Price, PRICE_FIELDS),
           "mcp_servers": (McpServer, MCP_FIELDS)}
 
+ABOVE_ZERO = 1e-9  # a lowest value standing for "more than 0"
+# The values a number may take, (lowest, highest); None: no bound. Out of range is refused with
+# the range named: llama.cpp took n_batch = 0 and then failed as if out of memory, and NaN,
+# top_p = 7 or a negative price were used silently.
+RANGES: dict[type, dict[str, tuple[float | None, float | None]]] = {
+    Settings: {
+        "n_gpu_layers": (-1, None), "n_threads": (1, None), "n_batch": (1, None),
+        "prompt_cache_mb": (0, None), "temperature": (0, 2), "top_p": (0, 1), "rag_top_k": (0, None),
+        "chunk_tokens": (16, None),
+        "chunk_overlap": (0, None), "index_max_file_mb": (ABOVE_ZERO, None), "memory_top_k": (0, None),
+        "memory_threshold": (-1, 1), "summary_tokens": (1, None), "tool_max_steps": (0, None),
+        "first_token_deadline_s": (ABOVE_ZERO, None), "breaker_failures": (1, None),
+        "breaker_cooldown_s": (0, None), "budget_daily_usd": (0, None), "budget_monthly_usd": (0, None),
+        "cache_ttl_hours": (0, None), "semantic_cache_similarity": (-1, 1), "alert_window": (1, None),
+        "alert_latency_ratio": (ABOVE_ZERO, None), "alert_error_rate": (0, 1),
+        "alert_empty_retrieval_rate": (0, 1),
+    },
+    Provider: {
+        "context_window": (256, None), "connect_timeout_s": (ABOVE_ZERO, None),
+        "read_timeout_s": (ABOVE_ZERO, None), "total_timeout_s": (ABOVE_ZERO, None), "max_retries": (0, None),
+        "backoff_s": (0, None), "max_retry_wait_s": (0, None), "requests_per_minute": (ABOVE_ZERO, None),
+    },
+    Price: {"input_per_mtok": (0, None), "output_per_mtok": (0, None)},
+    McpServer: {"timeout_s": (ABOVE_ZERO, None)},
+}
+
+
+def _check_ranges(item: Any, source: str, from_env: frozenset[str] = frozenset()) -> None:
+    fields = {f.name: f for f in dataclasses.fields(item)}
+    for name, (low, high) in RANGES[type(item)].items():
+        value = getattr(item, name)
+        if value is None:
+            continue
+        if math.isfinite(value) and (low is None or value >= low) and (high is None or value <= high):
+            continue
+        number = "a whole number" if "int" in str(fields[name].type) else "a number"
+        if low == ABOVE_ZERO:
+            allowed = f"{number} above 0"
+        elif high is None:
+            allowed = f"{number} of {low:g} or more"
+        else:
+            allowed = f"{number} from {low:g} to {high:g}"
+        raise ConfigError(f"`{name}` = {value!r} ({_where(name, source, from_env)}) is out of range.",
+                          hint=f"Use {allowed}.")
+
+
+def _where(name: str, source: str, from_env: frozenset[str]) -> str:
+    """Where a setting's value came from: its environment variable, else the file (or arguments)."""
+    return f"ASSISTANT_{name.upper()}" if name in from_env else source
+
 
 def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Read the config file (if any) and the environment into one validated `Settings`."""
@@ -304,10 +356,10 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
     for table, (kind, fields) in TABLES.items():
         if table in values:
             values[table] = _tables(values[table], table, kind, fields, path)
-    for name in FIELDS:
-        raw = environ.get(f"ASSISTANT_{name.upper()}")
-        if raw is not None and name not in TABLES:
-            values[name] = _from_env(name, raw)
+    from_env = frozenset(name for name in FIELDS
+                         if name not in TABLES and environ.get(f"ASSISTANT_{name.upper()}") is not None)
+    for name in from_env:
+        values[name] = _from_env(name, environ[f"ASSISTANT_{name.upper()}"])
     for name in ("backends", "fallback_on"):
         if isinstance(values.get(name), list):
             values[name] = tuple(values[name])
@@ -315,7 +367,7 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
         settings = Settings(**values)
     except TypeError as exc:  # pragma: no cover - unknown keys are caught above
         raise ConfigError(str(exc)) from exc
-    return _validated(settings, source=str(path))
+    return _validated(settings, source=str(path), from_env=from_env)
 
 
 def _tables(raw: Any, table: str, kind: type, fields: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -342,6 +394,7 @@ def _tables(raw: Any, table: str, kind: type, fields: dict[str, Any], path: Path
         entry = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
         item = kind(**entry)
         _check_types(item, fields, f"[{table}.{name}] of {path}")
+        _check_ranges(item, f"[{table}.{name}] of {path}")
         parsed[name] = item
     return parsed
 
@@ -351,6 +404,16 @@ def _from_env(name: str, raw: str) -> Any:
     if raw == "" and "None" in str(kind):
         return None
     if str(kind).startswith("tuple"):
+        if raw.strip().startswith("["):  # written as in the config file: ["local", "fake"]
+            try:
+                names = json.loads(raw)
+                if isinstance(names, list) and all(isinstance(n, str) for n in names):
+                    return tuple(names)
+            except ValueError:
+                pass
+            raise ConfigError(f"ASSISTANT_{name.upper()}={raw!r} is not a list of names.",
+                              hint=f'Use names separated by commas (ASSISTANT_{name.upper()}=local,fake) '
+                                   'or a JSON list (["local", "fake"]).')
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     if kind == "bool":
         if raw.lower() in ("1", "true", "yes", "on"):
@@ -371,47 +434,56 @@ def _from_env(name: str, raw: str) -> Any:
     return raw
 
 
-def _check_types(item: Any, fields: dict[str, Any], source: str) -> None:
+def _check_types(
+    item: Any, fields: dict[str, Any], source: str, from_env: frozenset[str] = frozenset()
+) -> None:
     for name, f in fields.items():
         value = getattr(item, name)
         kind = str(f.type)
+        where = _where(name, source, from_env)
         if value is None:
             if "None" not in kind:
-                raise ConfigError(f"Setting {name!r} ({source}) must have a value.")
+                raise ConfigError(f"Setting {name!r} ({where}) must have a value.")
             continue
         if kind.startswith("tuple"):
             if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"Setting {name!r} ({source}) must be a list of names, not {value!r}.")
+                raise ConfigError(f"Setting {name!r} ({where}) must be a list of names, not {value!r}.")
             continue
         if kind.startswith("dict"):
             if not isinstance(value, dict):
-                raise ConfigError(f"Setting {name!r} ({source}) must be a table, not {value!r}.")
+                raise ConfigError(f"Setting {name!r} ({where}) must be a table, not {value!r}.")
             if name in ("headers", "env") and not all(isinstance(v, str) for v in value.values()):
                 what = "header" if name == "headers" else "variable"
-                raise ConfigError(f"Setting {name!r} ({source}) must map {what} names to text.")
+                raise ConfigError(f"Setting {name!r} ({where}) must map {what} names to text.")
             continue
         if kind == "bool" and not isinstance(value, bool):
-            raise ConfigError(f"Setting {name!r} ({source}) must be true or false, not {value!r}.")
+            raise ConfigError(f"Setting {name!r} ({where}) must be true or false, not {value!r}.")
         if "int" in kind and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ConfigError(f"Setting {name!r} ({source}) must be a whole number, not {value!r}.")
+            raise ConfigError(f"Setting {name!r} ({where}) must be a whole number, not {value!r}.")
         if "float" in kind and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ConfigError(f"Setting {name!r} ({source}) must be a number, not {value!r}.")
+            raise ConfigError(f"Setting {name!r} ({where}) must be a number, not {value!r}.")
         if "str" in kind and not isinstance(value, str):
-            raise ConfigError(f"Setting {name!r} ({source}) must be text, not {value!r}.")
+            raise ConfigError(f"Setting {name!r} ({where}) must be text, not {value!r}.")
 
 
-def _validated(settings: Settings, source: str) -> Settings:
-    _check_types(settings, FIELDS, source)
+def _validated(settings: Settings, source: str, from_env: frozenset[str] = frozenset()) -> Settings:
+    def where(name: str) -> str:
+        return _where(name, source, from_env)
+
+    _check_types(settings, FIELDS, source, from_env)
+    if not settings.backends:
+        raise ConfigError(f"`backends` ({where('backends')}) is empty: no backend would answer.",
+                          hint='Name at least one, e.g. backends = ["local"] (ASSISTANT_BACKENDS=local).')
     for name in settings.backends:
         if name != "local" and name not in settings.providers:
             raise ConfigError(
-                f"`backends` ({source}) names {name!r}, which is neither `local` nor a provider.",
+                f"`backends` ({where('backends')}) names {name!r}, which is neither `local` nor a provider.",
                 hint=f"Add a [providers.{name}] table, or remove it from `backends`.",
             )
     unknown = sorted(set(settings.fallback_on) - set(FALLBACK_REASONS))
     if unknown:
         raise ConfigError(
-            f"`fallback_on` ({source}) has unknown reason {', '.join(map(repr, unknown))}.",
+            f"`fallback_on` ({where('fallback_on')}) has unknown reason {', '.join(map(repr, unknown))}.",
             hint=f"Known reasons: {', '.join(FALLBACK_REASONS)}.",
         )
     for name, server in settings.mcp_servers.items():
@@ -426,18 +498,20 @@ def _validated(settings: Settings, source: str) -> Settings:
     for name, allowed in (("tool_calling", ("auto", "always", "off")), ("tool_choice", ("auto", "required")),
                           ("sources_placement", ("system", "message"))):
         if getattr(settings, name) not in allowed:
-            raise ConfigError(f"`{name}` ({source}) is {getattr(settings, name)!r}.",
+            raise ConfigError(f"`{name}` ({where(name)}) is {getattr(settings, name)!r}.",
                               hint=f"Use one of: {', '.join(allowed)}.")
     if settings.n_ctx < 256:
-        raise ConfigError(f"n_ctx={settings.n_ctx} ({source}) is too small.", hint="Use 256 or more.")
+        raise ConfigError(f"n_ctx={settings.n_ctx} ({where('n_ctx')}) is too small.", hint="Use 256 or more.")
     if not 1 <= settings.max_tokens < settings.n_ctx:
         raise ConfigError(
-            f"max_tokens={settings.max_tokens} ({source}) must be between 1 and n_ctx-1 "
+            f"max_tokens={settings.max_tokens} ({where('max_tokens')}) must be between 1 and n_ctx-1 "
             f"({settings.n_ctx - 1})."
         )
+    _check_ranges(settings, source, from_env)
+    if settings.chunk_overlap >= settings.chunk_tokens:
+        raise ConfigError(f"chunk_overlap={settings.chunk_overlap} ({where('chunk_overlap')}) must be "
+                          f"smaller than chunk_tokens={settings.chunk_tokens}.")
     if not -1 <= settings.rag_min_similarity <= 1:
         raise ConfigError(f"rag_min_similarity={settings.rag_min_similarity} ({source}) is not a cosine "
                           "similarity.", hint="Use a number from -1 (keep every passage) to 1.")
-    if settings.temperature < 0:
-        raise ConfigError(f"temperature={settings.temperature} ({source}) must be 0 or more.")
     return settings

@@ -23,6 +23,7 @@ from engine.config import Settings
 from engine.context import FittedPrompt, Message
 from engine.errors import (
     AssistantError,
+    ConfigError,
     ContextOverflowError,
     InvalidModelError,
     ModelLoadError,
@@ -102,7 +103,14 @@ class Router:
         return [self.backends[n] for n in names if n in self.backends]
 
     def primary(self, preferred: str | None = None) -> Backend:
-        return self.order(preferred)[0]
+        route = self.order(preferred)
+        if not route:  # settings refuse an empty `backends`; this is a route of unknown names
+            raise ConfigError(
+                f"No backend to answer: `backends` is {list(self.settings.backends)!r} and the backends "
+                f"available are {', '.join(self.backends) or 'none'}.",
+                hint='Set backends = ["local"] (or name a [providers.NAME] table) in the config file.',
+            )
+        return route[0]
 
     # gates -------------------------------------------------------------------------------------
 
