@@ -107,7 +107,6 @@ def assert_possible(spans: list[dict]) -> None:
 
 # The cause is in engine/backends/local.py (another change in flight there): decode() must call
 # llama_synchronize() before llama_perf_context_reset(). Strict: remove this mark with that fix.
-@pytest.mark.xfail(strict=True, reason="needs llama_synchronize before the perf reset in LocalBackend")
 async def test_trace_parts_never_outlast_their_step_over_a_new_folder_and_after_prefill(
         settings: Settings, home: Path, tmp_path: Path) -> None:
     """Found in the app: the first answer over a folder indexed after a chat showed `generation

@@ -342,6 +342,10 @@ class LocalBackend:
             sent = 0  # pieces[:sent] have been handed over
             last_send = 0.0
             try:
+                # Finish what was evaluated without reading logits (the turn evaluated ahead):
+                # llama.cpp times an open batch from its start, so after the reset alone this
+                # answer's prompt evaluation would count from then (all the user's reading time).
+                llama_cpp.llama_synchronize(self._llm.ctx)
                 llama_cpp.llama_perf_context_reset(self._llm.ctx)
                 chunks = self._llm.create_chat_completion(
                     messages=messages,
