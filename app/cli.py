@@ -17,6 +17,7 @@ import click
 from app.cli_models import models
 from engine import AssistantError, Engine, Failed, Finished, Started, Token, load_settings
 from engine.secrets import RedactingFilter
+from engine.terminal_text import terminal_line, terminal_text
 
 
 def _settings(**overrides: Any):
@@ -139,6 +140,12 @@ def ask(ctx: click.Context, question: str, model: str | None, conversation: int 
             schema = json.loads(schema_file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise click.ClickException(f"Cannot read the JSON schema {schema_file}: {exc}.") from exc
+        from engine.structured import check_schema
+
+        try:
+            check_schema(schema)  # before the question is saved: a bad schema leaves nothing behind
+        except AssistantError as exc:
+            raise click.ClickException(f"{schema_file}: {exc}") from exc
     engine = Engine(settings)
     engine.prefill_next_turn = False  # this process ends after the answer
     if backend is not None and backend not in engine.router.backends:
@@ -178,7 +185,7 @@ def _sources_text(sources: Any) -> str:
     for source in sources:
         mark = f"[{source.number}]" if source.cited else "   "
         note = "" if source.cited else "  (retrieved, not cited)"
-        lines.append(f"  {mark} {source.passage.location}{note}")
+        lines.append(f"  {mark} {terminal_line(source.passage.location)}{note}")
     return "\n".join(lines) + "\n"
 
 
@@ -194,16 +201,19 @@ async def _ask(engine: Engine, question: str, conversation: int | None, show_sta
         async with contextlib.aclosing(asking) as events:
             async for event in events:
                 if isinstance(event, Token):
-                    out.write(event.text)
+                    out.write(terminal_text(event.text))  # an answer is not allowed to drive the terminal
                     out.flush()
                 elif isinstance(event, Started):
-                    _started_notes(event)
+                    _started_notes(event, len(question))
                 elif isinstance(event, Finished):
                     out.write("\n")
+                    if not event.text.strip():
+                        click.echo("Note: the answer is empty.", err=True)
                     if event.sources and show_sources:
                         out.write(_sources_text(event.sources))
                     for p in event.proposals:
-                        click.echo(f"Remember “{p['text']}”? `assistant memory accept {p['id']}` saves it, "
+                        fact = terminal_line(p["text"])
+                        click.echo(f"Remember “{fact}”? `assistant memory accept {p['id']}` saves it, "
                                    f"`assistant memory reject {p['id']}` drops it.", err=True)
                     if show_stats:
                         t = event.timings
@@ -221,7 +231,7 @@ async def _ask(engine: Engine, question: str, conversation: int | None, show_sta
                 elif isinstance(event, Failed):
                     if event.partial_text:
                         out.write("\n")
-                    click.echo(f"Error: {event.error}", err=True)
+                    click.echo(f"Error: {terminal_text(str(event.error))}", err=True)
                     return 1
         return 0
     finally:
@@ -235,16 +245,26 @@ async def _ask_json(engine: Engine, question: str, conversation: int | None, bac
     from engine.structured import InvalidOutputError
 
     try:
+        first_problem = None
         for attempt in range(2):
             events = [e async for e in engine.ask(question, conversation, backend, regenerate or attempt > 0,
                                                   json_schema=schema)]
             last = events[-1]
             if isinstance(last, Finished):
-                click.echo(last.text)
+                click.echo(terminal_text(last.text))
                 return 0
-            click.echo(f"Error: {last.error}", err=True)
-            if not isinstance(last.error, InvalidOutputError):
-                return 1
+            error = last.error
+            if isinstance(error, InvalidOutputError) and attempt == 0:
+                first_problem = error.message
+                click.echo(f"Note: {terminal_text(error.message)} Asking once more.", err=True)
+                continue
+            if isinstance(error, InvalidOutputError) and error.message == first_problem:
+                # The reason was printed once already.
+                click.echo(f"Error: the second answer was not valid either, for the same reason. "
+                           f"{error.hint}", err=True)
+            else:
+                click.echo(f"Error: {terminal_text(str(error))}", err=True)
+            return 1
         return 1
     finally:
         await engine.close()
@@ -252,26 +272,32 @@ async def _ask_json(engine: Engine, question: str, conversation: int | None, bac
 
 async def _confirm_tool(tool: Any, arguments: dict) -> bool:
     """Asked on the terminal before a tool with side effects runs (never when stdin is piped)."""
-    question = f"Let the model run {tool.name} with {json.dumps(arguments, ensure_ascii=False)}?"
+    shown = terminal_line(json.dumps(arguments, ensure_ascii=False))
+    question = f"Let the model run {tool.name} with {shown}?"
     return await asyncio.to_thread(click.confirm, question, default=False, err=True)
 
 
-def _started_notes(event: Started) -> None:
-    """On stderr, so a piped answer stays clean: what was passed over, and where the question went."""
+def _started_notes(event: Started, question_chars: int = 0) -> None:
+    """On stderr, so a piped answer stays clean: what was passed over, and where the question went.
+    Notes quote text from outside (servers' errors, file text in tool results, memories): one line
+    each, with control characters shown escaped."""
     for note in event.notices:
-        click.echo(f"Note: {note}", err=True)
+        click.echo(f"Note: {terminal_line(note)}", err=True)
     if event.remote:
         click.echo(f"↗ Sent to {event.backend} ({event.model}) at {event.endpoint}.", err=True)
     if event.similar_question:
         click.echo(f"Note: answered from a similar earlier question (response {event.cached_from}): "
-                   f"“{event.similar_question[:80]}”. --no-cache answers this one anew.", err=True)
+                   f"“{terminal_line(event.similar_question[:80])}”. --no-cache answers this one anew.",
+                   err=True)
     if event.question_truncated:
-        click.echo("Note: the question was shortened to fit the context window.", err=True)
+        size = f" ({question_chars:,} characters)" if question_chars else ""
+        click.echo(f"Note: the question{size} was shortened to fit the context window: the model does not "
+                   "read all of it. Ask about a smaller part, or use a model with a larger n_ctx.", err=True)
     for step in event.tool_steps:
-        args = json.dumps(step.call.arguments, ensure_ascii=False)
-        click.echo(f"🔧 {step.call.name}({args}) → {step.status}: {step.result[:200]}", err=True)
+        call = terminal_line(f"{step.call.name}({json.dumps(step.call.arguments, ensure_ascii=False)})")
+        click.echo(f"🔧 {call} → {step.status}: {terminal_line(step.result[:200])}", err=True)
     if event.memories:
-        used = "; ".join(f"#{m.id} {m.text}" for m in event.memories)
+        used = "; ".join(f"#{m.id} {terminal_line(m.text)}" for m in event.memories)
         count = len(event.memories)
         click.echo(f"Note: used {count} memor{'y' if count == 1 else 'ies'}: {used}", err=True)
     if event.summarized_messages:
@@ -333,7 +359,7 @@ def history(limit: int, conversation: int | None, search: str | None, as_json: b
             tag = " (partial)" if row["status"] == "partial" else ""
             rid = f" [response {row['response_id']}]" if row["response_id"] else ""
             click.secho(f"#{row['number']} {row['role']}{tag}{rid}:", bold=True)
-            click.echo(row["content"] + "\n")
+            click.echo(terminal_text(row["content"]) + "\n")  # answers from servers, as stored
         if rows:
             click.echo(f"`assistant fork {conversation} --at N` copies it up to message #N.")
         return
@@ -348,10 +374,12 @@ def history(limit: int, conversation: int | None, search: str | None, as_json: b
     for row in rows:
         msgs = f"{row['messages']} msg" + ("" if row["messages"] == 1 else "s")
         head = f"{row['id']:>5}  {row['updated_at'][:16].replace('T', ' ')}  {msgs:>8}  "
-        click.echo(textwrap.fill(row["title"], width, initial_indent=head, subsequent_indent=" " * len(head),
+        title = terminal_line(row["title"])
+        click.echo(textwrap.fill(title, width, initial_indent=head, subsequent_indent=" " * len(head),
                                  break_long_words=False, break_on_hyphens=False))
         if row.get("snippet"):
-            click.echo(textwrap.fill(" ".join(row["snippet"].split()), width, initial_indent=" " * 7,
+            snippet = terminal_line(" ".join(row["snippet"].split()))
+            click.echo(textwrap.fill(snippet, width, initial_indent=" " * 7,
                                      subsequent_indent=" " * 7, break_long_words=False))
 
 
@@ -801,18 +829,15 @@ def restore(source: Path, yes: bool, rebuild: bool) -> None:
     """Replace the database with a backup. The current one is backed up first."""
     if not yes:
         click.confirm(f"Replace the database with {source}? (the current one is backed up first)", abort=True)
-    store = _store()
+    from engine.backup import restore_database
+
     safety = _backup_name("before-restore")
     try:
-        store.check_backup(source)  # before anything changes
-        store.backup(safety)
-        store.restore_from(source)
-        chunks = store.conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        chunks = restore_database(source, safety)
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc
-    finally:
-        store.close()
-    click.echo(f"Restored {source}. The previous database is in {safety}.")
+    kept = f" The previous database is in {safety}." if safety.exists() else ""
+    click.echo(f"Restored {source}.{kept}")
     if rebuild and chunks:
         from app.indexing import index_command
 

