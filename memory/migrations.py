@@ -6,6 +6,10 @@ docs/schema.md.
 
 from __future__ import annotations
 
+# SQLite's application id for our databases ("asst"), set by migration 11: `restore` tells an
+# assistant database from any other SQLite file by it (and, for older backups, by their tables).
+APPLICATION_ID = 0x61737374
+
 MIGRATIONS: list[str] = [
     # 1: conversations, their messages, one response row per answer, and feedback on responses.
     """
@@ -304,4 +308,6 @@ MIGRATIONS: list[str] = [
         set_at TEXT NOT NULL
     );
     """,
+    # 11: the database says whose it is (PRAGMA application_id), so a restore can refuse a foreign one.
+    f"PRAGMA application_id = {APPLICATION_ID};",
 ]

@@ -27,7 +27,7 @@ from memory.errors import (
     StorageFullError,
     StoreError,
 )
-from memory.migrations import MIGRATIONS
+from memory.migrations import APPLICATION_ID, MIGRATIONS
 
 BUSY_TIMEOUT_S = 10.0
 LOW_SPACE_BYTES = 1 << 20  # an I/O error with less free space than this is a full disk
@@ -72,7 +72,7 @@ def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
             code == sqlite3.SQLITE_IOERR and _free_bytes(path) < LOW_SPACE_BYTES):
         return StorageFullError(
             f"The disk holding {path} is full; nothing more can be saved.",
-            hint="Free some space; what you typed is kept in the prompt.",
+            hint="Free some space, then try again; nothing saved before is lost.",
         )
     if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "not a database" in text:
         return CorruptDatabaseError(
@@ -113,7 +113,11 @@ class Store:
 
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
-        self._setup()
+        try:
+            self._setup()
+        except BaseException:
+            conn.close()
+            raise
 
     @_translated
     def _setup(self) -> None:
@@ -123,6 +127,14 @@ class Store:
         self.conn.execute("PRAGMA foreign_keys = ON")
         # Safe with WAL: a power cut loses at most the last commit, never corrupts.
         self.conn.execute("PRAGMA synchronous = NORMAL")
+        version = self.schema_version
+        if version and self.conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            # Not stamped as ours: an older database (fine, if it has its schema's tables), or another
+            # program's file put here, on which every migration and command would fail.
+            why = _not_ours(self.conn, version)
+            if why:
+                raise CorruptDatabaseError(f"The database {self.path} is not an assistant database: {why}.",
+                                           hint=_way_back(self.path))
         self._migrate()
 
     def _migrate(self) -> None:
@@ -499,40 +511,46 @@ class Store:
     def backup(self, target: Path) -> None:
         """A consistent copy in one file (`VACUUM INTO`: one read transaction, so answers being
         written meanwhile are either wholly in it or not at all)."""
-        if target.exists():
-            raise StoreError(f"{target} already exists.", hint="Choose another file name.")
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # Written under a temporary name, created private before SQLite writes a byte, and
-        # renamed only once complete: a backup killed half-way leaves no file at `target` that
-        # looks like a backup, and no moment where other users can read the copy.
-        partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-        _remove_stale_partials(target)
-        os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        _copy_into(self.conn, target)
+
+    @staticmethod
+    def backup_file(path: Path, target: Path) -> None:
+        """`backup` of the database at `path` without opening it as a store, so it works on a
+        database that is not ours or is out of date too (what `restore` keeps before replacing it)."""
         try:
-            self.conn.execute("VACUUM INTO ?", [str(partial)])
-            with open(partial, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+            try:
+                _copy_into(conn, target)
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise _translate(exc, path) from exc
 
     @staticmethod
     def check_backup(source: Path) -> None:
-        """Raise unless `source` is a sound database of this or an older schema."""
+        """Raise unless `source` is a sound assistant database of this or an older schema: stamped
+        with our application id, or (older backups) holding every table and column its schema had."""
         try:
             backup = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
             try:
                 check = backup.execute("PRAGMA integrity_check").fetchone()[0]
                 version = backup.execute("PRAGMA user_version").fetchone()[0]
+                why = _not_ours(backup, version) if check == "ok" and 0 < version <= len(MIGRATIONS) else None
             finally:
                 backup.close()
         except sqlite3.Error as exc:
             raise CorruptDatabaseError(f"{source} is not a readable assistant database: {exc}.") from exc
-        if check != "ok" or not version:
+        if check != "ok":
             raise CorruptDatabaseError(f"{source} is not a sound assistant database ({check}).")
+        if not version:
+            raise CorruptDatabaseError(f"{source} is not an assistant database: it has no schema version.",
+                                       hint="Restore a file made by `assistant backup`.")
         if version > len(MIGRATIONS):
             raise StoreError(f"{source} comes from a newer version of assistant (schema {version}).",
                              hint="Upgrade assistant, then restore it.")
+        if why:
+            raise CorruptDatabaseError(f"{source} is not an assistant database: {why}.",
+                                       hint="Restore a file made by `assistant backup`.")
 
     @_translated
     def restore_from(self, source: Path) -> None:
@@ -545,6 +563,22 @@ class Store:
         finally:
             backup.close()
         self._migrate()
+
+    @staticmethod
+    def restore_file(path: Path, source: Path) -> None:
+        """`restore_from` onto the database at `path` without opening it as a store: the way back
+        works even when the database there is not ours. Open it afterwards (`Store(path)` migrates)."""
+        Store.check_backup(source)
+        try:
+            backup = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+            target = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+            try:
+                backup.backup(target)
+            finally:
+                target.close()
+                backup.close()
+        except sqlite3.Error as exc:
+            raise _translate(exc, path) from exc
 
     # health ------------------------------------------------------------------------------------
 
@@ -598,6 +632,72 @@ class StoreView:
         self.path = store.path  # for error messages
         self._lock = store._lock
         self._transaction = store._transaction
+
+
+def _copy_into(conn: sqlite3.Connection, target: Path) -> None:
+    if target.exists():
+        raise StoreError(f"{target} already exists.", hint="Choose another file name.")
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Written under a temporary name, created private before SQLite writes a byte, and
+    # renamed only once complete: a backup killed half-way leaves no file at `target` that
+    # looks like a backup, and no moment where other users can read the copy.
+    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    _remove_stale_partials(target)
+    os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    try:
+        conn.execute("VACUUM INTO ?", [str(partial)])
+        with open(partial, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _tables(conn: sqlite3.Connection) -> dict[str, set[str]]:
+    names = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    return {name: {r[0] for r in conn.execute("SELECT name FROM pragma_table_info(?)", [name])}
+            for name in names}
+
+
+@functools.cache
+def _schema(version: int) -> dict[str, frozenset[str]]:
+    """The tables (and their columns) a database of schema `version` has: the migrations, applied
+    to an empty database in memory."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for script in MIGRATIONS[:version]:
+            for statement in _statements(script):
+                conn.execute(statement)
+        return {name: frozenset(columns) for name, columns in _tables(conn).items()}
+    finally:
+        conn.close()
+
+
+def _not_ours(conn: sqlite3.Connection, version: int) -> str | None:
+    """Why the database on `conn` (of schema `version`) is not an assistant database, or None."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    if app_id not in (0, APPLICATION_ID):
+        return f"it belongs to another program (SQLite application id {app_id:#010x})"
+    found = _tables(conn)
+    missing = [name for name in _schema(version) if name not in found]
+    missing += [f"{name}.{column}" for name, columns in _schema(version).items() if name in found
+                for column in sorted(columns - found[name])]
+    if not missing:
+        return None
+    more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+    return f"it lacks {', '.join(missing[:5])}{more} of schema {version}"
+
+
+def _way_back(path: Path) -> str:
+    """How to get an assistant database back at `path`: the newest sound copy `restore` kept."""
+    for saved in sorted((path.parent / "backups").glob("before-restore-*.db"), reverse=True):
+        try:
+            Store.check_backup(saved)
+        except StoreError:
+            continue
+        return f"The database from before the last restore is kept: `assistant restore {saved}` puts it back."
+    return "Move it aside to start afresh, or `assistant restore` a backup made by `assistant backup`."
 
 
 def _remove_stale_partials(target: Path) -> None:

@@ -81,4 +81,63 @@ def test_restore_rebuilds_the_vector_store(home: Path, tmp_path: Path) -> None:
     assert run("backup", str(tmp_path / "b.db")).returncode == 0
     done = run("restore", "--yes", str(tmp_path / "b.db"))
     assert done.returncode == 0, done.stderr
-    assert "Rebuilt the vector store: 1 chunks embedded." in done.stdout
+    assert "Rebuilt the vector store: 1 chunk embedded." in done.stdout
+
+
+def foreign_database(path: Path, application_id: int = 0, tables: str = "CREATE TABLE notes (text TEXT)") -> Path:
+    conn = sqlite3.connect(path)
+    conn.executescript(tables)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(f"PRAGMA application_id = {application_id}")
+    conn.commit()
+    conn.close()
+    return path
+
+
+def test_a_foreign_database_is_refused_and_the_way_back_after_one_works(home: Path, tmp_path: Path) -> None:
+    """Issue 18: a plain SQLite file with user_version = 1 passed check_backup, replaced the
+    database, and then every command failed with "no such table: responses", `restore` too."""
+    from memory.migrations import APPLICATION_ID, MIGRATIONS
+    from tests.faults import old_database
+
+    home.mkdir(parents=True, exist_ok=True)
+    store = Store(home / "assistant.db")
+    assert store.conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID  # ours, said so
+    store.add_message(store.create_conversation("kept chat"), "user", "a question worth keeping")
+    store.close()
+    plain = foreign_database(tmp_path / "plain.db")
+    refused = run("restore", "--yes", str(plain))
+    assert refused.returncode == 1 and "is not an assistant database: it lacks conversations" in refused.stderr
+    # Another program's file, even with tables of the same names, is refused by its application id.
+    other = foreign_database(tmp_path / "other.db", 0x12345678, "CREATE TABLE conversations (id INTEGER)")
+    refused = run("restore", "--yes", str(other))
+    assert refused.returncode == 1 and "belongs to another program" in refused.stderr
+    listed = run("history")
+    assert listed.returncode == 0 and "kept chat" in listed.stdout  # nothing changed
+    assert not (home / "backups").exists() or not list((home / "backups").iterdir())
+
+    # An older backup, from before the application id, has our tables: accepted and brought up to date.
+    old = tmp_path / "old.db"
+    old_database(old, conversations=2, per_conversation=2)
+    done = run("restore", "--yes", str(old))
+    assert done.returncode == 0, done.stderr
+    db = sqlite3.connect(home / "assistant.db")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert db.execute("SELECT COUNT(*) FROM conversations").fetchone()[0] == 2
+    db.close()
+    [kept] = (home / "backups").glob("before-restore-*.db")
+    assert "kept chat" in str(sqlite3.connect(kept).execute("SELECT title FROM conversations").fetchall())
+
+    # The state an older version left after restoring a foreign file: every command names the way back...
+    (home / "assistant.db").write_bytes(plain.read_bytes())
+    for suffix in ("-wal", "-shm"):
+        Path(f"{home / 'assistant.db'}{suffix}").unlink(missing_ok=True)
+    broken = run("history")
+    assert broken.returncode == 1 and "Traceback" not in broken.stderr
+    assert "is not an assistant database" in broken.stderr and f"assistant restore {kept}" in broken.stderr
+    # ...and that way back works.
+    done = run("restore", "--yes", str(kept))
+    assert done.returncode == 0, done.stderr
+    listed = run("history")
+    assert listed.returncode == 0 and "kept chat" in listed.stdout
