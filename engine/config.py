@@ -360,8 +360,8 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
                          if name not in TABLES and environ.get(f"ASSISTANT_{name.upper()}") is not None)
     for name in from_env:
         values[name] = _from_env(name, environ[f"ASSISTANT_{name.upper()}"])
-    for name in ("backends", "fallback_on"):
-        if isinstance(values.get(name), list):
+    for name, f in FIELDS.items():  # TOML lists into the tuples settings hold (`tools` too)
+        if str(f.type).startswith("tuple") and isinstance(values.get(name), list):
             values[name] = tuple(values[name])
     try:
         settings = Settings(**values)

@@ -140,3 +140,10 @@ def test_the_cli_says_what_is_wrong_with_an_empty_route(home: Path) -> None:
                           env={**os.environ, "ASSISTANT_BACKENDS": ""})
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "`backends` (ASSISTANT_BACKENDS) is empty" in done.stderr
+
+
+def test_tools_listed_in_the_config_file(home: Path) -> None:
+    """`tools = [...]` was refused as "must be a list of names": only two lists became tuples."""
+    home.mkdir()
+    (home / "config.toml").write_text('tools = ["calculator", "read_file"]\n')
+    assert load_settings().tools == ("calculator", "read_file")

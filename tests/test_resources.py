@@ -58,6 +58,7 @@ def test_a_full_disk_is_a_clear_error_and_corrupts_nothing(tmp_path: Path) -> No
         assert said["code"] == 1, (step, said)
         assert "is full; nothing more can be saved" in said["stderr"], (step, said["stderr"])
         assert "Traceback" not in said["stderr"] and "disk I/O error" not in said["stderr"]
+        assert "prompt" not in said["stderr"]  # there is no prompt to keep text in, in the CLI
     assert result["backup_left"] == []  # no half-written backup
     assert result["integrity"] == result["integrity_after"] == result["integrity_nearly_full"] == "ok"
     assert result["earlier_turns_kept"]

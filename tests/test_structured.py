@@ -101,3 +101,46 @@ def test_cli_asks_once_more_after_an_invalid_answer(home: Path, tmp_path: Path) 
         done = subprocess.run([sys.executable, "-m", "app", "ask", "--no-cache", "--json-schema", str(schema_file),
                                "Capital of Spain?"], capture_output=True, text=True, timeout=120)
         assert done.returncode == 1 and done.stdout == ""
+        # Invalid twice for the same reason: the reason is printed once, not twice (issue 18).
+        server.then(['{"city": "Rome"}'], ['{"city": "Rome"}'])
+        done = subprocess.run([sys.executable, "-m", "app", "ask", "--no-cache", "--json-schema", str(schema_file),
+                               "Capital of Italy?"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and done.stdout == ""
+        assert done.stderr.count("'country' is a required property") == 1, done.stderr
+        assert "Asking once more" in done.stderr and "not valid either, for the same reason" in done.stderr
+
+
+@pytest.mark.parametrize(("schema", "message"), [
+    ({"$ref": "#"}, "refers to itself without end"),
+    ({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"allOf": [{"$ref": "#/$defs/a"}]}}, "$ref": "#/$defs/a"},
+     "refers to itself without end"),
+    ({"$ref": "#/$defs/missing"}, "a `\\$ref` that leads nowhere"),
+    ({"$ref": "https://example.com/schema.json"}, "a `\\$ref` that leads nowhere"),
+])
+async def test_a_schema_that_cannot_be_checked_is_refused_before_anything_is_generated(
+        home: Path, schema: dict, message: str) -> None:
+    """{"$ref": "#"} passed the meta-schema, the answer was generated, then checking it raised
+    RecursionError."""
+    with FakeOpenAI(words=["{}"]) as server:
+        configure(home, provider(server.url), backends=["fake"], allow_cloud=True)
+        from tests.test_remote import make_engine
+        engine = make_engine()
+        with pytest.raises(ConfigError, match=message):
+            await anext(engine.ask("Anything?", json_schema=schema))
+        await engine.close()
+        assert server.requests == []
+    # A schema that recurses through a property is fine: a tree.
+    tree = {"type": "object", "properties": {"children": {"type": "array", "items": {"$ref": "#"}}}}
+    from engine.structured import check_schema, problem
+    assert check_schema(tree) == tree and problem('{"children": [{"children": []}]}', tree) is None
+
+
+def test_cli_refuses_a_self_referring_schema_without_a_traceback(home: Path, tmp_path: Path) -> None:
+    schema_file = tmp_path / "loop.json"
+    schema_file.write_text('{"$ref": "#"}')
+    done = subprocess.run([sys.executable, "-m", "app", "ask", "--json-schema", str(schema_file), "Hi"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr and done.stdout == ""
+    assert done.stderr.count("refers to itself without end") == 1
+    assert not (home / "assistant.db").exists() or not sqlite3.connect(home / "assistant.db").execute(
+        "SELECT COUNT(*) FROM messages").fetchone()[0]  # refused before the question was saved
