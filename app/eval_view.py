@@ -52,7 +52,8 @@ def compare_table(comparison: Comparison) -> Table:
 
 def worse_table(comparison: Comparison) -> Table:
     table = Table("case", "question", "dropped", "answer before → after",
-                  title=f"{len(comparison.worse)} case(s) got worse, {comparison.better} better")
+                  title=f"{len(comparison.worse)} case{'' if len(comparison.worse) == 1 else 's'} got worse, "
+                        f"{comparison.better} better")
     for change in comparison.worse:
         drops = ", ".join(f"{m} {x:.2f}→{y:.2f}" for m, x, y in change.worse)
         after = change.answer_b if not change.error_b else f"(error) {change.error_b}"

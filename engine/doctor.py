@@ -174,8 +174,9 @@ def _database_checks() -> list[Check]:
         Check(
             "database",
             "rows",
-            f"{health['conversations']} conversations, {health['messages']} messages, "
-            f"{health['responses']} responses, {health['feedback']} feedback",
+            ", ".join(f"{health[table]:,} {table if health[table] != 1 else one}" for table, one in (
+                ("conversations", "conversation"), ("messages", "message"), ("responses", "response"),
+                ("feedback", "feedback"))),
         ),
     ]
 

@@ -40,6 +40,8 @@ from plugins.hookspecs import Command, CommandContext
 
 class ChatScreen(Screen):
     AUTO_FOCUS = "#prompt"
+    # Below 100 columns the sidebar starts hidden (Ctrl+S shows it): the conversation gets the width.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     BINDINGS = [
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+n", "new_chat", "New chat"),

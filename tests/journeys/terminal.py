@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pexpect
 import pyte
+import wcwidth
 
 # What a terminal sends for each key (xterm); Textual decodes these.
 KEYS = {
@@ -94,6 +95,18 @@ class Terminal:
             self.child.send(KEYS[key])
             time.sleep(pause)  # Textual tells Esc from an escape sequence by a short wait
 
+    def click_text(self, needle: str) -> None:
+        """Click (SGR mouse report, as xterm sends it) on the first place the screen shows `needle`."""
+        for y, line in enumerate(self.text().splitlines()):
+            x = line.find(needle)
+            if x >= 0:
+                # pyte rows are lines of characters; a wide character before x takes two cells
+                cells = sum(2 if _wide(c) else 1 for c in line[:x])
+                self.child.send(f"\x1b[<0;{cells + 2};{y + 1}M\x1b[<0;{cells + 2};{y + 1}m")
+                time.sleep(0.15)
+                return
+        raise AssertionError(f"{needle!r} is not on the screen:\n{self.text()}")
+
     def type(self, text: str) -> None:
         self.child.send(text)
         time.sleep(0.1)
@@ -108,9 +121,13 @@ class Terminal:
         self.child.close()
 
 
-def environment(home: Path, **extra: str) -> dict[str, str]:
-    """A clean environment for one user: their own data folder and no config of ours."""
+def _wide(char: str) -> bool:
+    return wcwidth.wcwidth(char) == 2
+
+
+def environment(user: Path, **extra: str) -> dict[str, str]:
+    """A clean environment for one user: data in `user`/data, config in `user`/config.toml."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
-    env.update(ASSISTANT_HOME=str(home), HF_HUB_OFFLINE="1", ANONYMIZED_TELEMETRY="False",
-               ASSISTANT_CONFIG=str(home / "config.toml"), **extra)
+    env.update(ASSISTANT_HOME=str(user / "data"), HF_HUB_OFFLINE="1", ANONYMIZED_TELEMETRY="False",
+               ASSISTANT_CONFIG=str(user / "config.toml"), **extra)
     return env

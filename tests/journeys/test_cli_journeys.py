@@ -1,0 +1,129 @@
+"""Journeys through the installed `assistant` command over real pipes, as a script or a person
+at a shell uses it: the same answer twice, a stopped answer exported, history as JSON, tables at
+80 columns, a bad model file."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from engine.models import default_model_path
+from tests.journeys.terminal import assistant_command, environment
+
+QUESTION = "Say hello."
+
+
+def run(env: dict[str, str], *args: str, timeout: float = 180, columns: int = 80) -> subprocess.CompletedProcess:
+    return subprocess.run([assistant_command(), *args], env={**env, "COLUMNS": str(columns)}, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def user(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "config.toml").write_text("max_tokens = 40\nseed = 7\n")
+    return environment(tmp_path)
+
+
+def test_the_same_question_twice_prints_the_same_answer_twice(user):
+    first = run(user, "ask", "-t", "0", "--stats", QUESTION)
+    second = run(user, "ask", "-t", "0", "--stats", QUESTION)  # from the cache, while the model loads
+    assert first.returncode == second.returncode == 0, (first.stderr, second.stderr)
+    assert first.stdout.strip(), first.stderr
+    assert second.stdout == first.stdout
+    assert "[response 1 " in first.stderr
+    assert "from the cache (response 1)" in second.stderr
+
+
+def stop_an_answer(env: dict[str, str], question: str) -> str:
+    """`ask` interrupted with Ctrl-C (SIGINT) once its answer has started streaming."""
+    process = subprocess.Popen([assistant_command(), "ask", "-t", "0", "--max-tokens", "400", question],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               stdin=subprocess.DEVNULL)
+    assert process.stdout is not None
+    first = process.stdout.read(1)  # blocks until the answer starts
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "partial answer is saved" in err
+    return first + out
+
+
+def test_a_stopped_answer_is_rated_exported_and_alternates_roles(user, tmp_path):
+    stop_an_answer(user, "Write a long story about a dragon and a castle.")
+    history = json.loads(run(user, "history", "-c", "1", "--json").stdout)
+    stopped = history[-1]
+    assert stopped["role"] == "assistant" and stopped["response_id"] == 1
+    assert run(user, "feedback", "1", "up").returncode == 0
+    assert run(user, "review", "1", "--better", "A short story about a dragon.").returncode == 0
+    follow_up = run(user, "ask", "-t", "0", "-c", "1", "Now a short poem.")
+    assert follow_up.returncode == 0, follow_up.stderr
+    assert run(user, "feedback", "2", "up").returncode == 0
+
+    for kind in ("sft", "dpo"):
+        out = tmp_path / f"{kind}.jsonl"
+        done = run(user, "export", kind, str(out))
+        assert done.returncode == 0, done.stderr
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert rows, f"{kind} exported nothing"
+        for row in rows:
+            messages = row["messages"] if kind == "sft" else row["prompt"]
+            assert messages[0]["role"] == "system"
+            roles = [m["role"] for m in messages[1:]]
+            expected = ["user", "assistant"] * len(roles)
+            assert roles == expected[: len(roles)], f"{kind} roles do not alternate: {roles}"
+            assert roles[-1] == ("assistant" if kind == "sft" else "user")
+            assert all(m["content"].strip() for m in messages)
+
+
+def test_history_of_a_conversation_with_sources_is_json_and_an_unknown_id_is_an_error(user, tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "pets.md").write_text("# Pets\n\nOur cat Miso is eleven years old and loves tuna.\n")
+    assert run(user, "index", str(notes)).returncode == 0
+    asked = run(user, "ask", "-t", "0", "How old is the cat Miso?")
+    assert asked.returncode == 0, asked.stderr
+    assert "pets.md" in asked.stdout
+    shown = run(user, "history", "-c", "1", "--json")
+    assert shown.returncode == 0, shown.stderr
+    rows = json.loads(shown.stdout)
+    assert [r["role"] for r in rows] == ["user", "assistant"]
+    assert "pets.md" in json.dumps(rows[1]["sources"])
+    missing = run(user, "history", "-c", "999")
+    assert missing.returncode == 1
+    assert "999" in missing.stderr
+
+
+def test_tables_at_80_columns_show_whole_paths_and_numbers(user, tmp_path):
+    folders = []
+    for name in ("notes", "notes2"):
+        folder = tmp_path / "a-rather-long-folder-name-for-the-notes-of-this-person" / name
+        folder.mkdir(parents=True)
+        (folder / "n.md").write_text(f"# {name}\n\nThe {name} folder holds a note.\n")
+        assert run(user, "index", str(folder)).returncode == 0
+        folders.append(folder)
+    assert run(user, "ask", "-t", "0", QUESTION).returncode == 0
+    listed = run(user, "folders")
+    assert listed.returncode == 0, listed.stderr
+    flat = "".join(listed.stdout.split())  # a path may wrap, but every character of it is there
+    for folder in folders:
+        assert "".join(str(folder).split()) in flat or str(folder).replace(str(Path.home()), "~") in flat
+    model = str(default_model_path())
+    for command in (["stats"], ["backends", "--check"], ["history"], ["models", "list"], ["doctor"]):
+        shown = run(user, *command)
+        assert shown.returncode == 0, (command, shown.stderr)
+        assert "…" not in shown.stdout, f"`assistant {' '.join(command)}` cut something at 80 columns:\n{shown.stdout}"
+        if command[0] in ("backends", "doctor"):  # the model file's whole path, on one line
+            assert any(model in line for line in shown.stdout.splitlines()), shown.stdout
+
+
+def test_a_text_file_as_the_model_exits_1_naming_it_and_leaves_no_conversation(user, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a model\n")
+    asked = run(user, "ask", "--model", str(notes), QUESTION)
+    assert asked.returncode == 1
+    assert str(notes) in asked.stderr
+    assert "No conversations yet" in run(user, "history").stdout
