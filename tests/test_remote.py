@@ -710,3 +710,19 @@ def test_stream_lines_split_on_every_line_ending_even_across_reads() -> None:
     lines, rest = _split_lines(b"data: x\r")  # its LF may be in the next read: not a blank line
     assert (lines, rest) == ([], b"data: x\r")
     assert _split_lines(rest + b"\n\n") == ([b"data: x", b""], b"")
+
+
+def test_the_cli_says_how_much_of_a_long_question_was_cut_and_when_the_answer_is_empty(home: Path) -> None:
+    """Issue 18: a 1 MB question on stdin was shortened and answered with nothing, silently."""
+    import subprocess
+    import sys
+
+    question = "Summarise this log: " + "disk write ok; " * 70_000  # about 1 MB
+    with FakeOpenAI(words=[""]) as server:  # a server that answers nothing
+        configure(home, provider(server.url, context_window=2048), backends=["fake"], allow_cloud=True)
+        done = subprocess.run([sys.executable, "-m", "app", "ask", "--max-tokens", "16", "-"], input=question,
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"Note: the question ({len(question):,} characters) was shortened to fit the context window" \
+        in done.stderr
+    assert "Note: the answer is empty." in done.stderr and done.stdout.strip() == ""
