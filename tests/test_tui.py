@@ -545,3 +545,17 @@ async def test_evals_screen_without_runs_names_commands_an_installed_user_has(se
         hint = str(summary.render())
         assert "docs/evals" not in hint  # a checkout's path: not there for a pipx install
         assert "assistant eval from-review cases.jsonl" in hint and "assistant eval cases.jsonl" in hint
+
+
+async def test_at_80_columns_the_chat_gets_the_room_and_f1_stays_in_the_footer(settings: Settings) -> None:
+    from textual.widgets import Footer
+
+    app = AssistantApp(Engine(settings))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = chat(app)
+        sidebar = screen.query_one(ConversationList)
+        assert not sidebar.display and screen.log_view.size.width > 70
+        first = next(iter(screen.query_one(Footer).query("FooterKey")))
+        assert first.key == "f1" and first.region.right <= 80  # the way to every other key
+        await pilot.press("ctrl+s")
+        assert sidebar.display

@@ -135,12 +135,12 @@ class AnswerClicked(Message):
 
 
 WELCOME = """\
-Type a question below and press Enter: the answer streams in here.
+Type a question below and press Enter.
 
-  Ctrl+F   add a folder of your files, to answer from them (with sources)
-  F8       search past conversations (listed on the left; Ctrl+S hides them)
-  /        slash commands, e.g. /remember TEXT
-  F1       every key · Ctrl+P: every command"""
+  Ctrl+F  answer from a folder of your files
+  F8      search past conversations
+  /       slash commands, e.g. /remember
+  F1      every key · Ctrl+P: every command"""
 
 
 class Welcome(Static):
