@@ -38,9 +38,6 @@ from engine import AssistantError, Engine, Failed, Finished, Started, Token
 from plugins.hookspecs import Command, CommandContext
 
 
-NARROW = 100  # columns: below this the sidebar starts hidden
-
-
 class ChatScreen(Screen):
     AUTO_FOCUS = "#prompt"
     # Below 100 columns the sidebar starts hidden (Ctrl+S shows it): the conversation gets the width.
@@ -95,8 +92,6 @@ class ChatScreen(Screen):
         self.watch(self.app, "indexing_text", lambda text: setattr(self.status, "indexing", text))
         self.show_backend()
         self.query_one("#slash-hint").display = False
-        if self.app.size.width < NARROW:  # the chat gets the room; Ctrl+S (or F8) shows the list
-            self.query_one(ConversationList).display = False
         self.start_up()
         self.load_commands()
 
