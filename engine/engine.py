@@ -38,7 +38,7 @@ from memory.corpus import Corpus
 from memory.longterm import Recalled
 from memory.retriever import Passage
 from memory.store import Store, now
-from plugins.hookspecs import Tool
+from plugins.hookspecs import Tool, ToolContext
 
 if TYPE_CHECKING:
     from engine.knowledge import Knowledge
@@ -117,8 +117,9 @@ class Engine:
         self.router.redact = self._redact
         self._observers: set[asyncio.Future[None]] = set()
         self.memories = Memories(settings, self.store, self._database.parent)
-        self.summaries = Summaries(settings, self.store)
-        self.tool_loop = ToolLoop(self)
+        # Handed the router's gate, never a backend: their requests pass the same gates as answers.
+        self.summaries = Summaries(settings, self.store, self.router)
+        self.tool_loop = ToolLoop(settings, self.router, self.tools, self._tool_context)
         # A process that asks one question and exits (`assistant ask`) turns this off.
         self.prefill_next_turn = True
 
@@ -316,6 +317,8 @@ class Engine:
         recalled: list[Recalled] = []
         proposals: list[dict[str, Any]] = []
         steps: list[ToolStep] = []
+        tool_cost = 0.0  # what the tool decisions cost: the budget counts them with the answer
+        private_history = False  # a private folder's text is in the conversation
         status, error = "cancelled", None
         draft = _Draft(store, conversation_id, enabled=settings.log_content)
         try:
@@ -341,15 +344,27 @@ class Engine:
                         vector, hit = await asyncio.to_thread(self._similar, store, context_key, question)
                         hit = None if regenerate else hit
                     span.attrs["hit"] = "semantic" if hit and "similar_question" in hit else bool(hit)
+            untrusted_history = None
             if not hit:
                 with trace.span("retrieval") as span:
                     passages = await self._search(question, conversation_id, span.attrs)
+                # What earlier turns left in the history: a private folder's words (then untrusted
+                # backends may not see it), text that is not the user's (then no side effects).
+                if history or turn.summary:
+                    if any(is_remote(b) for b in router.order(preferred)):
+                        private_history = await self._db(store.used_private_sources, conversation_id)
+                    if any(t.side_effects for t in tools.values()):
+                        untrusted_history = await self._db(store.untrusted_history, conversation_id)
             if tools:
-                steps = await self.tool_loop.run(router.primary(preferred), tools, templates[0], turn.history,
-                                                 turn.question, conversation_id, passages, trace, confirm)
+                run = await self.tool_loop.run(
+                    tools, templates[0], turn.history, turn.question, conversation_id, passages, trace,
+                    confirm, preferred=preferred, private=private_history or any(p.private for p in passages),
+                    untrusted=untrusted_history)
+                steps, tool_cost = run.steps, run.cost
+                private_history = private_history or run.private
                 turn.question += results_section(steps)
                 turn.notices += [f"Tool {s.call.name} not run: {s.result}" for s in steps
-                                 if s.status in ("refused", "declined")]
+                                 if s.status in ("refused", "declined")] + run.notices
             if hit:
                 primary = router.primary(preferred)
                 passages = await self._passages(json.loads(hit["chunk_ids"] or "[]"))
@@ -361,10 +376,6 @@ class Engine:
                 pieces.append(hit["text"])
                 yield Token(hit["text"])
             else:
-                private_history = False
-                if history and any(is_remote(b) for b in router.order(preferred)):
-                    private_history = await self._db(store.used_private_sources, conversation_id)
-
                 async def prepare(candidate: Backend) -> tuple[Any, list[Passage]]:
                     await self.load_model(candidate)
                     return await self._fit(candidate, turn, passages, templates)
@@ -447,6 +458,9 @@ class Engine:
             if hit:
                 row.update(cache_hit=1, cached_from=hit["response_id"], input_tokens=0, output_tokens=0,
                            endpoint="cache")
+            if tool_cost:
+                row["cost"] += tool_cost
+                cost = (cost or 0.0) + tool_cost
             if recalled:
                 row["memory_ids"] = json.dumps([m.id for m in recalled])
             keep = None  # a new answer from the route's first backend is kept for next time
@@ -475,8 +489,10 @@ class Engine:
                     raise
                 status, error, message_id, response_id = "error", exc, None, None
             if status == "ok" and route is not None and route.fitted.dropped_messages:
-                self.summaries.write_later(route.backend, conversation_id, turn.history, turn.history_ids,
-                                           turn.summary, route.fitted.dropped_messages)
+                private = private_history or any(p.private for p in passages)
+                self.summaries.write_later(route.backend.name, conversation_id, turn.history,
+                                           turn.history_ids, turn.summary, route.fitted.dropped_messages,
+                                           private)
             elif status == "ok" and route is not None:
                 self._prefill_next_turn(route, passages, question, text)
         if status == "ok":
@@ -553,6 +569,30 @@ class Engine:
             registered = tool_registry(self.plugins())
             self._tools = {n: t for n, t in registered.items() if wanted is None or n in wanted}
         return self._tools
+
+    async def _tool_context(self, conversation_id: int) -> tuple[ToolContext, bool]:
+        """What tools may reach: this conversation's indexed folders, search, long-term memory; and
+        whether one of those folders is private."""
+        folders: list[Path] = []
+        private = False
+        search: Callable[[str], list[dict]] = lambda query: []  # noqa: E731
+        if await self._anything_indexed():
+            knowledge = await self.knowledge()
+            ids = set(await asyncio.to_thread(knowledge.searchable, conversation_id))
+            reachable = [f for f in await asyncio.to_thread(knowledge.folders) if f["id"] in ids]
+            folders = [Path(f["path"]) for f in reachable]
+            private = any(f.get("private") for f in reachable)
+
+            def search(query: str) -> list[dict]:
+                found = knowledge.search(query, conversation_id)
+                return [{"location": p.location, "text": p.text} for p in found]
+
+        memory = await self.memories._long_term()
+
+        def recall(query: str) -> list[dict]:
+            return memory.search(query, 5, self.settings.memory_threshold)
+
+        return ToolContext(folders, search, recall, conversation_id), private
 
     async def _recall(self, question: str) -> tuple[list[Recalled], list[str]]:
         """Long-term memories for the question; a failing memory store costs the memories, not

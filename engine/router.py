@@ -5,6 +5,11 @@ tried, the gates: a remote backend needs `allow_cloud`; an untrusted one never s
 folder's passages and stops at the spending budget; an open circuit breaker is skipped at once.
 A backend that fails before its first token hands over to the next when `fallback_on` names the
 reason; after the first token nothing falls back: the error is shown and the partial answer kept.
+
+Every request to a backend goes through here, whatever it is for: the answer (`open`, for the
+engine, which streams it to the user), and tool decisions, summaries and the judge (`complete`,
+the narrow `Gateway` they are handed: they see a `Candidate` to fit a prompt for, never a backend
+to send one to). So no request skips the gates, the redaction, the breaker or the fallback.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from engine.backends.base import Backend, SamplingParams, StreamResult
 from engine.config import Settings
@@ -41,6 +46,7 @@ from memory.store import Store
 BUDGET_WARNING = 0.8  # share of a budget spent that earns a warning
 
 Prepare = Callable[[Backend], Awaitable[tuple[FittedPrompt, list[Passage]]]]
+ChooseParams = Callable[[Backend], SamplingParams]
 
 
 @dataclass
@@ -58,6 +64,51 @@ class Route:
     first_at: float | None = None  # and when its first piece arrived
     redacted: Counter[str] = field(default_factory=Counter)  # what was hidden before it was sent
     passed_over: list[tuple[str, str]] = field(default_factory=list)  # (backend, why), in order
+
+
+class Candidate:
+    """What a caller of `Gateway.complete` sees of a backend while it builds its prompt: enough to
+    fit one (and to choose how to ask), nothing to send it with."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self.name: str = backend.name
+        self.model_name: str = backend.model_name
+        self.n_ctx: int = backend.n_ctx
+        self.remote: bool = is_remote(backend)
+        self.trusted: bool = is_trusted(backend)
+
+    async def fit(self, system: str, history: list[Message], question: str, max_tokens: int) -> FittedPrompt:
+        return await self._backend.fit(system, history, question, max_tokens)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A whole reply, from the backend that gave it."""
+
+    text: str
+    backend: str
+    model: str
+    remote: bool
+    result: StreamResult  # its counts, and the tool calls of a remote model
+    cost: float | None  # USD; None when the model's price is unknown
+    redacted: Counter[str]  # what was hidden before it was sent
+    passed_over: list[tuple[str, str]]  # (backend, why), in order
+
+
+class Gateway(Protocol):
+    """The one way to a backend for what is not the answer itself: tool decisions, summaries,
+    the judge. Handed to them instead of a backend."""
+
+    async def complete(
+        self,
+        prepare: Callable[[Candidate], Awaitable[FittedPrompt]],
+        params: SamplingParams | Callable[[Candidate], SamplingParams],
+        *,
+        private: bool = False,
+        preferred: str | None = None,
+        only: str | Backend | None = None,
+    ) -> Completion: ...
 
 
 def fallback_reason(exc: BaseException) -> str | None:
@@ -91,6 +142,7 @@ class Router:
         self.backends = backends
         self._store = store
         self.breakers: dict[str, CircuitBreaker] = {}
+        self._own_breakers: dict[str, CircuitBreaker] = {}
         self._breakers_loaded = False
         self._background: set[asyncio.Task[Any]] = set()
         # Hides secrets and personal data from prompts bound for an untrusted remote backend.
@@ -125,6 +177,17 @@ class Router:
             self.breakers[name] = self._new_breaker(name)
         return self.breakers[name]
 
+    async def _breaker_of(self, backend: Backend) -> CircuitBreaker:
+        """A configured backend's breaker; one of this process alone for a backend a caller owns
+        (the judge's model file), so its failures never open the breaker of the backend it shares
+        a name with."""
+        if self.backends.get(backend.name) is backend:
+            return await self.breaker(backend.name)
+        key = f"{backend.name} (not configured, {id(backend):x})"
+        if key not in self._own_breakers:
+            self._own_breakers[key] = self._new_breaker(key)
+        return self._own_breakers[key]
+
     def _new_breaker(self, name: str, state: BreakerState | None = None) -> CircuitBreaker:
         return CircuitBreaker(name, self.settings.breaker_failures, self.settings.breaker_cooldown_s, state)
 
@@ -135,7 +198,7 @@ class Router:
         else:
             breaker.record_failure(error)
         s = breaker.current
-        if (s.state, s.failures) != before:
+        if (s.state, s.failures) != before and breaker.name in self.backends:
             store = await self._store()
             await asyncio.to_thread(store.save_breaker, breaker.name, s.state, s.failures, s.opened_at,
                                     s.last_error)
@@ -150,7 +213,7 @@ class Router:
             over = await self.over_budget(backend)
             if over:
                 return over
-        breaker = await self.breaker(backend.name)
+        breaker = await self._breaker_of(backend)
         if not breaker.allow():
             return (f"circuit breaker open after {breaker.current.failures} failures "
                     f"(retry in {breaker.retry_in_s():.0f} s; last: {breaker.current.last_error})")
@@ -189,21 +252,25 @@ class Router:
     async def open(
         self,
         prepare: Prepare,
-        params: SamplingParams,
+        params: SamplingParams | ChooseParams,
         *,
         retrieved: list[Passage],
         private_history: bool = False,
         preferred: str | None = None,
         trace: Trace | None = None,
+        only: Backend | None = None,
     ) -> Route:
         """Find a backend that answers; return it with its first piece of text already received.
 
         `prepare` loads nothing: it fits the prompt (with as many of `retrieved` as fit) for a
-        backend. `private_history`: an earlier answer of the conversation used a private folder."""
+        backend; `params` are the same for every backend, or chosen for each. `private_history`:
+        text from a private folder is in the conversation (an earlier answer used one, or a tool
+        read one). `only`: that backend, and no other (the judge's own model)."""
         private = private_history or any(p.private for p in retrieved)
         trace = trace or Trace()
         rules = set(self.settings.fallback_on)
-        candidates = self.order(preferred)
+        candidates = [only] if only is not None else self.order(preferred)
+        choose: ChooseParams = params if callable(params) else (lambda backend: params)
         passed_over: list[tuple[str, str]] = []
         errors: list[BaseException] = []
         squeezed: tuple[Backend, FittedPrompt, list[Passage], list[tuple[str, str]]] | None = None
@@ -213,7 +280,7 @@ class Router:
             if refused:
                 passed_over.append((backend.name, refused))
                 continue
-            breaker = await self.breaker(backend.name)
+            breaker = await self._breaker_of(backend)
             try:
                 with trace.span("load model", "routing", backend=backend.name):
                     await backend.load()
@@ -229,7 +296,7 @@ class Router:
                 deadline = self.settings.first_token_deadline_s
                 if is_remote(backend) or is_last or "slow_first_token" not in rules:
                     deadline = None
-                route = await self._first_piece(backend, fitted, passages, params, deadline)
+                route = await self._first_piece(backend, fitted, passages, choose(backend), deadline)
             except _SlowFirstToken:
                 passed_over.append((backend.name, f"no first token within {deadline:g} s"))
                 breaker.release()
@@ -248,8 +315,8 @@ class Router:
             return route
         if squeezed is not None:
             backend, fitted, passages, before = squeezed
-            route = await self._first_piece(backend, fitted, passages, params, None)
-            await self._record(await self.breaker(backend.name), None)
+            route = await self._first_piece(backend, fitted, passages, choose(backend), None)
+            await self._record(await self._breaker_of(backend), None)
             route.passed_over = before
             return route
         if len(errors) == 1 and len(passed_over) == 1:
@@ -293,7 +360,51 @@ class Router:
     async def finish(self, route: Route, error: BaseException | None) -> None:
         """Called when the answer's stream ended: a failure mid-answer counts against the backend."""
         if error is not None and fallback_reason(error) == "error":
-            await self._record(await self.breaker(route.backend.name), str(error))
+            await self._record(await self._breaker_of(route.backend), str(error))
+
+    async def complete(
+        self,
+        prepare: Callable[[Candidate], Awaitable[FittedPrompt]],
+        params: SamplingParams | Callable[[Candidate], SamplingParams],
+        *,
+        private: bool = False,
+        preferred: str | None = None,
+        only: str | Backend | None = None,
+    ) -> Completion:
+        """A whole reply, for what is not the answer streamed to the user (tool decisions,
+        summaries, the judge), through the same gates, redaction, breaker and fallback as the
+        answer. `private`: text from a private folder is in the prompt. `only`: a configured
+        backend's name, or a backend the caller owns (the judge's model file), and no fallback."""
+        if isinstance(only, str):
+            if only not in self.backends:
+                raise ConfigError(f"There is no backend named {only!r}.",
+                                  hint=f"Known backends: {', '.join(self.backends)}.")
+            only = self.backends[only]
+
+        async def fitted(backend: Backend) -> tuple[FittedPrompt, list[Passage]]:
+            return await prepare(Candidate(backend)), []
+
+        def choose(backend: Backend) -> SamplingParams:
+            return params(Candidate(backend)) if callable(params) else params
+
+        route = await self.open(fitted, choose, retrieved=[], private_history=private, preferred=preferred,
+                                only=only)
+        pieces = [route.first] if route.first is not None else []
+        error: BaseException | None = None
+        try:
+            async with contextlib.aclosing(route.rest) as rest:
+                async for piece in rest:
+                    pieces.append(piece)
+        except AssistantError as exc:
+            error = exc
+            raise
+        finally:
+            await self.finish(route, error)
+        backend, result = route.backend, route.result
+        prompt_tokens = result.prompt_tokens or route.fitted.prompt_tokens
+        return Completion("".join(pieces), backend.name, backend.model_name, is_remote(backend), result,
+                          self.cost(backend, prompt_tokens or 0, result.completion_tokens),
+                          route.redacted, route.passed_over)
 
     def cost(self, backend: Backend, prompt_tokens: int, completion_tokens: int) -> float | None:
         """USD for one answer: 0 locally and on trusted servers without a price; None if unknown."""

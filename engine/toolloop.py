@@ -2,25 +2,32 @@
 
     decide -> validate -> (confirm) -> run -> feed back -> decide ... (at most `tool_max_steps`)
 
+Each decision is a request like any other: it goes through the router's gate (`Gateway`), so cloud
+off, private text, the budget, an open breaker and redaction apply to it as to the answer, and a
+failing backend hands over to the next. The loop is handed that gate, never a backend.
+
 The pure parts (schemas, validation, running one call) are in `engine.tools`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine import prompts
-from engine.backends.base import Backend, SamplingParams, StreamResult
+from engine.backends.base import Backend, SamplingParams
+from engine.config import Settings
+from engine.context import FittedPrompt
 from engine.errors import AssistantError
 from engine.gguf import read_gguf
+from engine.guardrails import describe
 from engine.models import resolve_model
-from engine.router import is_remote
+from engine.router import Candidate, Completion, Gateway, is_remote
 from engine.tools import (
     DECISION_TOKENS,
     Confirm,
@@ -37,45 +44,85 @@ from engine.tracing import Trace
 from memory.retriever import Passage
 from plugins.hookspecs import Tool, ToolContext
 
-if TYPE_CHECKING:
-    from engine.engine import Engine
+# What tools may reach for a conversation, and whether that includes a private folder.
+ContextOf = Callable[[int], Awaitable[tuple[ToolContext, bool]]]
+
+
+@dataclass
+class ToolRun:
+    """What the loop did: its steps, whether their results may hold a private folder's text, the
+    cost of its decisions, and notices for the user."""
+
+    steps: list[ToolStep] = field(default_factory=list)
+    private: bool = False
+    cost: float = 0.0
+    notices: list[str] = field(default_factory=list)
 
 
 class ToolLoop:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.settings = engine.settings
+    def __init__(self, settings: Settings, gate: Gateway, tools: Callable[[], dict[str, Tool]],
+                 context: ContextOf) -> None:
+        self.settings = settings
+        self._gate = gate
+        self._tools = tools  # call from a thread: plugins load on first use
+        self._context = context
 
     async def tools_for(self, backend: Backend, json_schema: dict | None) -> dict[str, Tool]:
         """The tools for this answer: none when tool calling is off for this backend, or when the
-        answer must follow a JSON schema."""
+        answer must follow a JSON schema. `backend` is only looked at (is it remote, does its
+        chat template know tools), never asked."""
         mode = self.settings.tool_calling
         if mode == "off" or json_schema is not None:
             return {}
         if mode == "auto" and (is_remote(backend) or not await _template_knows_tools(backend)):
             return {}
-        return await asyncio.to_thread(self.engine.tools)
+        return await asyncio.to_thread(self._tools)
 
     async def run(
-        self, backend: Backend, tools: dict[str, Tool], system_prompt: prompts.Template, history: list[dict],
+        self, tools: dict[str, Tool], system_prompt: prompts.Template, history: list[dict],
         question: str, conversation_id: int, passages: list[Passage], trace: Trace, confirm: Confirm | None,
-    ) -> list[ToolStep]:
+        *, preferred: str | None = None, private: bool = False, untrusted: str | None = None,
+    ) -> ToolRun:
         """The model decides, the call is validated, confirmed when it has side effects, run, and its
-        result fed back; until it calls none (or only calls already made), or `tool_max_steps`."""
-        await self.engine.load_model(backend)
-        context = await self._context(conversation_id)
-        untrusted = "passages from your files are in the context" if passages else None
-        steps: list[ToolStep] = []
+        result fed back; until it calls none (or only calls already made), or `tool_max_steps`.
+
+        `private`: a private folder's text is in the conversation already. `untrusted`: why text
+        that is not the user's is in it already (earlier turns' passages or tool results); then,
+        as once a passage or a tool result is in this answer's context, tools with side effects
+        are refused."""
+        context, reaches_private = await self._context(conversation_id)
+        if passages:
+            untrusted = untrusted or "passages from your files are in the context"
+        run = ToolRun(private=private)
         listed = list(tools.values())
-        system = system_prompt.text
-        if not is_remote(backend):  # remote models get the tools through the API
-            system += f"\n\n{tools_prompt(listed)}"
+        steps = run.steps
         while len(steps) < self.settings.tool_max_steps:
             required = not steps and self.settings.tool_choice == "required"
-            fitted = await backend.fit(system, history, question + results_section(steps), DECISION_TOKENS)
+            asked = question + results_section(steps)
+
+            async def prepare(candidate: Candidate, asked: str = asked) -> FittedPrompt:
+                system = system_prompt.text
+                if not candidate.remote:  # remote models get the tools through the API
+                    system += f"\n\n{tools_prompt(listed)}"
+                return await candidate.fit(system, history, asked, DECISION_TOKENS)
+
+            def params(candidate: Candidate, required: bool = required) -> SamplingParams:
+                seed = self.settings.seed
+                if candidate.remote:
+                    return SamplingParams(DECISION_TOKENS, 0.0, 1.0, seed, tools=openai_tools(listed))
+                return SamplingParams(DECISION_TOKENS, 0.0, 1.0, seed, decision_schema(listed, required))
+
             with trace.span("tool decision") as span:
-                calls = await self._decide(backend, fitted.messages, listed, required)
-                span.attrs["calls"] = [c.name for c in calls]
+                done = await self._gate.complete(prepare, params, private=run.private, preferred=preferred)
+                calls = _calls(done)
+                span.attrs.update(calls=[c.name for c in calls], backend=done.backend)
+                if done.passed_over:
+                    span.attrs["passed_over"] = [name for name, _ in done.passed_over]
+            run.cost += done.cost or 0.0
+            if done.redacted:
+                note = f"Hidden before sending to {done.backend} (tool decision): {describe(done.redacted)}."
+                if note not in run.notices:
+                    run.notices.append(note)
             made = {(s.call.name, json.dumps(s.call.arguments, sort_keys=True)) for s in steps}
             calls = [c for c in calls if (c.name, json.dumps(c.arguments, sort_keys=True)) not in made]
             if not calls:
@@ -83,49 +130,25 @@ class ToolLoop:
             for call in calls[: self.settings.tool_max_steps - len(steps)]:
                 with trace.span(f"tool {call.name}") as span:
                     step = await run_call(call, tools, context, confirm, untrusted)
+                    # A tool that could reach a private folder may have read one: its result is
+                    # then as private as the folder (for the next decisions, the answer, later turns).
+                    read_private = reaches_private and step.status == "ok"
                     span.attrs.update(status=step.status, arguments=call.arguments)
+                    if read_private:
+                        span.attrs["private"] = True
                 steps.append(step)
+                run.private = run.private or read_private
                 untrusted = untrusted or "a tool result is in the context"
-        return steps
+        return run
 
-    async def _decide(self, backend: Backend, messages: list[dict[str, str]], tools: list[Tool],
-                      required: bool) -> list[ToolCall]:
-        """The calls the model wants: local models through a grammar, remote ones through the
-        OpenAI `tools` API."""
-        seed = self.settings.seed
-        if is_remote(backend):
-            result = StreamResult()
-            params = SamplingParams(DECISION_TOKENS, 0.0, 1.0, seed, tools=openai_tools(tools))
-            async with contextlib.aclosing(backend.stream(messages, params, result)) as pieces:
-                async for _ in pieces:
-                    pass
-            return [ToolCall(c["name"], _json_or_none(c["arguments"]), c["id"]) for c in result.tool_calls]
-        params = SamplingParams(DECISION_TOKENS, 0.0, 1.0, seed, decision_schema(tools, required))
-        async with contextlib.aclosing(backend.stream(messages, params, StreamResult())) as pieces:
-            text = "".join([piece async for piece in pieces])
-        call = parse_decision(text)
-        return [call] if call else []
 
-    async def _context(self, conversation_id: int) -> ToolContext:
-        """What tools may reach: this conversation's indexed folders, search, long-term memory."""
-        engine = self.engine
-        folders: list[Path] = []
-        search: Callable[[str], list[dict]] = lambda query: []  # noqa: E731
-        if await engine._anything_indexed():
-            knowledge = await engine.knowledge()
-            ids = set(await asyncio.to_thread(knowledge.searchable, conversation_id))
-            folders = [Path(f["path"]) for f in await asyncio.to_thread(knowledge.folders) if f["id"] in ids]
-
-            def search(query: str) -> list[dict]:
-                found = knowledge.search(query, conversation_id)
-                return [{"location": p.location, "text": p.text} for p in found]
-
-        memory = await engine.memories._long_term()
-
-        def recall(query: str) -> list[dict]:
-            return memory.search(query, 5, self.settings.memory_threshold)
-
-        return ToolContext(folders, search, recall, conversation_id)
+def _calls(done: Completion) -> list[ToolCall]:
+    """The calls the model wants: a remote model's through the OpenAI `tools` API, a local one's as
+    JSON its grammar allowed."""
+    if done.remote:
+        return [ToolCall(c["name"], _json_or_none(c["arguments"]), c["id"]) for c in done.result.tool_calls]
+    call = parse_decision(done.text)
+    return [call] if call else []
 
 
 async def _template_knows_tools(backend: Backend) -> bool:

@@ -443,16 +443,39 @@ class Store:
 
     @_translated
     def used_private_sources(self, conversation_id: int) -> bool:
-        """Whether an earlier answer here drew on a private folder: its words are in the history."""
+        """Whether an earlier answer here drew on a private folder (its passages, or a tool that
+        could read one, whose span says so): its words are in the history."""
         row = self.conn.execute(
             """SELECT 1 FROM responses r, json_each(r.retrieved_chunk_ids) j
                JOIN chunks c ON c.id = j.value JOIN files f ON f.id = c.file_id
                JOIN folders d ON d.id = f.folder_id
                WHERE r.conversation_id = ? AND r.retrieved_chunk_ids IS NOT NULL AND d.private = 1
+               UNION ALL
+               SELECT 1 FROM responses r JOIN spans s ON s.response_id = r.id
+               WHERE r.conversation_id = ? AND s.name LIKE 'tool %' AND json_extract(s.attrs, '$.private') = 1
                LIMIT 1""",
-            [conversation_id],
+            [conversation_id, conversation_id],
         ).fetchone()
         return row is not None
+
+    @_translated
+    def untrusted_history(self, conversation_id: int) -> str | None:
+        """Why text that is not the user's is in the conversation's history, or None: an earlier
+        answer drew on passages or on tool results (their words may be in it, instructions
+        included), or an answer has no record of where it came from (forked or imported)."""
+        c = [conversation_id]
+        if self.conn.execute("SELECT 1 FROM responses WHERE conversation_id = ? AND retrieved_chunk_ids"
+                             " IS NOT NULL AND retrieved_chunk_ids != '[]' LIMIT 1", c).fetchone():
+            return "passages from your files are in this conversation's earlier turns"
+        if self.conn.execute("SELECT 1 FROM responses r JOIN spans s ON s.response_id = r.id"
+                             " WHERE r.conversation_id = ? AND s.name LIKE 'tool %'"
+                             " AND s.name != 'tool decision' LIMIT 1", c).fetchone():
+            return "tool results are in this conversation's earlier turns"
+        if self.conn.execute("SELECT 1 FROM messages m WHERE m.conversation_id = ? AND m.role = 'assistant'"
+                             " AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.message_id = m.id)"
+                             " LIMIT 1", c).fetchone():
+            return "this conversation holds answers from elsewhere (forked or imported)"
+        return None
 
     @_translated
     def set_conversation_template(self, conversation_id: int, name: str) -> None:

@@ -726,3 +726,125 @@ def test_the_cli_says_how_much_of_a_long_question_was_cut_and_when_the_answer_is
     assert f"Note: the question ({len(question):,} characters) was shortened to fit the context window" \
         in done.stderr
     assert "Note: the answer is empty." in done.stderr and done.stdout.strip() == ""
+
+
+# tool decisions pass the same gates as answers (issue 18, items 1 and 2) --------------------------
+
+
+def tool_engine(**changes: object) -> Engine:
+    return make_engine(tool_calling="always", tools=("calculator",), **changes)
+
+
+async def test_tool_decisions_stay_local_while_cloud_is_off(home: Path, server: FakeOpenAI) -> None:
+    """Decisions went straight to the route's first backend: the server got the question and the key."""
+    configure(home, provider(server.url), backends=["fake", "local"])
+    engine = tool_engine()
+    events = await ask(engine, "My account password is hunter2. What is 17 * 23?")
+    assert started(events).backend == "local" and "cloud is off" in dict(started(events).passed_over)["fake"]
+    finished(events)
+    assert server.requests == []
+    await engine.close()
+    engine = tool_engine(backends=("fake",))  # nothing else to ask: a clear refusal, nothing sent
+    events = await ask(engine, "My account password is hunter2. What is 17 * 23?")
+    await engine.close()
+    assert isinstance(events[-1], Failed) and "cloud is off" in str(events[-1].error)
+    assert server.requests == []
+
+
+async def test_tool_decisions_never_send_a_private_folder_to_an_untrusted_backend(
+        home: Path, server: FakeOpenAI, tmp_path: Path) -> None:
+    notes = tmp_path / "ops"
+    notes.mkdir()
+    token = "ghp_" + "A1b2C3d4E5" * 4
+    (notes / "deploy.md").write_text(f"# Deploy\n\nThe deploy token is {token}; ops contact ops@example.com.\n")
+    configure(home, provider(server.url), backends=["fake", "local"], allow_cloud=True)
+    engine = tool_engine()
+    knowledge = await engine.knowledge()
+    await asyncio.to_thread(knowledge.index, notes)
+    await asyncio.to_thread(knowledge.set_private, notes, True)
+    events = await ask(engine, "What is the deploy token?")
+    first = started(events)
+    assert first.passages and first.passages[0].private
+    assert first.backend == "local" and "private folder" in dict(first.passed_over)["fake"]
+    assert server.requests == []
+    await engine.close()
+
+
+async def test_a_tool_that_reads_a_private_folder_keeps_what_follows_off_an_untrusted_backend(
+        home: Path, server: FakeOpenAI, tmp_path: Path) -> None:
+    """No passage was retrieved (rag_top_k = 0), so the first decision may go out; the file the tool
+    read is private, so neither the next decision nor the answer nor the next turn may."""
+    notes = tmp_path / "ops"
+    notes.mkdir()
+    token = "ghp_" + "Z9y8X7w6V5" * 4
+    (notes / "deploy.md").write_text(f"# Deploy\n\nThe deploy token is {token}.\n")
+    configure(home, provider(server.url), backends=["fake", "local"], allow_cloud=True, rag_top_k=0)
+    server.then({"tool": "read_file", "arguments": json.dumps({"path": "deploy.md"})})
+    engine = make_engine(tool_calling="always", tools=("read_file",))
+    knowledge = await engine.knowledge()
+    await asyncio.to_thread(knowledge.index, notes)
+    await asyncio.to_thread(knowledge.set_private, notes, True)
+    events = await ask(engine, "Read deploy.md for me.")
+    first = started(events)
+    [step] = [s for s in first.tool_steps if s.call.name == "read_file" and s.status == "ok"][:1]
+    assert token in step.result
+    assert first.backend == "local" and "private folder" in dict(first.passed_over)["fake"]
+    assert len(server.requests) == 1 and "ghp_" not in json.dumps(server.requests)
+    events = await ask(engine, "Say hello.", first.conversation_id)  # the history holds the file's words
+    assert started(events).backend == "local" and len(server.requests) == 1
+    await engine.close()
+
+
+async def test_tool_decisions_stop_at_a_spent_budget(home: Path, server: FakeOpenAI) -> None:
+    configure(home, provider(server.url), backends=["fake", "local"], allow_cloud=True, budget_daily_usd=0.0)
+    engine = tool_engine()
+    events = await ask(engine, "What is 17 * 23?")
+    await engine.close()
+    assert started(events).backend == "local"
+    assert "cloud budget of 0.00 USD is spent" in dict(started(events).passed_over)["fake"]
+    assert server.requests == []
+
+
+async def test_tool_decisions_fall_back_on_a_500_and_respect_an_open_breaker(home: Path, server: FakeOpenAI) -> None:
+    """A 500 to the decision made `ask` fail; with tools off it fell back. Now the decision falls
+    back too (to the real local model), opens the breaker, and the open breaker sends nothing."""
+    server.default = "500"
+    configure(home, provider(server.url, max_retries=0), backends=["fake", "local"], allow_cloud=True,
+              breaker_failures=1, breaker_cooldown_s=600)
+    engine = tool_engine()
+    events = await ask(engine, "What is 17 * 23?")
+    assert started(events).backend == "local" and finished(events).text
+    assert "circuit breaker open" in dict(started(events).passed_over)["fake"]
+    assert len(server.requests) == 1  # the decision's; the answer saw the breaker open
+    assert engine.router.breaker_state("fake") == "open"
+    events = await ask(engine, "What is 6 * 7?")
+    assert started(events).backend == "local" and finished(events).text
+    assert len(server.requests) == 1  # open: neither the decision nor the answer went out
+    await engine.close()
+
+
+async def test_tool_decisions_fall_back_when_the_api_key_is_unset(home: Path, server: FakeOpenAI) -> None:
+    configure(home, provider(server.url, api_key_env="NOT_SET_ANYWHERE"), backends=["fake", "local"],
+              allow_cloud=True)
+    engine = tool_engine()
+    events = await ask(engine, "What is 17 * 23?")
+    await engine.close()
+    assert started(events).backend == "local" and finished(events).text
+    assert "NOT_SET_ANYWHERE is not set" in dict(started(events).passed_over)["fake"]
+    assert server.requests == []
+
+
+async def test_secrets_are_hidden_from_a_cloud_backend_in_tool_decisions(home: Path, server: FakeOpenAI) -> None:
+    configure(home, provider(server.url), backends=["fake"], allow_cloud=True)
+    engine = tool_engine()
+    planted = "key=sk-live-4f9a8b7c6d5e4f3a2b1c0d9e, mail ana.lopez@example.org. What is 17 * 23?"
+    events = await ask(engine, planted)
+    await engine.close()
+    finished(events)
+    decision, answer = server.requests[0]["body"], server.requests[-1]["body"]
+    assert decision["tools"][0]["function"]["name"] == "calculator" and "tools" not in answer
+    for body in (decision, answer):
+        sent = json.dumps(body["messages"])
+        assert "sk-live-4f9a8b7c6d5e4f3a2b1c0d9e" not in sent and "ana.lopez@example.org" not in sent
+        assert "[redacted API key]" in sent and "[redacted email address]" in sent
+    assert any(n.startswith("Hidden before sending to fake (tool decision)") for n in started(events).notices)

@@ -251,3 +251,28 @@ async def test_the_chat_app_cleans_answers_sources_and_tool_lines() -> None:
         screen = out.getvalue()
     assert "Answer" in screen and "Streamed" in screen and "notes/a" in screen
     assert [a for a in ATTACKS if a in screen] == []
+
+
+def test_only_the_router_sends_requests_to_a_backend() -> None:
+    """Issue 18, item 1: tool decisions called `backend.stream` themselves and skipped the router's
+    gates (cloud allowed, privacy, budget, breaker, redaction). Every other module is handed the
+    router's gate instead; this keeps it so: no `.stream(` / `.complete(` call outside the router
+    and the backends themselves (an HTTP client's own `client.stream` aside)."""
+    import ast
+
+    found = []
+    for package in ("app", "engine", "memory", "plugins"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            relative = path.relative_to(ROOT).as_posix()
+            if relative == "engine/router.py" or relative.startswith("engine/backends/"):
+                continue
+            for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                    continue
+                if node.func.attr not in ("stream", "complete"):
+                    continue
+                receiver = ast.unparse(node.func.value)
+                if receiver.endswith("client") or receiver.endswith("_gate") or receiver.endswith("router"):
+                    continue  # httpx's client, or the router's gate itself
+                found.append(f"{relative}:{node.lineno}: {ast.unparse(node.func)}")
+    assert found == [], "requests that skip the router's gates:\n" + "\n".join(found)

@@ -4,12 +4,13 @@ The rubric is a prompt template (`judge`, shipped in engine/data/prompts/judge.m
 the user's prompts folder, or any file given with `--rubric`), so it is versioned by its text like
 every other template, and each run records the version it was graded with. The judge answers
 JSON constrained by a schema (a grammar on the local model), asked directly, not through a
-conversation: no retrieval, no history, no log row of its own.
+conversation: no retrieval, no history, no log row of its own. Its requests go through the
+router's gate like every other (cloud allowed, budget, breaker, redaction), to the judge's own
+backend only: a grade from another model would not compare.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -17,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from engine import prompts
-from engine.backends.base import Backend, SamplingParams, StreamResult
+from engine.backends.base import Backend, SamplingParams
 from engine.config import Settings
+from engine.context import FittedPrompt
 from engine.errors import AssistantError, ConfigError
-from engine.router import Router, is_remote, is_trusted
+from engine.router import Candidate, Router, is_remote, is_trusted
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -63,16 +65,18 @@ class Judge:
 
     def __init__(self, spec: str, router: Router, settings: Settings, rubric: prompts.Template) -> None:
         self.rubric = rubric
+        self._gate = router
         self._owned = False
         if spec in router.backends:
-            self.backend: Backend = router.backends[spec]
+            self.backend: Backend = router.backends[spec]  # looked at and loaded here, asked through the gate
         else:
             from engine.engine import local_backend
 
             self.backend = local_backend(settings.replace(model=spec))
             self._owned = True
-        if is_remote(self.backend) and not is_trusted(self.backend) and not settings.allow_cloud:
-            raise ConfigError(f"The judge {spec!r} is a cloud backend, and allow_cloud is off.",
+        if is_remote(self.backend) and not settings.allow_cloud:  # the gate refuses it: say so first
+            where = "a server on your network" if is_trusted(self.backend) else "a cloud backend"
+            raise ConfigError(f"The judge {spec!r} is {where}, and allow_cloud is off.",
                               hint="Set allow_cloud = true, or judge with a local model.")
         self.name = spec
         self.model = self.backend.model_name
@@ -86,17 +90,16 @@ class Judge:
         if reference:
             parts.append(f"Reference answer:\n{reference}")
         parts.append(f"Assistant's answer:\n{answer or '(empty)'}")
-        result = StreamResult()
-        pieces: list[str] = []
+
+        async def prepare(candidate: Candidate) -> FittedPrompt:
+            return await candidate.fit(self.rubric.text, [], "\n\n".join(parts), MAX_TOKENS)
+
         try:
-            fitted = await self.backend.fit(self.rubric.text, [], "\n\n".join(parts), MAX_TOKENS)
-            params = SamplingParams(MAX_TOKENS, 0.0, 1.0, 0, SCHEMA)
-            async with contextlib.aclosing(self.backend.stream(fitted.messages, params, result)) as stream:
-                async for piece in stream:
-                    pieces.append(piece)
+            done = await self._gate.complete(prepare, SamplingParams(MAX_TOKENS, 0.0, 1.0, 0, SCHEMA),
+                                             only=self.backend)
         except AssistantError as exc:
-            return Grade(None, None, f"the judge failed: {exc}", _ms(started), result.completion_tokens)
-        text = "".join(pieces).strip()
+            return Grade(None, None, f"the judge failed: {exc}", _ms(started), 0)
+        text, result = done.text.strip(), done.result
         try:
             verdict = json.loads(text)
             raw = int(verdict["score"])
