@@ -35,6 +35,12 @@ class AssistantApp(App):
     def on_mount(self) -> None:
         self.push_screen(ChatScreen(self.engine))
 
+    def notify(self, message: str, *, title: str = "", severity: Any = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Notifications carry text from outside (server errors, file names, plugin output): never
+        read as Rich markup, so `[...]` in it is shown, not taken for a style or swallowed."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
     def action_toggle_keys(self) -> None:
         if self.screen.query("HelpPanel"):
             self.action_hide_help_panel()

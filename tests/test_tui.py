@@ -559,3 +559,17 @@ async def test_at_80_columns_the_chat_gets_the_room_and_f1_stays_in_the_footer(s
         assert first.key == "f1" and first.region.right <= 80  # the way to every other key
         await pilot.press("ctrl+s")
         assert sidebar.display
+
+
+async def test_a_notification_shows_square_brackets_from_outside_as_written(settings: Settings) -> None:
+    """A server's error or a file name with `[...]` in it is not Rich markup: nothing is swallowed."""
+    from textual.widgets._toast import Toast
+
+    app = AssistantApp(Engine(settings))
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await ready(app)
+        chat(app).notify("Server said: [bold]no[/bold] for [FILE]", severity="error")
+        await pilot.pause()
+        await wait_for(lambda: bool(app.screen.query(Toast)), what="the toast")
+        shown = "".join(str(toast.render()) for toast in app.screen.query(Toast))
+        assert "[bold]no[/bold] for [FILE]" in shown
