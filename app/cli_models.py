@@ -183,8 +183,11 @@ def pull(source: str, name: str | None, sha256: str | None, make_default: bool) 
     click.echo(f"Downloading {url}", err=True)
     bar = _progress(transient=False)
     tasks: dict[str, Any] = {}
+    arrived = [0]  # bytes of the file here so far: with none, there is nothing to resume
 
     def progress(stage: str, done: int, total: int | None) -> None:
+        if stage != "checking":
+            arrived[0] = done
         if stage not in tasks:
             text = "checking what is here" if stage == "checking" else label
             tasks[stage] = bar.add_task(text, total=total)
@@ -194,7 +197,8 @@ def pull(source: str, name: str | None, sha256: str | None, make_default: bool) 
         with bar:
             pulled = download(source, name=name, sha256=sha256, progress=progress)
     except KeyboardInterrupt:
-        click.echo("\nStopped. Run the same command again to resume where it stopped.", err=True)
+        click.echo(f"\nStopped after {_size(arrived[0])}. Run the same command again to resume from there."
+                   if arrived[0] else "\nStopped before any of it arrived.", err=True)
         sys.exit(130)
     except AssistantError as exc:
         raise _fail(exc) from exc

@@ -124,7 +124,7 @@ def test_ctrl_c_stops_a_pull_and_the_same_command_resumes_it(server: FileServer)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "Stopped. Run the same command again to resume where it stopped." in err
+    assert "Run the same command again to resume from there." in err
     kept = part.stat().st_size
     assert 300_000 <= kept < len(data) and Registry().get("slow") is None
 
@@ -133,6 +133,22 @@ def test_ctrl_c_stops_a_pull_and_the_same_command_resumes_it(server: FileServer)
     assert "Resumed at" in done.stderr and "Registered slow" in done.stdout
     assert server.gets("/m/slow.gguf")[-1]["headers"]["Range"] == f"bytes={kept}-"
     assert (models_folder() / "slow.gguf").read_bytes() == data
+
+
+def test_ctrl_c_before_any_byte_arrived_does_not_promise_to_resume() -> None:
+    import socket
+
+    with socket.socket() as silent:  # accepts the connection (the kernel does) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/m/never.gguf"
+        proc = subprocess.Popen([*ASSISTANT, "models", "pull", url], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        time.sleep(3)  # started, connected, waiting for a first byte
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Stopped before any of it arrived." in err and "resume" not in err
 
 
 def test_a_dropped_connection_is_resumed_within_one_pull(server: FileServer) -> None:
