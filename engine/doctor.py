@@ -61,6 +61,7 @@ def diagnose(settings: Settings) -> list[Check]:
               f"{config_file()}" + ("" if config_file().exists() else " (none: defaults)")),
     ]
     checks += _database_checks()
+    checks += _index_checks(settings)
     checks += _routing_checks(settings)
     return checks
 
@@ -179,6 +180,46 @@ def _database_checks() -> list[Check]:
                 ("feedback", "feedback"))),
         ),
     ]
+
+
+def _index_checks(settings: Settings) -> list[Check]:
+    """Whether Chroma holds a vector for every chunk in SQLite and nothing else: a rebuild killed
+    half-way, or a lost vector folder, otherwise only shows as searches quietly using BM25 alone."""
+    path = database_file()
+    if not path.exists():
+        return []
+    from engine.knowledge import Knowledge
+    from memory.indexer import REBUILD_KEY
+
+    try:
+        store = Store(path)
+    except AssistantError:
+        return []  # the database checks above already report it
+    try:
+        knowledge = Knowledge(settings, store)
+        chunks = knowledge.corpus.chunk_ids()
+        if not chunks:
+            return [Check("index", "vectors", "no folder indexed")]
+        interrupted = knowledge.corpus.meta(REBUILD_KEY) is not None
+        if not settings.vector_store_url and not (knowledge.folder / "chroma").exists():
+            vectors: set[int] = set()  # not opened: that would create an empty store
+        else:
+            vectors = knowledge.vectors.ids()
+    except AssistantError as exc:
+        return [Check("index", "vectors", str(exc), ok=False,
+                      hint="`assistant index --rebuild` recreates the vector store from the database.")]
+    finally:
+        store.close()
+    missing, orphans = len(chunks - vectors), len(vectors - chunks)
+    value = f"{len(vectors):,} of {len(chunks):,} chunks have a vector"
+    if orphans:
+        value += f", {orphans:,} vector{'s' if orphans != 1 else ''} without a chunk"
+    if interrupted:
+        value += "; a rebuild was interrupted"
+    ok = not (missing or orphans or interrupted)
+    hint = "" if ok else ("`assistant index FOLDER` (any indexed folder) embeds the missing ones and removes "
+                          "the others; `assistant index --rebuild` redoes them all.")
+    return [Check("index", "vectors", value, ok=ok, hint=hint)]
 
 
 def _routing_checks(settings: Settings) -> list[Check]:

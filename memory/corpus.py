@@ -195,17 +195,27 @@ class Corpus(StoreView):
         return ids
 
     @_translated
-    def pending_chunks(self) -> list[tuple[int, int, str, str]]:
-        """Chunks of files whose vectors may be missing (an interrupted run, a new embedding
-        model): (chunk id, folder id, file path, text)."""
-        return self.conn.execute(
-            """SELECT c.id, f.folder_id, f.path, c.text FROM chunks c JOIN files f ON f.id = c.file_id
-               WHERE f.state = 'embedding' ORDER BY c.id"""
-        ).fetchall()
-
-    @_translated
     def mark_all_for_embedding(self) -> None:
         self.conn.execute("UPDATE files SET state = 'embedding' WHERE state = 'indexed' AND chunks > 0")
+
+    @_translated
+    def mark_all_embedded(self) -> None:
+        """Every file waiting for vectors is indexed: call once every chunk has its vector."""
+        self.conn.execute("UPDATE files SET state = 'indexed', indexed_at = ? WHERE state = 'embedding'",
+                          [now()])
+
+    @_translated
+    def chunk_texts(self, ids: list[int]) -> list[tuple[int, int, str]]:
+        """(chunk id, folder id, text) of the given chunks, in id order (deleted ones left out)."""
+        found: list[tuple[int, int, str]] = []
+        for start in range(0, len(ids), 500):  # under SQLite's limit on parameters
+            page = ids[start : start + 500]
+            found += self.conn.execute(
+                f"""SELECT c.id, f.folder_id, c.text FROM chunks c JOIN files f ON f.id = c.file_id
+                    WHERE c.id IN ({",".join("?" * len(page))})""",
+                page,
+            ).fetchall()
+        return sorted(found)
 
     @_translated
     def chunk_ids(self) -> set[int]:
@@ -245,15 +255,6 @@ class Corpus(StoreView):
         return {row["id"]: row for row in rows}
 
     @_translated
-    def all_chunks(self, after_id: int, limit: int) -> list[tuple[int, int, str]]:
-        """(chunk id, folder id, text) in id order, a page at a time, for a rebuild."""
-        return self.conn.execute(
-            """SELECT c.id, f.folder_id, c.text FROM chunks c JOIN files f ON f.id = c.file_id
-               WHERE c.id > ? ORDER BY c.id LIMIT ?""",
-            [after_id, limit],
-        ).fetchall()
-
-    @_translated
     def search_text(self, query: str, folder_ids: list[int], limit: int) -> list[int]:
         """Chunk ids best matching `query` by BM25, within the given folders."""
         words = [w for w in re.findall(r"\w+", query.lower()) if w not in _STOPWORDS]
@@ -283,6 +284,10 @@ class Corpus(StoreView):
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [key, value],
         )
+
+    @_translated
+    def clear_meta(self, key: str) -> None:
+        self.conn.execute("DELETE FROM index_meta WHERE key = ?", [key])
 
     @_translated
     def active_folder_ids(self, conversation_id: int | None) -> list[int]:

@@ -2,8 +2,10 @@
 
 Each file moves through states in SQLite: its chunks are written first with state 'embedding',
 their vectors are stored in Chroma, then the file becomes 'indexed'. A run that dies anywhere
-(Ctrl-C, kill -9, power loss) leaves files in 'embedding'; the next run's `reconcile()` re-embeds
-those and deletes vectors whose chunk no longer exists, so SQLite and Chroma always agree again.
+(Ctrl-C, kill -9, power loss) leaves files in 'embedding'; the next run's `reconcile()` embeds
+every chunk that has no vector and deletes vectors whose chunk no longer exists, so SQLite and
+Chroma always agree again. A rebuild records that it started in SQLite before it drops a vector,
+so one killed half-way is finished by the next run too.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from memory.scanner import scan
 from memory.vectors import VectorIndex
 
 BATCH_CHUNKS = 256  # chunks embedded and stored together: big enough for speed, small enough for flat memory
+# index_meta key while every vector is being redone: "reset" (drop them all first), then "refill"
+# (dropped; embed what is missing). Absent: no rebuild in progress.
+REBUILD_KEY = "vector_rebuild"
 
 
 class LoaderLookup(Protocol):
@@ -183,39 +188,45 @@ class Indexer:
         """Recreate every vector from the chunks in SQLite; returns the number embedded."""
         progress = Progress("all folders")
         with self.writer(progress, callback):
-            self.vectors.reset()
-            progress.files_total = self.corpus.chunk_count()
-            after, done = 0, 0
-            while rows := self.corpus.all_chunks(after, BATCH_CHUNKS):
-                ids, folders, texts = zip(*rows, strict=True)
-                self.vectors.add(list(ids), self.embedder.embed(list(texts)), list(folders))
-                after, done = ids[-1], done + len(ids)
-                progress.files_done = progress.chunks_done = done
-                if callback:
-                    callback(progress)
-            self.corpus.set_meta("embedding_model", self.embedder.model_id)
-        return done
+            # Recorded in SQLite before a vector is dropped: a rebuild killed at any point (kill -9
+            # lost all 647 vectors for good, and the next run saw nothing to do) is finished by
+            # the next run's reconcile() instead.
+            self.corpus.set_meta(REBUILD_KEY, "reset")
+            return self._repair(progress, callback)
 
     def reconcile(self) -> int:
-        """Make Chroma agree with SQLite after an interrupted run or a model change; returns the
-        number of chunks re-embedded. Call with the writer lock held."""
+        """Make Chroma agree with SQLite after an interrupted run or rebuild, a model change or lost
+        vectors; returns the number of chunks embedded. Call with the writer lock held."""
+        return self._repair()
+
+    def _repair(self, progress: Progress | None = None, callback: ProgressCallback | None = None) -> int:
+        """Finish a rebuild or model change in progress, then delete vectors whose chunk is gone
+        and embed every chunk without a vector (whatever the files' states say). A chunk id is
+        never reused and its text never changes, so a vector already stored is still right."""
         if self.corpus.meta("embedding_model") not in (None, self.embedder.model_id):
-            self.corpus.mark_all_for_embedding()  # another model: every vector must be redone
+            self.corpus.set_meta(REBUILD_KEY, "reset")  # another model: every vector must be redone
+        if self.corpus.meta(REBUILD_KEY) == "reset":
+            self.corpus.mark_all_for_embedding()
             self.vectors.reset()
+            self.corpus.set_meta(REBUILD_KEY, "refill")  # from here on, a killed run resumes
         self.corpus.set_meta("embedding_model", self.embedder.model_id)
-        orphans = self.vectors.ids() - self.corpus.chunk_ids()
-        self.vectors.delete(sorted(orphans))
-        pending = self.corpus.pending_chunks()
-        for start in range(0, len(pending), BATCH_CHUNKS):
-            rows = pending[start : start + BATCH_CHUNKS]
-            ids, folders, _paths, texts = zip(*rows, strict=True)
-            self.vectors.add(list(ids), self.embedder.embed(list(texts)), list(folders))
-        by_folder: dict[int, set[str]] = {}
-        for _id, folder_id, path, _text in pending:
-            by_folder.setdefault(folder_id, set()).add(path)
-        for folder_id, paths in by_folder.items():
-            self.corpus.mark_embedded(folder_id, paths)
-        return len(pending)
+        stored, chunks = self.vectors.ids(), self.corpus.chunk_ids()
+        self.vectors.delete(sorted(stored - chunks))
+        missing = sorted(chunks - stored)
+        if progress is not None:
+            progress.files_total = len(missing)
+        for start in range(0, len(missing), BATCH_CHUNKS):
+            rows = self.corpus.chunk_texts(missing[start : start + BATCH_CHUNKS])
+            if rows:
+                ids, folders, texts = zip(*rows, strict=True)
+                self.vectors.add(list(ids), self.embedder.embed(list(texts)), list(folders))
+            if progress is not None:
+                progress.files_done = progress.chunks_done = min(start + BATCH_CHUNKS, len(missing))
+                if callback:
+                    callback(progress)
+        self.corpus.mark_all_embedded()
+        self.corpus.clear_meta(REBUILD_KEY)
+        return len(missing)
 
     # steps -------------------------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ file, nothing written earlier changed, and the next run picks up where the kille
                the process got that far, the answer so far kept as a partial message
     index      `assistant index`: a resumed run gives the clean run's files, chunks and vectors,
                and SQLite's chunk ids are exactly Chroma's
+    rebuild    `assistant index --rebuild` of 30 files (300 chunks): the next `assistant index`
+               leaves a vector for every chunk and no other, and no rebuild marked unfinished
     migration  an old-schema database (schema 7, 60k messages) opened by `assistant history`:
                every message kept, the schema one of the numbered versions, and reopening finishes
     backup     `assistant backup`: the database untouched, and the target either absent or a
@@ -253,6 +255,102 @@ class IndexScenario:
         return trial
 
 
+# rebuild -------------------------------------------------------------------------------------------
+
+REBUILD_META = "SELECT value FROM index_meta WHERE key = 'vector_rebuild'"
+
+
+def write_long_notes(root: Path, files: int, paragraphs: int = 48) -> Path:
+    """Notes of ten chunks each: a rebuild then embeds more than one batch, as a real folder does
+    (the 54 files of the report held 647 chunks), so a kill can land between two of them."""
+    root.mkdir(parents=True, exist_ok=True)
+    topics = ["garden", "budget", "travel", "recipes", "physics", "history", "music", "sailing"]
+    for i in range(files):
+        topic = topics[i % len(topics)]
+        body = "\n\n".join(f"Paragraph {p} of note {i} about {topic}: the value recorded was {i * 7 + p} "
+                            f"units, and on day {p % 28 + 1} it was decided to carry on with it." for p in
+                            range(paragraphs))
+        (root / f"note_{i:04d}.md").write_text(f"# Note {i} on {topic}\n\n{body}\n")
+    os.sync()
+    return root
+
+
+def vector_ids(home: Path) -> set[int]:
+    """Chroma's chunk ids, or none when the collection is not there (killed while recreating it)."""
+    try:
+        return chroma_ids(home)
+    except Exception as exc:  # chromadb's NotFoundError, a ValueError in older versions
+        if "does not exist" in str(exc):
+            return set()
+        raise
+
+
+def doctor_index_check(home: Path) -> dict:
+    """The `index` check of `assistant doctor --json` (the command exits 1 when any check fails)."""
+    done = subprocess.run([sys.executable, "-m", "app", "doctor", "--json"], cwd=ROOT, env=env_for(home),
+                          capture_output=True, text=True, timeout=300)
+    checks = [c for c in json.loads(done.stdout) if c["section"] == "index"]
+    assert len(checks) == 1, f"doctor has no index check: {done.stdout[-2000:]} {done.stderr[-2000:]}"
+    return checks[0]
+
+
+class RebuildScenario:
+    name = "rebuild"
+    row = "SIGKILL during a rebuild of the vector store"  # its row in docs/reliability.md
+    what = "SIGKILL during `assistant index --rebuild` (start-up, dropping, re-embedding), then `assistant index`"
+
+    def __init__(self, work: Path, files: int = 30) -> None:
+        self.work = work
+        self.corpus = write_long_notes(work / "corpus", files)
+        self.template = work / "rebuild-template"
+        run(self.template, "index", str(self.corpus), "--json")
+        self.chunks = {r[0] for r in rows(self.template / "assistant.db", "SELECT id FROM chunks")}
+        assert vector_ids(self.template) == self.chunks and len(self.chunks) > 256  # more than one batch
+        clean = work / "rebuild-clean"
+        shutil.copytree(self.template, clean)
+        self.span_s = timed(lambda: run(clean, "index", "--rebuild"))
+        shutil.rmtree(clean)
+
+    def trial(self, number: int, rng: random.Random, delay_s: float | None = None,
+              look: Callable[[str, Path], None] | None = None) -> Trial:
+        """`delay_s` instead of a random kill time; `look(moment, home)` is called "killed" and
+        "repaired" (a test's extra checks)."""
+        home = self.work / f"rebuild-{number}"
+        shutil.copytree(self.template, home)
+        trial = Trial(self.name, number, rng.uniform(0.0, self.span_s) if delay_s is None else delay_s)
+        killed = kill_after(start(home, "index", "--rebuild"), trial.delay_s)
+        check_integrity(home, trial)
+        left = vector_ids(home)
+        step = rows(home / "assistant.db", REBUILD_META)
+        if not killed:
+            trial.stage = "finished before the kill"
+        elif not step:
+            trial.stage = ("before the rebuild started, or after it ended" if left == self.chunks
+                           else "vectors missing, and no rebuild recorded")
+        else:
+            trial.stage = "vectors not dropped yet" if step[0][0] == "reset" else "vectors dropped, re-embedding"
+        trial.stage += f": {len(left)} of {len(self.chunks)} vectors left"
+        if look:
+            look("killed", home)
+        run(home, "index", str(self.corpus), "--json")  # repairs what the kill left
+        check_integrity(home, trial)
+        vectors = vector_ids(home)
+        ids = {r[0] for r in rows(home / "assistant.db", "SELECT id FROM chunks")}
+        if ids != self.chunks:
+            trial.problems.append(f"chunks changed: {len(ids)} instead of {len(self.chunks)}")
+        if vectors != ids:
+            trial.problems.append(f"after `assistant index`, {len(ids - vectors)} chunks have no vector and "
+                                  f"{len(vectors - ids)} vectors no chunk")
+        if rows(home / "assistant.db", REBUILD_META):
+            trial.problems.append("the rebuild is still marked unfinished")
+        if rows(home / "assistant.db", "SELECT COUNT(*) FROM files WHERE state != 'indexed'")[0][0]:
+            trial.problems.append("files left waiting for vectors")
+        if look:
+            look("repaired", home)
+        shutil.rmtree(home)
+        return trial
+
+
 # migration -----------------------------------------------------------------------------------------
 
 OLD_SCHEMA = 7
@@ -407,7 +505,9 @@ class BackupScenario:
         return trial
 
 
-SCENARIOS = {s.name: s for s in (AnswerScenario, IndexScenario, MigrationScenario, BackupScenario)}
+# New scenarios go last: each scenario's seed in `make soak` is its position here.
+SCENARIOS = {s.name: s for s in (AnswerScenario, IndexScenario, MigrationScenario, BackupScenario,
+                                  RebuildScenario)}
 
 
 def run_trials(scenario: object, trials: int, seed: int, report: Callable[[Trial], None] = print) -> list[Trial]:

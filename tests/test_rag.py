@@ -401,3 +401,36 @@ async def test_sources_follow_the_system_prompt_or_sit_before_the_question(rag_s
             new = sum(len(local._tokenize(m["content"], add_bos=False)) for m in after[-2:])
             assert sizes[0] <= new + 16  # + the template's few tokens around the two messages
         await engine.close()
+
+
+def test_lost_vectors_are_embedded_again_by_the_next_index(knowledge: Knowledge, folder: Path) -> None:
+    """Vectors gone while SQLite says every file is indexed (a rebuild killed half-way, a damaged
+    vector folder): `index` used to say "unchanged" and leave searches to BM25 alone for good."""
+    total = knowledge.index(folder).chunks_added
+    lost = sorted(knowledge.vectors.ids())[: total // 2]
+    knowledge.vectors.delete(lost)
+    knowledge.embedder.texts.clear()
+    summary = knowledge.index(folder)
+    assert summary.resumed_chunks == len(lost) and summary.indexed == 0
+    assert len(knowledge.embedder.texts) == len(lost)  # only what was missing is embedded
+    assert agree(knowledge) == total
+
+
+def test_a_rebuild_killed_before_it_refilled_is_finished_by_the_next_index(
+        knowledge: Knowledge, folder: Path) -> None:
+    from memory.indexer import REBUILD_KEY
+
+    total = knowledge.index(folder).chunks_added
+    # Where a kill leaves a rebuild: recorded, every vector dropped, a few stored again.
+    knowledge.corpus.set_meta(REBUILD_KEY, "refill")
+    knowledge.corpus.mark_all_for_embedding()
+    knowledge.vectors.reset()
+    knowledge.embedder.texts.clear()
+    assert knowledge.index(folder).resumed_chunks == total
+    assert agree(knowledge) == total and knowledge.corpus.meta(REBUILD_KEY) is None
+    assert all(f["pending"] == 0 for f in knowledge.folders())
+    # Killed before it dropped anything ("reset"): every vector is redone, none is left stale.
+    knowledge.corpus.set_meta(REBUILD_KEY, "reset")
+    knowledge.embedder.texts.clear()
+    assert knowledge.index(folder).resumed_chunks == total == len(knowledge.embedder.texts)
+    assert agree(knowledge) == total and knowledge.corpus.meta(REBUILD_KEY) is None
