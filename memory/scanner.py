@@ -129,6 +129,38 @@ def scan(root: Path, kind_of: KindOf, max_file_bytes: int = 20_000_000,
         yield _check_file(path, relative, info, kind_of, max_file_bytes, seen_files)
 
 
+def skip_reason(root: Path, path: Path, kind_of: KindOf, max_file_bytes: int = 20_000_000) -> str | None:
+    """Why `scan(root, ...)` leaves out the file at `path` (a path inside `root`), or None when it
+    would index it: the same rules, for one file, without walking the folder. For what reads
+    single files on the model's behalf (the read_file tool), which must not reach what the index
+    leaves out on purpose (.env, .git/config, git-ignored files)."""
+    root = Path(os.path.abspath(root))
+    parts = Path(os.path.abspath(path)).relative_to(root).parts
+    if not parts:
+        return "not a file"
+    hidden = next((p for p in parts if p.startswith(".")), None)
+    if hidden is not None:
+        return f"hidden ({hidden} starts with '.'), never indexed"
+    rules: _Rules = ()
+    folder = root
+    for depth, name in enumerate(parts):
+        relative = "/".join(parts[:depth])
+        try:
+            names = set(os.listdir(folder))
+        except OSError as exc:
+            return f"unreadable folder: {_why(exc)}"
+        rules = _with_ignore_files(folder, relative, rules, names)
+        is_dir = depth < len(parts) - 1
+        if _ignored(rules, "/".join(parts[: depth + 1]), is_dir):
+            return f"ignored by {' or '.join(n for n in IGNORE_FILES)} ({'/'.join(parts[: depth + 1])})"
+        folder = folder / name
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        return f"unreadable: {_why(exc)}"
+    return _check_file(Path(path), "/".join(parts), info, kind_of, max_file_bytes, {}).skip_reason
+
+
 def _check_file(
     path: Path,
     relative: str,
@@ -191,7 +223,12 @@ def _list(path: Path, relative: str, rules: _Rules) -> _Folder | str:
             entries = sorted(listing, key=lambda entry: entry.name)
     except OSError as exc:
         return f"unreadable folder: {_why(exc)}"
-    names = {entry.name for entry in entries}
+    rules = _with_ignore_files(path, relative, rules, {entry.name for entry in entries})
+    return _Folder(path, relative, rules, iter(entries))
+
+
+def _with_ignore_files(path: Path, relative: str, rules: _Rules, names: set[str]) -> _Rules:
+    """`rules` plus the patterns of the ignore files among `names` (the folder's entries)."""
     patterns: list[str] = []
     for name in IGNORE_FILES:
         if name in names:
@@ -202,7 +239,7 @@ def _list(path: Path, relative: str, rules: _Rules) -> _Folder | str:
     spec = _spec(patterns)
     if spec is not None:
         rules = (*rules, (f"{relative}/" if relative else "", spec))
-    return _Folder(path, relative, rules, iter(entries))
+    return rules
 
 
 def _spec(patterns: list[str]) -> GitIgnoreSpec | None:

@@ -5,13 +5,17 @@ folder, and recall long-term memories."""
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from memory.scanner import skip_reason
 from plugins.hookspecs import Tool, ToolContext, ToolError, hookimpl
+from plugins.manager import LoaderRegistry
 
 # Work is bounded before it is done: one big-integer power or product runs in C holding the GIL,
 # so neither the tool's timeout nor Ctrl-C can stop it once started ((9**999)**9999 took minutes).
@@ -116,7 +120,9 @@ def _recall(arguments: dict, context: ToolContext) -> str:
 
 
 def _read_file(arguments: dict, context: ToolContext) -> str:
-    path = inside_folders(str(arguments.get("path", "")), context.folders)
+    requested = str(arguments.get("path", ""))
+    path = inside_folders(requested, context.folders)
+    _check_indexable(requested, path, context.folders)
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
@@ -146,6 +152,31 @@ def inside_folders(requested: str, folders: list[Path]) -> Path:
         if candidate.is_relative_to(root) and candidate.exists() and not resolved.is_relative_to(root):
             raise ToolError(f"{requested!r} leads outside the indexed folders (a symbolic link)")
     raise ToolError(f"{requested!r} is not a file inside an indexed folder")
+
+
+def _check_indexable(requested: str, path: Path, folders: list[Path]) -> None:
+    """Refuse a file the index leaves out on purpose, by the scanner's own rules: names starting
+    with '.' (.env, .git/config), git-ignored files, types no loader reads, binary files. A remote
+    model was handed AWS_SECRET_ACCESS_KEY and DB_PASSWORD from a .env that was never indexed.
+    Checked as asked and as resolved (`path`), so a link cannot dress one up as the other."""
+    given = Path(requested).expanduser()
+    for folder in folders:
+        root = Path(os.path.abspath(folder))
+        asked = Path(os.path.abspath(given if given.is_absolute() else root / given))
+        for base, file in ((root.resolve(), path), (root, asked)):
+            if file.is_relative_to(base) and (reason := skip_reason(base, file, _kinds().kind_of)):
+                raise ToolError(f"{requested!r} is not read: {reason}; read_file reads only what the "
+                                "index would index")
+
+
+@functools.cache
+def _kinds() -> LoaderRegistry:
+    """The built-in loaders' file types (the tool cannot see the app's plugin manager)."""
+    from plugins import loaders
+
+    registry = LoaderRegistry()
+    loaders.register_loaders(registry.add)
+    return registry
 
 
 TOOLS = [

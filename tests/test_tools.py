@@ -339,3 +339,67 @@ async def test_a_side_effecting_tool_is_refused_while_an_earlier_turns_tool_resu
         assert [s.status for s in allowed.tool_steps] == ["ok"] and asked == ["write_note"]
         assert plugin.written == [{"text": "pwned"}]
         await engine.close()
+
+
+def secret_folder(root: Path) -> Path:
+    """A project folder as people have them: notes next to a .env, a git checkout, ignored files."""
+    folder = root / "project"
+    (folder / ".git").mkdir(parents=True)
+    (folder / "build").mkdir()
+    (folder / "notes.md").write_text("# Deploy\n\nDeploys go out on Tuesdays.\n")
+    (folder / ".env").write_text("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n"
+                                 "DB_PASSWORD=correct-horse-battery-staple\n")
+    (folder / ".git" / "config").write_text('[remote "origin"]\n\turl = https://bob:ghp_tok3n@example.com/x\n')
+    (folder / ".gitignore").write_text("*.secret.txt\nbuild/\n")
+    (folder / "db.secret.txt").write_text("DB_PASSWORD=correct-horse-battery-staple\n")
+    (folder / "build" / "out.txt").write_text("DB_PASSWORD=correct-horse-battery-staple\n")
+    (folder / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    os.symlink(folder / ".env", folder / "env.md")  # a visible name for a hidden file
+    return folder
+
+
+async def test_read_file_reads_only_what_the_index_would_index(tmp_path: Path) -> None:
+    """Issue 18, item 8: read_file read .env, .git/config and git-ignored files, which the indexer
+    skips on purpose. Each is refused with the scanner's reason; an indexed file is read."""
+    from plugins.manager import get_plugin_manager, tool_registry
+
+    folder = secret_folder(tmp_path)
+    tools = tool_registry(get_plugin_manager(load_entry_points=False))
+    context = ToolContext(folders=[folder])
+
+    async def read(path: str):  # -> ToolStep
+        return await run_call(ToolCall("read_file", {"path": path}), tools, context, None, None)
+
+    for path, reason in [(".env", "hidden (.env starts with '.')"),
+                         (".git/config", "hidden (.git starts with '.')"),
+                         (str(folder / ".env"), "hidden (.env starts with '.')"),
+                         ("db.secret.txt", "ignored by .gitignore"), ("build/out.txt", "ignored by .gitignore"),
+                         ("id_rsa", "unsupported type"), ("env.md", "hidden (.env starts with '.')")]:
+        step = await read(path)
+        assert step.status == "error", (path, step)
+        assert reason in step.result and "read_file reads only what the index would index" in step.result
+        assert "correct-horse" not in step.result and "wJalr" not in step.result and "ghp_" not in step.result
+    step = await read("notes.md")
+    assert step.status == "ok" and "Deploys go out on Tuesdays." in step.result
+
+
+async def test_a_remote_model_asking_for_dot_env_gets_a_refusal_not_the_keys(home: Path, tmp_path: Path) -> None:
+    """The report: a remote model's decision request carried AWS_SECRET_ACCESS_KEY and DB_PASSWORD,
+    read by read_file from a .env the index had skipped. Checked on a real server that records."""
+    from tests.test_remote import ask, make_engine, started
+
+    folder = secret_folder(tmp_path)
+    with FakeOpenAI(words=["I", " cannot", " read", " it", "."]) as server:
+        configure(home, provider(server.url), backends=["fake"], allow_cloud=True, rag_top_k=0)
+        server.then({"tool": "read_file", "arguments": json.dumps({"path": ".env"})},
+                    {"tool": "read_file", "arguments": json.dumps({"path": "db.secret.txt"})})
+        engine = make_engine(tool_calling="always", tools=("read_file",))
+        knowledge = await engine.knowledge()
+        await asyncio.to_thread(knowledge.index, folder)
+        first = started(await ask(engine, "What is in my .env file?"))
+        await engine.close()
+    assert [(s.call.arguments["path"], s.status) for s in first.tool_steps][:2] == [
+        (".env", "error"), ("db.secret.txt", "error")]
+    sent = json.dumps(server.requests)
+    assert len(server.requests) >= 3 and "hidden (.env starts with '.')" in sent  # the model is told why
+    assert "wJalrXUtnFEMI" not in sent and "correct-horse" not in sent
