@@ -16,6 +16,7 @@ from typing import Any
 
 from engine.errors import ConfigError
 from engine.paths import config_file
+from engine.secrets import remember_headers
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant running locally on the user's own computer. "
@@ -67,6 +68,12 @@ class Provider:
     headers: dict[str, str] = field(
         default_factory=dict, metadata={"doc": "Extra HTTP headers sent with every request."}
     )
+
+    def __post_init__(self) -> None:
+        # A header may carry a key (x-api-key) the config file would refuse as `api_key`: its value
+        # is masked wherever a server's echo of it would be written or shown.
+        if isinstance(self.headers, dict):
+            remember_headers({k: v for k, v in self.headers.items() if isinstance(v, str)})
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,24 @@ BUSY_TIMEOUT_S = 10.0
 LOW_SPACE_BYTES = 1 << 20  # an I/O error with less free space than this is a full disk
 T = TypeVar("T")
 
+# Every text written as a message, draft, summary, response row, span or cached answer passes
+# through these first. engine.secrets adds the one that masks the API keys and header values in
+# use (memory cannot import engine): an answer or error that echoed a key put it in `messages`,
+# their full-text index, `responses.route`, and so in every backup and export.
+_redactors: list[Callable[[str], str]] = []
+
+
+def add_redactor(redact: Callable[[str], str]) -> None:
+    if redact not in _redactors:
+        _redactors.append(redact)
+
+
+def _clean(text: T) -> T:
+    if isinstance(text, str):
+        for redact in _redactors:
+            text = redact(text)  # type: ignore[assignment]
+    return text
+
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
@@ -225,7 +243,7 @@ class Store:
             {
                 "conversation_id": conversation_id,
                 "role": role,
-                "content": content,
+                "content": _clean(content),
                 "status": status,
                 "created_at": stamp,
             },
@@ -268,7 +286,8 @@ class Store:
     def save_summary(self, conversation_id: int, upto_message_id: int, text: str, model: str) -> int:
         return self.conn.execute(
             "INSERT INTO summaries (conversation_id, upto_message_id, text, model, created_at)"
-            " VALUES (?, ?, ?, ?, ?)", [conversation_id, upto_message_id, text, model, now()]).lastrowid
+            " VALUES (?, ?, ?, ?, ?)",
+            [conversation_id, upto_message_id, _clean(text), model, now()]).lastrowid
 
     # responses and feedback ------------------------------------------------------------------
 
@@ -283,6 +302,7 @@ class Store:
         `cache` = (key, seconds to keep, source chunk ids) a cache entry, in one transaction;
         returns (message id or None when there is no text, response id). `draft_id` is the
         message `save_draft` kept while the answer streamed: it becomes the answer."""
+        text = _clean(text)
         with self._transaction():
             message_id = None
             status = "partial" if partial else "complete"
@@ -294,14 +314,15 @@ class Store:
                 self.conn.execute("DELETE FROM messages WHERE id = ?", [draft_id])
             elif text:
                 message_id = self._insert_message(conversation_id, "assistant", text, status)
-            row = {**response, "conversation_id": conversation_id, "message_id": message_id}
+            row = {**{k: _clean(v) for k, v in response.items()}, "conversation_id": conversation_id,
+                   "message_id": message_id}
             row.setdefault("created_at", now())
             response_id = self._insert("responses", row)
             self.conn.executemany(
                 "INSERT INTO spans (response_id, name, parent, start_ms, duration_ms, attrs)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 [(response_id, s["name"], s["parent"], s["start_ms"], s["duration_ms"],
-                  json.dumps(s["attrs"]) if s["attrs"] else None) for s in spans or ()],
+                  _clean(json.dumps(s["attrs"])) if s["attrs"] else None) for s in spans or ()],
             )
             if review:
                 self._enqueue_review(response_id, review)
@@ -323,7 +344,8 @@ class Store:
         if message_id is None:
             with self._transaction():
                 return self._insert_message(conversation_id, "assistant", text, "partial")
-        self.conn.execute("UPDATE messages SET content = ? WHERE id = ?", [text, message_id])
+        # Cut anywhere, maybe inside an echoed key: redact() masks a key's start at the end too.
+        self.conn.execute("UPDATE messages SET content = ? WHERE id = ?", [_clean(text), message_id])
         return message_id
 
     @_translated
@@ -510,7 +532,7 @@ class Store:
                ON CONFLICT (name) DO UPDATE SET state = excluded.state, failures = excluded.failures,
                    opened_at = excluded.opened_at, last_error = excluded.last_error,
                    updated_at = excluded.updated_at""",
-            [name, state, failures, opened_at, last_error, now()],
+            [name, state, failures, opened_at, _clean(last_error), now()],
         )
 
     # model file hashes, cached because hashing gigabytes is slow ------------------------------

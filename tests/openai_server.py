@@ -4,7 +4,7 @@ demand: each request takes the next behaviour from `script` (then `default`).
     ok        200, streams `words` as server-sent events, then a usage chunk and [DONE]
     slow      waits `first_byte_delay_s` before answering like ok
     hang      accepts the request and never answers (until the server stops)
-    500 / 503 an error, whose body echoes the Authorization header (as careless servers do)
+    500 / 503 an error, whose body echoes the Authorization and x-api-key headers (as careless servers do)
     429       Too Many Requests with `Retry-After: retry_after`
     401       Unauthorized
     drop      streams two chunks, then closes the connection mid-body
@@ -115,7 +115,8 @@ class FakeOpenAI:
                     time.sleep(fake.first_byte_delay_s)
                     behaviour = "ok"
                 if behaviour in ("500", "503", "401"):
-                    echo = self.headers.get("Authorization", "")
+                    echo = " ".join(v for v in (self.headers.get("Authorization"), self.headers.get("x-api-key"))
+                                    if v)
                     self._json(int(behaviour), {"error": {"message": f"internal trouble (auth: {echo})"}})
                     return
                 if behaviour == "429":

@@ -276,3 +276,61 @@ def test_only_the_router_sends_requests_to_a_backend() -> None:
                     continue  # httpx's client, or the router's gate itself
                 found.append(f"{relative}:{node.lineno}: {ast.unparse(node.func)}")
     assert found == [], "requests that skip the router's gates:\n" + "\n".join(found)
+
+
+HEADER_KEY = "hdr-LEAKCANARY-x1y2z3w4v5u6"  # sent as `headers = {"x-api-key" = ...}`
+
+
+def test_a_key_an_answer_or_error_echoes_reaches_no_table_backup_or_export(home: Path, tmp_path: Path) -> None:
+    """Issue 18, item 7: an answer echoing the Authorization header was stored with the key in
+    `messages` and their full-text index, so in backups and exports; a key in `headers` (x-api-key)
+    was never redacted (error note, responses.route, CSV export). A real server on 127.0.0.1 echoes
+    both, in an answer streamed slowly enough to be saved as drafts mid-key, and in a 500."""
+    from tests.faults import rows
+
+    echo = ["Your request had ", "Authorization: Bearer ", KEY[:14], KEY[14:], " and x-api-key: ",
+            HEADER_KEY[:9], HEADER_KEY[9:], " in it."]
+    with FakeOpenAI(words=echo) as server:
+        server.chunk_delay_s = 0.3  # drafts are saved every 0.25 s: some end inside a key
+        configure(home, provider(server.url, api_key_env="FAKE_KEY", max_retries=0,
+                                 headers={"x-api-key": HEADER_KEY}),
+                  backends=["fake", "local"], allow_cloud=True, log_content=True)
+        server.then("ok", "500")
+        echoed = assistant(home, "ask", "--max-tokens", "32", "Which headers did I send?", FAKE_KEY=KEY)
+        fell_back = assistant(home, "ask", "-c", "1", "And now?", FAKE_KEY=KEY)  # the 500 echoes both
+        assert all(KEY in r["headers"]["Authorization"] and r["headers"]["x-api-key"] == HEADER_KEY
+                   for r in server.requests)  # both were really sent
+    assert "Bearer sk-test" in echoed.stdout  # shown to its owner as it came, kept masked
+    assert "HTTP 500" in fell_back.stdout + fell_back.stderr and HEADER_KEY not in fell_back.stderr  # the note
+    answer = rows(home / "assistant.db", "SELECT content FROM messages WHERE role = 'assistant' ORDER BY id")[0][0]
+    assert answer == "Your request had Authorization: Bearer [redacted] and x-api-key: [redacted] in it."
+    route = rows(home / "assistant.db", "SELECT route FROM responses ORDER BY id DESC LIMIT 1")[0][0]
+    assert "HTTP 500" in route and "[redacted]" in route
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    for args in (["backup"], ["export", "conversations", str(exports / "conversations.jsonl")],
+                 ["export", "conversations", str(exports / "conversations.md"), "--format", "markdown"],
+                 ["export", "responses", str(exports / "responses.csv"), "--format", "csv"],
+                 ["export", "responses", str(exports / "responses.jsonl")]):
+        assistant(home, *args)
+    found = assistant(home, "history", "-s", "LEAKCANARY")  # the full-text index never saw it
+    assert found.stdout.startswith("No conversation mentions")
+    # Everything but the config file, where the user put the header (the data folder holds it here).
+    files = [p for p in [*home.rglob("*"), *exports.iterdir()] if p.is_file() and p.name != "config.toml"]
+    assert any(p.parent.name == "backups" for p in files) and len(list(exports.iterdir())) == 4
+    for path in files:
+        data = path.read_bytes()
+        for secret in (KEY, HEADER_KEY):
+            assert secret[:14].encode() not in data, f"{secret[:14]}… is in {path}"
+
+
+def test_a_text_cut_inside_a_key_keeps_none_of_it() -> None:
+    """Error bodies are read up to a limit, then redacted: the cut left "Bearer sk-..." whole."""
+    from engine.secrets import MASK, Secret, redact, remember_headers
+
+    Secret(KEY)
+    remember_headers({"x-api-key": HEADER_KEY, "User-Agent": "assistant-test/1.0"})
+    for cut in (4, 10, len(KEY) - 1):
+        assert redact(f"auth: Bearer {KEY[:cut]}") == f"auth: Bearer {MASK}"
+    assert redact(f"{HEADER_KEY} {KEY}, not assistant-test/1.0") == f"{MASK} {MASK}, not assistant-test/1.0"
+    assert redact("it costs two marks") == "it costs two marks"  # words are not keys
