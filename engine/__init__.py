@@ -4,8 +4,10 @@ from engine.config import Settings, load_settings
 from engine.engine import Engine
 from engine.errors import AssistantError
 from engine.events import Event, Failed, Finished, Started, Timings, Token, Usage
+from engine.request import AskOptions
 
 __all__ = [
+    "AskOptions",
     "AssistantError",
     "Engine",
     "Event",

@@ -28,6 +28,7 @@ from engine.guardrails import Guardrails, describe
 from engine.longterm import Memories
 from engine.models import resolve_model
 from engine.paths import database_file, ensure_private_dir
+from engine.request import AskOptions
 from engine.router import Route, Router, is_remote, is_trusted
 from engine.structured import InvalidOutputError, check_schema
 from engine.summaries import Summaries
@@ -157,6 +158,19 @@ class Engine:
 
             await asyncio.to_thread(Embedder().embed, ["warm up"])
 
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        """Unit-length vectors of `texts` from the local embedding model, the one the index uses
+        (`embedding_model`), in a worker thread (the HTTP API's /v1/embeddings)."""
+        from memory.embedder import Embedder
+
+        return await asyncio.to_thread(Embedder().embed, texts)
+
+    @property
+    def embedding_model(self) -> str:
+        from memory.embedder import MODEL_NAME
+
+        return MODEL_NAME
+
     async def _db(self, method: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(method, *args)
 
@@ -272,7 +286,7 @@ class Engine:
     async def ask(
         self, question: str, conversation_id: int | None = None, backend: str | None = None,
         regenerate: bool = False, json_schema: dict | None = None, incognito: bool | None = None,
-        confirm: Confirm | None = None,
+        confirm: Confirm | None = None, options: AskOptions | None = None,
     ) -> AsyncIterator[Event]:
         """Answer `question`, continuing `conversation_id` or starting a new conversation.
 
@@ -289,6 +303,8 @@ class Engine:
         choice saved with it). Older turns that no longer fit are summarized after the answer.
         When tools are on (`tool_calling`), the model may call them first; `confirm(tool,
         arguments)` asks the user before a tool with side effects runs (without it, they never do).
+        `options` override the sampling settings and the system prompt for this answer only, and
+        may keep the folders, memories and tools out of it (the HTTP API's requests).
         """
         await self.summaries.wait(conversation_id)
         trace = Trace()
@@ -305,8 +321,8 @@ class Engine:
             templates = await asyncio.to_thread(self._templates, turn.system_name)
 
         settings = self.settings
-        params = SamplingParams(settings.max_tokens, settings.temperature, settings.top_p, settings.seed,
-                                check_schema(json_schema) if json_schema is not None else None)
+        turn.options = options = options or AskOptions()
+        params = options.sampling(settings, check_schema(json_schema) if json_schema is not None else None)
         result = StreamResult()
         pieces: list[str] = []
         first_at = last_at = None
@@ -323,16 +339,17 @@ class Engine:
         draft = _Draft(store, conversation_id, enabled=settings.log_content)
         try:
             with trace.span("memory recall") as span:  # embeds the question only when there are memories
-                recalled, notes = await self._recall(question)
+                recalled, notes = await self._recall(question) if options.knowledge else ([], [])
                 span.attrs["memories"] = [m.id for m in recalled]
             turn.memories = recalled
             turn.question = _with_memories(question, recalled, templates[2])
             turn.notices += notes
-            tools = await self.tool_loop.tools_for(router.primary(preferred), json_schema)
+            tools = await self.tool_loop.tools_for(router.primary(preferred), json_schema) \
+                if options.knowledge else {}
             # Regenerating skips the lookup, and its answer replaces the entry; tool results vary.
             # Looked up before retrieval: a repeated question is answered without embedding it
             # (seconds on a busy CPU), since the key holds the folders' version, not what was found.
-            if self._cacheable() and not tools:
+            if self._cacheable(params) and not tools:
                 with trace.span("cache lookup") as span:
                     context_key = await self._cache_context(router.primary(preferred), turn, params,
                                                             templates)
@@ -347,7 +364,8 @@ class Engine:
             untrusted_history = None
             if not hit:
                 with trace.span("retrieval") as span:
-                    passages = await self._search(question, conversation_id, span.attrs)
+                    passages = await self._search(question, conversation_id, span.attrs) \
+                        if options.knowledge else []
                 # What earlier turns left in the history: a private folder's words (then untrusted
                 # backends may not see it), text that is not the user's (then no side effects).
                 if history or turn.summary:
@@ -611,9 +629,9 @@ class Engine:
             log.warning("memory proposals failed: %s", exc)
             return []
 
-    def _cacheable(self) -> bool:
+    def _cacheable(self, params: SamplingParams) -> bool:
         s = self.settings
-        return s.cache and s.log_content and (s.temperature == 0 or s.cache_nondeterministic)
+        return s.cache and s.log_content and (params.temperature == 0 or s.cache_nondeterministic)
 
     async def _cache_context(
         self, backend: Backend, turn: _Turn, params: SamplingParams, templates: tuple[prompts.Template, ...],
@@ -635,11 +653,13 @@ class Engine:
         payload = {
             "backend": backend.name, "model": model, "n_ctx": backend.n_ctx,
             "template": [t.version for t in templates],
-            "params": [params.max_tokens, params.temperature, params.top_p, params.seed, params.json_schema],
+            "params": [params.max_tokens, params.temperature, params.top_p, params.seed, params.json_schema,
+                       *([list(params.stop)] if params.stop else [])],
+            **({"system": turn.options.system} if turn.options.system is not None else {}),
             "history": turn.history,
             "summary": turn.summary,
             "memories": [m.text for m in turn.memories],
-            "index": await self._index_state(turn.conversation_id),
+            "index": await self._index_state(turn.conversation_id) if turn.options.knowledge else [],
             "retrieval": [self.settings.rag_top_k, self.settings.rag_min_similarity,
                           self.settings.sources_placement],
         }
@@ -747,7 +767,7 @@ class Engine:
         """Fit the prompt: older turns give way first, then the least relevant sources, and only
         then is the question shortened. A summary of older turns follows the system prompt; the
         sources go after it or right before the question (`sources_placement`)."""
-        system = templates[0].text
+        system = templates[0].text if turn.options.system is None else turn.options.system
         if turn.summary:
             system = f"{system}\n\n{templates[3].text.strip()}\n{turn.summary}"
         while True:
@@ -757,7 +777,8 @@ class Engine:
             elif passages:  # a keyword only when used: plugin backends may predate it
                 extra = {"sources": sources_message(passages, templates[1].text)}
             try:
-                fitted = await backend.fit(prompt, turn.history, turn.question, self.settings.max_tokens,
+                fitted = await backend.fit(prompt, turn.history, turn.question,
+                                           turn.options.max_tokens or self.settings.max_tokens,
                                            **extra)
             except ContextOverflowError:
                 if not passages:
@@ -1033,6 +1054,7 @@ class _Turn:
     summarized: int = 0  # messages the summary stands for
     memories: list[Recalled] = field(default_factory=list)  # recalled for this question
     notices: list[str] = field(default_factory=list)
+    options: AskOptions = field(default_factory=AskOptions)
 
 
 def _with_memories(question: str, recalled: list[Recalled], heading: prompts.Template) -> str:

@@ -26,6 +26,7 @@ class SamplingParams:
     seed: int | None
     json_schema: dict | None = None  # structured output: the answer must be JSON of this schema
     tools: list[dict] | None = None  # OpenAI `tools` the model may call instead of answering
+    stop: tuple[str, ...] = ()  # the answer ends before the first of these (not included)
 
 
 @dataclass

@@ -354,6 +354,7 @@ class LocalBackend:
                     temperature=params.temperature,
                     top_p=params.top_p,
                     seed=params.seed,
+                    stop=list(params.stop) or None,
                     # A JSON schema becomes a llama.cpp grammar: the model can only write valid JSON.
                     response_format={"type": "json_object", "schema": params.json_schema}
                     if params.json_schema else None,

@@ -125,6 +125,8 @@ class OpenAICompatibleBackend:
         }
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.stop:
+            body["stop"] = list(params.stop)
         if params.tools:
             body["tools"], body["tool_choice"] = params.tools, "auto"
         if params.json_schema:

@@ -1,0 +1,68 @@
+"""`assistant serve`, `assistant mcp` and `assistant web`: the assistant for other programs and a
+browser. Their servers are imported only when the command runs."""
+
+from __future__ import annotations
+
+import click
+
+from engine import AssistantError, Engine, load_settings
+
+
+def _settings(model: str | None):  # noqa: ANN202 - engine.Settings
+    try:
+        return load_settings().replace(model=model)
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Any but a loopback address needs a token.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port (0: any free one, printed at start).")
+@click.option("--token", envvar="ASSISTANT_SERVE_TOKEN", show_envvar=True,
+              help="Clients must send `Authorization: Bearer TOKEN` (prefer the variable: ps shows options).")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1),
+              help="Answers generated at once.")
+@click.option("--queue", default=16, show_default=True, type=click.IntRange(0),
+              help="Requests that may wait for a turn; more are refused with 429 and Retry-After.")
+@click.option("--max-body-kb", default=1024, show_default=True, type=click.IntRange(1),
+              help="Largest request body (413 beyond).")
+@click.option("--max-prompt-chars", default=100_000, show_default=True, type=click.IntRange(1),
+              help="Most characters in a request's messages (400 beyond).")
+@click.option("--cors-origin", "cors_origins", multiple=True,
+              help="Allow browser pages from this origin (repeatable). None: no CORS headers.")
+@click.option("--quiet", is_flag=True, help="No line per request.")
+@click.option("--model", "-m", help="GGUF file path, or a model name in models_dir.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, token: str | None, concurrency: int, queue: int,
+          max_body_kb: int, max_prompt_chars: int, cors_origins: tuple[str, ...], quiet: bool,
+          model: str | None) -> None:
+    """An OpenAI-compatible HTTP API: /v1/chat/completions, /v1/models, /v1/embeddings.
+
+    \b
+    assistant serve                         # http://127.0.0.1:8000/v1
+    curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
+      -d '{"model": "assistant", "messages": [{"role": "user", "content": "Hi"}]}'
+
+    Model `assistant` answers from the model alone; `assistant-rag` also uses your indexed
+    folders and memory and lists its sources. Every answer is logged like one typed in the app.
+    Details: docs/serve.md.
+    """
+    from app.serve import ServeOptions
+    from app.serve import serve as run
+
+    options = ServeOptions(host=host, port=port, token=token or None, concurrency=concurrency, queue=queue,
+                           max_body_bytes=max_body_kb * 1024, max_prompt_chars=max_prompt_chars,
+                           cors_origins=cors_origins, access_log=not quiet)
+    try:
+        options.check()
+        engine = Engine(_settings(model or (ctx.obj or {}).get("model")))
+
+        def announce(url: str) -> None:
+            guard = "Bearer token required" if token else "no token (loopback only)"
+            click.echo(f"Serving {engine.backend.model_name} on {url} ({guard}); Ctrl-C stops.", err=True)
+
+        run(engine, options, announce)
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,74 @@
+"""`assistant serve` as a real process on 127.0.0.1 (any free port), for the tests and
+bench/bench_serve.py: started in its own data folder, stopped with SIGINT as Ctrl-C would."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ServeProcess:
+    def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> None:
+        self.home, self.args, self.timeout = home, args, timeout
+        self.env = {**os.environ, "ASSISTANT_HOME": str(home), "HF_HUB_OFFLINE": "1",
+                    "ANONYMIZED_TELEMETRY": "False", **(env or {})}
+        self.url = ""  # http://127.0.0.1:PORT/v1
+        self.log = home / "serve.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ServeProcess:
+        self.home.mkdir(parents=True, exist_ok=True)
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "app", "serve", "--port", "0", *self.args],
+                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.timeout
+        while not self.url:
+            found = re.search(r"on (http://\S+/v1)", self.output())
+            if found:
+                self.url = found.group(1)
+            elif self.process.poll() is not None:
+                raise RuntimeError(f"assistant serve exited with {self.process.returncode}:\n{self.output()}")
+            elif time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError(f"assistant serve did not start:\n{self.output()}")
+            else:
+                time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    @property
+    def base(self) -> str:
+        return self.url.removesuffix("/v1")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def rss_mb(self) -> float:
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmRSS")
+
+    def rows(self, sql: str, *args: Any) -> list[tuple]:
+        """Read the server's database (WAL: readers never block it)."""
+        with sqlite3.connect(self.home / "assistant.db", timeout=10) as db:
+            return db.execute(sql, args).fetchall()
