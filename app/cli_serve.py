@@ -66,3 +66,26 @@ def serve(ctx: click.Context, host: str, port: int, token: str | None, concurren
         run(engine, options, announce)
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@click.command("mcp")
+@click.pass_context
+def mcp_command(ctx: click.Context) -> None:
+    """Your indexed folders and memory as MCP tools over stdio, for agents.
+
+    \b
+    Tools: search_folders, read_passage, search_memory (read-only); with
+    `mcp_writes = true` in the config file also remember and index_folder.
+    An agent starts it itself; its config: docs/serve.md.
+    """
+    try:
+        import mcp  # noqa: F401
+    except ImportError as exc:
+        raise click.ClickException("The MCP server needs the `mcp` package: pipx inject assistant mcp "
+                                   "(or pip install 'assistant[mcp]').") from exc
+    from app.mcp_server import run
+
+    try:
+        run(_settings((ctx.obj or {}).get("model")))
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -262,6 +262,10 @@ class Settings:
         "Unset: no judge (`--judge` picks one for a run).",
         None,
     )
+    mcp_writes: bool = _doc(
+        "`assistant mcp` also offers agents tools that change things: remember a fact, index a folder. "
+        "Off: its tools only read.", False
+    )
     providers: dict[str, Provider] = field(
         default_factory=dict,
         metadata={"doc": "OpenAI-compatible servers, one `[providers.NAME]` table each (below)."},

@@ -5,12 +5,14 @@ Blocking throughout (Chroma, torch, SQLite): callers on an event loop use a thre
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from engine.config import Settings
+from engine.errors import NotFoundError
 from engine.paths import data_dir, ensure_private_dir
 from memory.corpus import Corpus
 from memory.embedder import Embedder
@@ -129,6 +131,32 @@ class Knowledge:
         return retrieve(self.corpus, self.vectors, self.embedder, question, folder_ids,
                         k=self.settings.rag_top_k, min_similarity=self.settings.rag_min_similarity,
                         attrs=attrs)
+
+    def indexed_file(self, requested: str) -> Path:
+        """The file `requested` names (absolute, or relative to an indexed folder), only if the
+        index holds it: what the index skipped or never saw (.env, git-ignored, binary, outside
+        every folder) is refused, and so is a file whose links now lead out of its folder. For
+        tools that read around a passage; a NotFoundError says why not."""
+        given = Path(requested).expanduser()
+        if not requested.strip():
+            raise NotFoundError("No path was given.", hint="Use a path from a search result.")
+        for folder in self.corpus.folders():
+            root = Path(folder["path"])
+            # abspath: ".." is resolved in the text, links are not (they are checked below).
+            asked = Path(os.path.abspath(given if given.is_absolute() else root / given))
+            if not asked.is_relative_to(root):
+                continue
+            row = self.corpus.files(folder["id"]).get(asked.relative_to(root).as_posix())
+            if row is None or row["state"] != "indexed":
+                why = f" (skipped: {row['reason']})" if row is not None and row["reason"] else ""
+                raise NotFoundError(f"{requested} is not in the index{why}: only indexed files are read.",
+                                    hint="Use a path from a search result.")
+            real = asked.resolve()
+            if not real.is_relative_to(root.resolve()):
+                raise NotFoundError(f"{requested} leads outside its indexed folder (a symbolic link).")
+            return real
+        raise NotFoundError(f"{requested} is not inside an indexed folder.",
+                            hint="`assistant folders` lists them; use a path from a search result.")
 
     def passages(self, chunk_ids: list[int]) -> list[Passage]:
         """Passages for chunk ids recorded on a response, in that order (deleted ones left out)."""

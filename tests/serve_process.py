@@ -3,6 +3,7 @@ bench/bench_serve.py: started in its own data folder, stopped with SIGINT as Ctr
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -14,6 +15,35 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+FACT = "My cat Miso is orange and sleeps on the radiator every afternoon."
+MEMORY = "The user's favourite colour is teal."
+
+
+def prepare_home(home: Path, notes: Path) -> None:
+    """A data folder with an indexed folder (notes/pets.md holds FACT on line 5) and one long-term
+    memory, made in this process before a server starts on it."""
+    from engine import Engine, load_settings
+
+    notes.mkdir(parents=True, exist_ok=True)
+    (notes / "pets.md").write_text(f"# Pets\n\nSome words first.\n\n{FACT}\n\nThe dog Rex likes the park.\n")
+    saved = os.environ.get("ASSISTANT_HOME")
+    os.environ["ASSISTANT_HOME"] = str(home)  # settings and paths of that data folder
+
+    async def run() -> None:
+        engine = Engine(load_settings(), database=home / "assistant.db")
+        try:
+            await asyncio.to_thread((await engine.knowledge()).index, notes)
+            await engine.memories.add(MEMORY)
+        finally:
+            await engine.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        if saved is None:
+            os.environ.pop("ASSISTANT_HOME")
+        else:
+            os.environ["ASSISTANT_HOME"] = saved
 
 
 class ServeProcess:

@@ -20,42 +20,17 @@ import openai
 import pytest
 
 from engine import Engine, load_settings
-from tests.serve_process import ROOT, ServeProcess
+from tests.serve_process import FACT, MEMORY, ROOT, ServeProcess, prepare_home
 
 MAX_BODY_KB = 64
 PROMPT_LIMIT = 20_000
 QUEUE = 4
-FACT = "My cat Miso is orange and sleeps on the radiator every afternoon."
-
-
-def _prepare(home: Path, notes: Path) -> None:
-    """An indexed folder and a long-term memory in the server's data folder, before it starts."""
-    notes.mkdir(parents=True)
-    (notes / "pets.md").write_text(f"# Pets\n\nSome words first.\n\n{FACT}\n\nThe dog Rex likes the park.\n")
-
-    async def run() -> None:
-        engine = Engine(load_settings(), database=home / "assistant.db")
-        try:
-            await asyncio.to_thread((await engine.knowledge()).index, notes)
-            await engine.memories.add("The user's favourite colour is teal.")
-        finally:
-            await engine.close()
-
-    asyncio.run(run())
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("serve") / "home"
-    saved = os.environ.get("ASSISTANT_HOME")
-    os.environ["ASSISTANT_HOME"] = str(home)  # the function-scoped `home` fixture is not set up yet
-    try:
-        _prepare(home, home.parent / "notes")
-    finally:
-        if saved is None:
-            os.environ.pop("ASSISTANT_HOME")
-        else:
-            os.environ["ASSISTANT_HOME"] = saved
+    prepare_home(home, home.parent / "notes")
     env = {"ASSISTANT_TEMPERATURE": "0", "ASSISTANT_SEED": "42", "ASSISTANT_MAX_TOKENS": "16"}
     with ServeProcess(home, "--queue", str(QUEUE), "--max-body-kb", str(MAX_BODY_KB),
                       "--max-prompt-chars", str(PROMPT_LIMIT), env=env) as process:
@@ -216,7 +191,7 @@ def test_assistant_rag_answers_from_the_folders_and_memory_with_sources(client: 
         model="assistant-rag", messages=[{"role": "user", "content": "What is my favourite colour?"}],
         max_tokens=8)
     memories = colour.model_extra["assistant"]["memories"]
-    assert [m["text"] for m in memories] == ["The user's favourite colour is teal."]
+    assert [m["text"] for m in memories] == [MEMORY]
     # The same question to the plain model: no folders, no memories.
     plain = client.chat.completions.create(
         model="assistant", messages=[{"role": "user", "content": "Where does my cat Miso sleep?"}], max_tokens=4)
