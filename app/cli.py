@@ -847,9 +847,9 @@ def restore(source: Path, yes: bool, rebuild: bool) -> None:
 def _register_commands() -> None:
     from app.cli_eval import eval_group
     from app.cli_memory import fork, import_conversations, memory
-    from app.cli_serve import mcp_command, serve
+    from app.cli_serve import mcp_command, serve, web
 
-    for command in (memory, fork, import_conversations, eval_group, serve, mcp_command):
+    for command in (memory, fork, import_conversations, eval_group, serve, mcp_command, web):
         main.add_command(command)
 
 

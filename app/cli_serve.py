@@ -89,3 +89,29 @@ def mcp_command(ctx: click.Context) -> None:
         run(_settings((ctx.obj or {}).get("model")))
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Any but a loopback address needs a token.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              help="Port (0: any free one, printed at start).")
+@click.option("--token", envvar="ASSISTANT_WEB_TOKEN", show_envvar=True,
+              help="Needed in the URL once (/?token=...), then kept in a cookie.")
+@click.option("--public-url", help="The address browsers use, when it is not http://HOST:PORT.")
+@click.option("--model", "-m", help="GGUF file path, or a model name in models_dir.")
+@click.pass_context
+def web(ctx: click.Context, host: str, port: int, token: str | None, public_url: str | None,
+        model: str | None) -> None:
+    """The chat app in a browser (textual-serve): each tab runs its own app.
+
+    \b
+    assistant web        # then open http://127.0.0.1:8080/
+    """
+    from app.web import serve as run
+
+    try:
+        run(model or (ctx.obj or {}).get("model"), host, port, token or None,
+            lambda url: click.echo(f"The chat app is at {url} ; Ctrl-C stops.", err=True), public_url)
+    except AssistantError as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -47,6 +47,9 @@ def prepare_home(home: Path, notes: Path) -> None:
 
 
 class ServeProcess:
+    command = "serve"
+    announced = re.compile(r"on (http://\S+/v1)")  # the line printed once it is ready
+
     def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> None:
         self.home, self.args, self.timeout = home, args, timeout
         self.env = {**os.environ, "ASSISTANT_HOME": str(home), "HF_HUB_OFFLINE": "1",
@@ -59,18 +62,18 @@ class ServeProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "app", "serve", "--port", "0", *self.args],
+                [sys.executable, "-m", "app", self.command, "--port", "0", *self.args],
                 cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.timeout
         while not self.url:
-            found = re.search(r"on (http://\S+/v1)", self.output())
+            found = self.announced.search(self.output())
             if found:
                 self.url = found.group(1)
             elif self.process.poll() is not None:
-                raise RuntimeError(f"assistant serve exited with {self.process.returncode}:\n{self.output()}")
+                raise RuntimeError(f"assistant {self.command} exited with {self.process.returncode}:\n{self.output()}")
             elif time.monotonic() > deadline:
                 self.__exit__()
-                raise RuntimeError(f"assistant serve did not start:\n{self.output()}")
+                raise RuntimeError(f"assistant {self.command} did not start:\n{self.output()}")
             else:
                 time.sleep(0.05)
         return self
@@ -102,3 +105,10 @@ class ServeProcess:
         """Read the server's database (WAL: readers never block it)."""
         with sqlite3.connect(self.home / "assistant.db", timeout=10) as db:
             return db.execute(sql, args).fetchall()
+
+
+class WebProcess(ServeProcess):
+    """`assistant web`: `url` is the page to open (http://127.0.0.1:PORT/)."""
+
+    command = "web"
+    announced = re.compile(r"at (http://\S+/)")
