@@ -171,7 +171,7 @@ def test_broken_template_is_a_regression_and_compare_exits_non_zero(home: Path, 
     assert {c["case_id"] for c in report["worse"]} == {"weight", "heron"}
     assert report["failures"] and any(d["metric"] == "hit" and d["change"] == -1.0 for d in report["deltas"])
     text = run("eval", "compare", "1", "2", check=False).stdout
-    assert "2 case(s) got worse" in text
+    assert "2 cases got worse" in text
     report_text = run("eval", "report", "latest", "--against", "main").stdout
     assert "Change in each score, run 1 to run 2" in report_text and "## Cases that got worse" in report_text
     with EvalHistory() as history:
