@@ -1,5 +1,6 @@
-"""`assistant serve` as a real process on 127.0.0.1 (any free port), for the tests and
-bench/bench_serve.py: started in its own data folder, stopped with SIGINT as Ctrl-C would."""
+"""`assistant serve` and `assistant web` as real processes on 127.0.0.1 (any free port), for the
+tests and bench/bench_serve.py: started in their own data folder, stopped with SIGINT as Ctrl-C
+would; and `prepare_home`, a data folder with an indexed folder and a memory."""
 
 from __future__ import annotations
 

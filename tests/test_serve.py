@@ -383,6 +383,15 @@ def test_another_address_without_a_token_is_refused_before_anything_starts() -> 
     assert busy.returncode == 1 and f"Cannot listen on 127.0.0.1:{port}" in busy.stderr
 
 
+def test_a_model_that_cannot_load_stops_the_server_with_its_reason(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"<html>404</html>" * 8)
+    result = subprocess.run([sys.executable, "-m", "app", "serve", "--port", "0", "--model", str(bad)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and f"{bad} is not a GGUF model" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 async def test_no_cors_headers_unless_an_origin_is_configured() -> None:
     preflight = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_app()), base_url="http://test") as http:
