@@ -401,12 +401,17 @@ class Service:
             self._keep(self.conversations, key, finished.conversation_id, REMEMBERED_CONVERSATIONS)
 
     async def ask(self, chat: ChatRequest) -> AsyncIterator[Any]:
-        conversation_id, question = await self.conversation_for(chat)
-        asking = self.engine.ask(question, conversation_id, json_schema=chat.json_schema,
-                                 incognito=None if chat.options.knowledge else True, options=chat.options)
-        async with contextlib.aclosing(asking) as events:
-            async for event in events:
-                yield event
+        """The engine's events; an error raised before the answer began (a locked database, a
+        full disk) comes as a Failed event too."""
+        try:
+            conversation_id, question = await self.conversation_for(chat)
+            asking = self.engine.ask(question, conversation_id, json_schema=chat.json_schema,
+                                     incognito=None if chat.options.knowledge else True, options=chat.options)
+            async with contextlib.aclosing(asking) as events:
+                async for event in events:
+                    yield event
+        except AssistantError as exc:
+            yield Failed(None, None, exc, "")
 
 
 def _sources(finished: Finished) -> list[dict[str, Any]]:
