@@ -38,7 +38,9 @@ def _textual_serve() -> Any:
 
 def app_command(model: str | None) -> str:
     """The command textual-serve starts for each tab: this `assistant`, with the same Python."""
-    command = [sys.executable, "-m", "app", *(["--model", model] if model else [])]
+    # The standalone build (PyInstaller) is the app itself; otherwise this Python runs the package.
+    program = [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, "-m", "app"]
+    command = [*program, *(["--model", model] if model else [])]
     return shlex.join(command)
 
 
