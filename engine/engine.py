@@ -914,7 +914,9 @@ class Engine:
 
         return await self._db(Transcripts(await self.store()).import_lines, lines, where)
 
-    async def fork(self, conversation_id: int, message_id: int | None = None, number: int | None = None) -> int:
+    async def fork(
+        self, conversation_id: int, message_id: int | None = None, number: int | None = None
+    ) -> int:
         """A copy of the conversation up to `message_id`, or its `number`-th message (1-based, as
         `history -c` shows them); default: all of it. To go on differently."""
         from memory.transcripts import Transcripts
