@@ -47,20 +47,26 @@ async def collect(engine, question: str, conversation: int | None = None, regene
     return events, (time.perf_counter() - start) * 1000
 
 
+async def hits_and_fresh(engine, question: str, rounds: int) -> tuple[list[float], list[float]]:
+    """Interleaved: the question answered from the cache, then generated anew (`regenerate`)."""
+    hits, fresh = [], []
+    for _ in range(rounds):
+        events, ms = await collect(engine, question)
+        assert events[-1].cached_from, "expected a cache hit"
+        hits.append(ms)
+        events, ms = await collect(engine, question, regenerate=True)
+        assert not events[-1].cached_from
+        fresh.append(ms)
+    return hits, fresh
+
+
 async def run(rounds: int) -> dict:
     from engine import Engine, load_settings
 
     base = load_settings().replace(temperature=0.0, seed=42, max_tokens=24)
     engine = Engine(base)
     await collect(engine, QUESTION)  # the entry, and the model loaded
-    hits, fresh = [], []
-    for _ in range(rounds):
-        events, ms = await collect(engine, QUESTION)
-        assert events[-1].cached_from, "expected a cache hit"
-        hits.append(ms)
-        events, ms = await collect(engine, QUESTION, regenerate=True)
-        assert not events[-1].cached_from
-        fresh.append(ms)
+    hits, fresh = await hits_and_fresh(engine, QUESTION, rounds)
     await engine.close()
 
     reuse, cold, history_tokens = [], [], []
@@ -90,13 +96,7 @@ async def run_rag(base, rounds: int) -> dict:
     await asyncio.to_thread(knowledge.index, CORPUS)
     first, _ = await collect(engine, RAG_QUESTION)
     assert first[-1].sources, "expected sources from the corpus"
-    hits, fresh = [], []
-    for _ in range(rounds):
-        events, ms = await collect(engine, RAG_QUESTION)
-        assert events[-1].cached_from, "expected a cache hit"
-        hits.append(ms)
-        events, ms = await collect(engine, RAG_QUESTION, regenerate=True)
-        fresh.append(ms)
+    hits, fresh = await hits_and_fresh(engine, RAG_QUESTION, rounds)
     await engine.close()
     return {"rag_hits": hits, "rag_fresh": fresh}
 
