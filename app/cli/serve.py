@@ -3,25 +3,38 @@ browser. Their servers are imported only when the command runs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
-from engine import AssistantError, Engine, load_settings
+from app.cli.common import get_settings
+from engine import AssistantError, Engine
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _settings(model: str | None):  # noqa: ANN202 - engine.Settings
-    try:
-        return load_settings().replace(model=model)
-    except AssistantError as exc:
-        raise click.ClickException(str(exc)) from exc
+def listening(port: int, token_variable: str, token_help: str) -> Callable[[F], F]:
+    """--host, --port and --token, as `serve` and `web` take them (each with its own port and variable)."""
+    options = [
+        click.option("--host", default="127.0.0.1", show_default=True,
+                     help="Address to listen on. Any but a loopback address needs a token."),
+        click.option("--port", default=port, show_default=True, type=click.IntRange(0, 65535),
+                     help="Port (0: any free one, printed at start)."),
+        click.option("--token", envvar=token_variable, show_envvar=True, help=token_help),
+    ]
+
+    def decorate(command: F) -> F:
+        for option in reversed(options):  # the first one listed comes first in --help
+            command = option(command)
+        return command
+
+    return decorate
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. Any but a loopback address needs a token.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
-              help="Port (0: any free one, printed at start).")
-@click.option("--token", envvar="ASSISTANT_SERVE_TOKEN", show_envvar=True,
-              help="Clients must send `Authorization: Bearer TOKEN` (prefer the variable: ps shows options).")
+@listening(8000, "ASSISTANT_SERVE_TOKEN",
+           "Clients must send `Authorization: Bearer TOKEN` (prefer the variable: ps shows options).")
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1),
               help="Answers generated at once.")
 @click.option("--queue", default=16, show_default=True, type=click.IntRange(0),
@@ -57,7 +70,7 @@ def serve(ctx: click.Context, host: str, port: int, token: str | None, concurren
                            cors_origins=cors_origins, access_log=not quiet)
     try:
         options.check()
-        engine = Engine(_settings(model or (ctx.obj or {}).get("model")))
+        engine = Engine(get_settings(model=model or (ctx.obj or {}).get("model")))
 
         def announce(url: str) -> None:
             guard = "Bearer token required" if token else "no token (loopback only)"
@@ -86,18 +99,13 @@ def mcp_command(ctx: click.Context) -> None:
     from app.mcp_server import run
 
     try:
-        run(_settings((ctx.obj or {}).get("model")))
+        run(get_settings(model=(ctx.obj or {}).get("model")))
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. Any but a loopback address needs a token.")
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
-              help="Port (0: any free one, printed at start).")
-@click.option("--token", envvar="ASSISTANT_WEB_TOKEN", show_envvar=True,
-              help="Needed in the URL once (/?token=...), then kept in a cookie.")
+@listening(8080, "ASSISTANT_WEB_TOKEN", "Needed in the URL once (/?token=...), then kept in a cookie.")
 @click.option("--public-url", help="The address browsers use, when it is not http://HOST:PORT.")
 @click.option("--model", "-m", help="GGUF file path, or a model name in models_dir.")
 @click.pass_context
@@ -115,3 +123,6 @@ def web(ctx: click.Context, host: str, port: int, token: str | None, public_url:
             lambda url: click.echo(f"The chat app is at {url} ; Ctrl-C stops.", err=True), public_url)
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+COMMANDS = [serve, mcp_command, web]

@@ -1,34 +1,15 @@
-"""`assistant memory ...`, `assistant fork`, `assistant import` and `export conversations`."""
+"""`assistant memory ...`: long-term memories, listed, searched, edited, proposed, exported."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from app.cli import _run, _settings, counted
-from engine import AssistantError, Engine
-
-T = TypeVar("T")
-
-
-def _with_engine(work: Callable[[Engine], Awaitable[T]]) -> T:
-    """Run `work` with an engine (no model is loaded), and turn our errors into clean exits."""
-
-    async def run() -> T:
-        engine = Engine(_settings())
-        try:
-            return await work(engine)
-        finally:
-            await engine.close()
-
-    try:
-        return _run(run())
-    except AssistantError as exc:
-        raise click.ClickException(str(exc)) from exc
+from app.cli.common import counted, get_settings, read_lines, with_engine, write_lines
+from engine import Engine
 
 
 def _source(memory: dict[str, Any]) -> str:
@@ -86,7 +67,7 @@ def memory() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_memories(as_json: bool) -> None:
     """Every memory: pinned first, then the newest."""
-    memories = _with_engine(lambda e: e.memories.all())
+    memories = with_engine(lambda e: e.memories.all())
     if as_json:
         click.echo(json.dumps(memories, indent=2, ensure_ascii=False))
     elif not memories:
@@ -106,13 +87,13 @@ def search(query: str, limit: int, min_similarity: float | None, as_json: bool) 
     # The floor recall uses (memory_threshold, 0.3), measured with the embedding model: a query
     # about a memory scored 0.36-0.73 with it, an unrelated one at most 0.26 with any memory; the
     # nearest memory came back at 0.02 for a query about nothing stored, and was listed.
-    floor = _settings().memory_threshold if min_similarity is None else min_similarity
+    floor = get_settings().memory_threshold if min_similarity is None else min_similarity
 
     async def work(engine: Engine) -> tuple[list[dict[str, Any]], bool]:
         found = await engine.memories.search(query, limit)
         return [m for m in found if m["score"] >= floor], bool(found) or bool(await engine.memories.all())
 
-    found, any_memory = _with_engine(work)
+    found, any_memory = with_engine(work)
     if as_json:
         click.echo(json.dumps(found, indent=2, ensure_ascii=False))
     elif not any_memory:
@@ -131,7 +112,7 @@ def search(query: str, limit: int, min_similarity: float | None, as_json: bool) 
 @click.option("--pin", is_flag=True, help="Recall it for every question.")
 def add(text: str, kind: str, pin: bool) -> None:
     """Remember TEXT."""
-    saved = _with_engine(lambda e: e.memories.add(text, kind, pinned=pin))
+    saved = with_engine(lambda e: e.memories.add(text, kind, pinned=pin))
     click.echo(f"Remembered #{saved['id']}: {saved['text']}")
 
 
@@ -142,7 +123,7 @@ def add(text: str, kind: str, pin: bool) -> None:
 @click.option("--pin/--unpin", default=None, help="Recall it for every question, or not.")
 def edit(memory_id: int, text: str | None, kind: str | None, pin: bool | None) -> None:
     """Change a memory's text, kind or pin."""
-    saved = _with_engine(lambda e: e.memories.edit(memory_id, text, kind, pin))
+    saved = with_engine(lambda e: e.memories.edit(memory_id, text, kind, pin))
     click.echo(f"#{saved['id']} ({saved['kind']}{', pinned' if saved['pinned'] else ''}): {saved['text']}")
 
 
@@ -150,7 +131,7 @@ def edit(memory_id: int, text: str | None, kind: str | None, pin: bool | None) -
 @click.argument("memory_id", type=int)
 def forget(memory_id: int) -> None:
     """Forget a memory (removed from the database and the vector store)."""
-    gone = _with_engine(lambda e: e.memories.forget(memory_id))
+    gone = with_engine(lambda e: e.memories.forget(memory_id))
     click.echo(f"Forgot #{memory_id}: {gone['text']}")
 
 
@@ -158,7 +139,7 @@ def forget(memory_id: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def proposals(as_json: bool) -> None:
     """Memories proposed from what you said, waiting for a yes or no."""
-    pending = _with_engine(lambda e: e.memories.proposals())
+    pending = with_engine(lambda e: e.memories.proposals())
     if as_json:
         click.echo(json.dumps(pending, indent=2, ensure_ascii=False))
         return
@@ -173,7 +154,7 @@ def proposals(as_json: bool) -> None:
 @click.option("--text", help="Save it with this text instead.")
 def accept(proposal_id: int, text: str | None) -> None:
     """Save a proposal as a memory."""
-    saved = _with_engine(lambda e: e.memories.accept(proposal_id, text))
+    saved = with_engine(lambda e: e.memories.accept(proposal_id, text))
     click.echo(f"Remembered #{saved['id']}: {saved['text']}")
 
 
@@ -181,7 +162,7 @@ def accept(proposal_id: int, text: str | None) -> None:
 @click.argument("proposal_id", type=int)
 def reject(proposal_id: int) -> None:
     """Drop a proposal (the same text is not proposed again)."""
-    _with_engine(lambda e: e.memories.reject(proposal_id))
+    with_engine(lambda e: e.memories.reject(proposal_id))
     click.echo(f"Rejected proposal {proposal_id}.")
 
 
@@ -189,8 +170,8 @@ def reject(proposal_id: int) -> None:
 @click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
 def export_memories(output: Path) -> None:
     """Write every memory to OUTPUT as JSONL."""
-    rows = _with_engine(lambda e: e.memories.export())
-    _write_lines(output, [json.dumps(r, ensure_ascii=False) for r in rows])
+    rows = with_engine(lambda e: e.memories.export())
+    write_lines(output, [json.dumps(r, ensure_ascii=False) for r in rows])
     click.echo(f"Wrote {counted(len(rows), 'memory', 'memories')} to {output}.")
 
 
@@ -199,34 +180,34 @@ def export_memories(output: Path) -> None:
 def import_memories(source: Path) -> None:
     """Add the memories of a JSONL export (ones already remembered are skipped)."""
     rows = []
-    for number, line in enumerate(_read_lines(source), 1):
+    for number, line in enumerate(read_lines(source), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise click.ClickException(f"{source}, line {number}, is not JSON: {exc}.") from exc
-    added = _with_engine(lambda e: e.memories.import_rows(rows))
+    added = with_engine(lambda e: e.memories.import_rows(rows))
     click.echo(f"Added {added} of {counted(len(rows), 'memory', 'memories')}.")
 
 
 @memory.command("rebuild")
 def rebuild_memories() -> None:
     """Recreate the memories' vectors from the database."""
-    count = _with_engine(lambda e: e.memories.rebuild())
+    count = with_engine(lambda e: e.memories.rebuild())
     click.echo(f"Re-embedded {counted(count, 'memory', 'memories')}.")
 
 
 @memory.command("on")
 def memory_on() -> None:
     """Recall, propose and save long-term memories (the default)."""
-    _with_engine(lambda e: e.memories.set_enabled(True))
+    with_engine(lambda e: e.memories.set_enabled(True))
     click.echo("Long-term memory is on.")
 
 
 @memory.command("off")
 def memory_off() -> None:
     """Stop recalling, proposing and saving long-term memories (they are kept)."""
-    _with_engine(lambda e: e.memories.set_enabled(False))
+    with_engine(lambda e: e.memories.set_enabled(False))
     click.echo("Long-term memory is off: nothing is recalled, proposed or saved. "
                "`assistant memory on` undoes it.")
 
@@ -239,68 +220,9 @@ def memory_status() -> None:
         return (await engine.memories.enabled(), len(await engine.memories.all()),
                 len(await engine.memories.proposals()))
 
-    on, count, pending = _with_engine(status)
+    on, count, pending = with_engine(status)
     click.echo(f"Long-term memory is {'on' if on else 'off'}: {counted(count, 'memory', 'memories')}, "
                f"{counted(pending, 'proposal')} waiting.")
 
 
-# conversations -----------------------------------------------------------------------------------
-
-
-@click.command()
-@click.argument("conversation_id", type=int)
-@click.option("--at", "number", type=int,
-              help="Keep messages #1 to #N, as numbered by `assistant history -c ID` (default: all).")
-def fork(conversation_id: int, number: int | None) -> None:
-    """Copy a conversation up to a message, to go on from there differently.
-
-    \b
-    assistant history -c 3        # its messages, numbered #1, #2, ...
-    assistant fork 3 --at 2       # a new conversation with messages #1 and #2
-    """
-
-    # Numbers within the conversation, not message ids: those are global and never shown.
-    new_id = _with_engine(lambda e: e.fork(conversation_id, number=number))
-    click.echo(f"Forked conversation {conversation_id} as {new_id}: "
-               f"`assistant ask -c {new_id} \"...\"` goes on.")
-
-
-@click.command("import")
-@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def import_conversations(source: Path) -> None:
-    """Import conversations from a JSONL export (`assistant export conversations`)."""
-    lines = _read_lines(source)
-    done = _with_engine(lambda e: e.import_conversations(lines, str(source)))
-    ids = done.ids
-    which = f" (id {ids[0]})" if len(ids) == 1 else f" (ids {ids[0]}-{ids[-1]})" if ids else ""
-    message = f"{counted(len(ids), 'conversation')} imported{which}"
-    if done.already_there:  # the same file imported twice: nothing is copied again
-        message += f", {len(done.already_there):,} already there"
-    click.echo(message + ".")
-
-
-def export_conversations(settings: Any, output: Path, fmt: str, conversation_ids: list[int]) -> None:
-    from memory.transcripts import to_markdown
-
-    if fmt == "csv":
-        raise click.UsageError("Conversations export as jsonl or markdown.")
-    items = _with_engine(lambda e: e.export_conversations(conversation_ids or None))
-    if fmt == "markdown":
-        _write_lines(output, ["\n\n---\n\n".join(to_markdown(i) for i in items)])
-    else:
-        _write_lines(output, [json.dumps(i, ensure_ascii=False) for i in items])
-    click.echo(f"Wrote {counted(len(items), 'conversation')} to {output}.")
-
-
-def _write_lines(output: Path, lines: list[str]) -> None:
-    try:
-        output.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    except OSError as exc:
-        raise click.ClickException(f"Cannot write {output}: {exc.strerror}.") from exc
-
-
-def _read_lines(source: Path) -> list[str]:
-    try:
-        return source.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.ClickException(f"Cannot read {source}: {exc}.") from exc
+COMMANDS = [memory]

@@ -9,24 +9,9 @@ from typing import Any
 
 import click
 
-from engine import AssistantError, load_settings
+from app.cli.common import get_settings, root_model
+from engine import AssistantError
 from engine.errors import ModelError
-
-
-def _fail(exc: AssistantError) -> click.ClickException:
-    return click.ClickException(str(exc))
-
-
-def _settings(model: str | None = None) -> Any:
-    try:
-        return load_settings().replace(model=model)
-    except AssistantError as exc:
-        raise _fail(exc) from exc
-
-
-def _root_model() -> str | None:
-    obj = click.get_current_context().find_root().obj
-    return obj.get("model") if isinstance(obj, dict) else None
 
 
 def _size(n: int) -> str:
@@ -77,10 +62,10 @@ def list_models(as_json: bool) -> None:
     from engine.models import catalog
 
     try:
-        settings = _settings(_root_model())
+        settings = get_settings(model=root_model())
         rows = catalog(settings.model, settings.models_dir)
     except AssistantError as exc:
-        raise _fail(exc) from exc
+        raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -137,7 +122,7 @@ def add(path: Path, name: str | None, copy: bool, make_default: bool) -> None:
         if make_default:
             registry.use(entry.name)
     except AssistantError as exc:
-        raise _fail(exc) from exc
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"Registered {entry.name}: {info.architecture}, {_params(info.parameter_count)} parameters, "
                f"{info.quantization}, context {info.context_length}, {_size(info.file_size)}.")
     _after_register(entry.name, make_default)
@@ -153,7 +138,7 @@ def _after_register(name: str, made_default: bool) -> None:
 
 
 def _warn_if_overridden(name: str) -> None:
-    settings = _settings()
+    settings = get_settings()
     if settings.model:
         click.secho(f"Note: the setting `model = {settings.model!r}` (config file or ASSISTANT_MODEL) "
                     f"wins over this default; remove it to use {name}.", fg="yellow", err=True)
@@ -179,7 +164,7 @@ def pull(source: str, name: str | None, sha256: str | None, make_default: bool) 
         url = expand_source(source)
         label = file_name(url)
     except AssistantError as exc:
-        raise _fail(exc) from exc
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"Downloading {url}", err=True)
     bar = _progress(transient=False)
     tasks: dict[str, Any] = {}
@@ -201,7 +186,7 @@ def pull(source: str, name: str | None, sha256: str | None, make_default: bool) 
                    if arrived[0] else "\nStopped before any of it arrived.", err=True)
         sys.exit(130)
     except AssistantError as exc:
-        raise _fail(exc) from exc
+        raise click.ClickException(str(exc)) from exc
     if pulled.resumed_from:
         click.echo(f"Resumed at {_size(pulled.resumed_from)}.", err=True)
     if pulled.checksum_source:
@@ -215,7 +200,7 @@ def pull(source: str, name: str | None, sha256: str | None, make_default: bool) 
         try:
             Registry().use(pulled.entry.name)
         except AssistantError as exc:
-            raise _fail(exc) from exc
+            raise click.ClickException(str(exc)) from exc
     _after_register(pulled.entry.name, make_default)
 
 
@@ -237,7 +222,7 @@ def remove(name: str, keep_file: bool, yes: bool) -> None:
         was_default = registry.default == name
         _, deleted = registry.remove(name, delete_file=delete)
     except AssistantError as exc:
-        raise _fail(exc) from exc
+        raise click.ClickException(str(exc)) from exc
     where = f"; {entry.path} deleted" if deleted else f"; the file {entry.path} is left where it is"
     click.echo(f"Removed {name}{where}.")
     if was_default:
@@ -258,7 +243,7 @@ def use(name: str) -> None:
         else:
             registry.use(name)
     except AssistantError as exc:
-        raise _fail(exc) from exc
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"{name} is now the default model.")
     _warn_if_overridden(name)
 
@@ -277,14 +262,14 @@ def info(model: str, n_ctx: int | None, as_json: bool) -> None:
     from engine.models import resolve_model
     from engine.registry import Registry, describe
 
-    settings = _settings()
+    settings = get_settings()
     if n_ctx is not None:
         settings = settings.replace(n_ctx=n_ctx, max_tokens=min(settings.max_tokens, n_ctx // 2))
     try:
         path = resolve_model(model, settings.models_dir)
         meta = read_gguf(path)
     except AssistantError as exc:
-        raise _fail(exc) from exc
+        raise click.ClickException(str(exc)) from exc
     entry = Registry().by_path(path)
     shape = ModelShape.from_gguf(meta)
     fit = fit_for(settings, meta, hardware.detect())
@@ -332,3 +317,6 @@ def info(model: str, n_ctx: int | None, as_json: bool) -> None:
     ]
     for key, value in lines:
         click.echo(f"  {key:<16} {value}")
+
+
+COMMANDS = [models]

@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from engine import AssistantError, load_settings
+from app.cli.common import counted, get_settings, open_store
+from engine import AssistantError
 
 # engine.evals is imported by each command, not here: `assistant` starts without it.
 
@@ -98,7 +99,7 @@ def run_command(ctx: click.Context, dataset: Path, model: str | None, backend: s
     try:
         gates = parse_limits(fail_under, "--fail-under"), parse_limits(max_regression, "--max-regression")
         data = load_dataset(dataset)
-        settings = load_settings()
+        settings = get_settings()
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc
     options = Options(model=model or root.get("model"), backend=backend, template=template, folders=folders,
@@ -350,11 +351,9 @@ def from_review_command(output: Path, reviewed_only: bool, append: bool) -> None
     """
     from engine.evals import load_dataset
     from engine.evals.feedback import cases_from_reviews
-    from engine.paths import database_file
-    from memory.store import Store
 
     try:
-        store = Store(database_file())
+        store = open_store()
         try:
             cases = cases_from_reviews(store, reviewed_only)
         finally:
@@ -378,8 +377,6 @@ def from_review_command(output: Path, reviewed_only: bool, append: bool) -> None
         raise click.ClickException(f"Cannot write {output}: {exc.strerror}.") from exc
     skipped = len(cases) - len(new)
     there = f" ({skipped} already there)" if skipped else ""
-    from app.cli import counted  # here: app.cli imports this module when it starts
-
     click.echo(f"Wrote {counted(len(new), 'case')} to {output}{there}.")
     if not cases:
         click.echo("Nothing to turn into cases yet: rate answers down (Ctrl+B, `assistant feedback ID down`) "
@@ -391,3 +388,6 @@ def _write(path: Path, text: str) -> None:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise click.ClickException(f"Cannot write {path}: {exc.strerror}.") from exc
+
+
+COMMANDS = [eval_group]

@@ -1,0 +1,51 @@
+"""The `assistant` command: the chat app by default, and one subcommand per thing to do.
+
+Commands live by topic, each module listing its own in COMMANDS; what they share (settings, running
+a coroutine, errors as clean exits, the log file) is in common.py:
+
+    ask.py            ask
+    conversations.py  history, feedback, fork, import, export, review, trace
+    data.py           index, folders, forget, backup, restore
+    system.py         doctor, backends, stats, prompts, plugins
+    memory.py         memory ...
+    models.py         models ...
+    evals.py          eval ...
+    serve.py          serve, mcp, web
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from app.cli import ask, conversations, data, evals, memory, models, serve, system
+from app.cli.common import get_settings, log_to_file
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="assistant", prog_name="assistant")
+@click.option("--model", "-m", help="GGUF file path, or a model name in models_dir.")
+@click.option("--no-plugins", is_flag=True, help="Start without third-party plugins.")
+@click.pass_context
+def main(ctx: click.Context, model: str | None, no_plugins: bool) -> None:
+    """A local-first AI assistant. With no command, opens the chat app.
+
+    \b
+    Keys in the chat app: Enter sends, Ctrl+J inserts a newline, Esc stops the answer,
+    Ctrl+G / Ctrl+B rate an answer up / down, Ctrl+P opens the command palette.
+    """
+    ctx.obj = {"model": model}
+    if no_plugins:
+        os.environ["ASSISTANT_PLUGINS"] = "0"  # for every settings read in this run
+    log_to_file()
+    if ctx.invoked_subcommand is None:
+        from app.tui import AssistantApp  # Textual is only imported for the TUI
+        from engine import Engine
+
+        AssistantApp(Engine(get_settings(model=model))).run()
+
+
+for _topic in (ask, conversations, data, system, memory, models, evals, serve):
+    for _command in _topic.COMMANDS:
+        main.add_command(_command)
