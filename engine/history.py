@@ -93,6 +93,13 @@ class History:
 
         return await asyncio.to_thread(export)
 
+    async def export_markdown(self, conversation_ids: list[int] | None = None) -> list[str]:
+        """Conversations as Markdown, one text each (`export conversations --format markdown`,
+        the chat's /export): the app gets the text, never the transcript module."""
+        from memory.transcripts import to_markdown
+
+        return [to_markdown(item) for item in await self.export_conversations(conversation_ids)]
+
     async def import_conversations(self, lines: list[str], where: str) -> Imported:
         """New conversations from an export's lines; those already here are skipped (`already_there`)."""
         from memory.transcripts import Transcripts
