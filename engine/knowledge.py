@@ -113,6 +113,18 @@ class Knowledge:
     def folders(self) -> list[dict[str, Any]]:
         return self.corpus.folders()
 
+    def skipped_files(self, folder_id: int) -> list[dict[str, Any]]:
+        """The files of a folder that were skipped or failed, each with its reason."""
+        return self.corpus.skipped_files(folder_id)
+
+    def active_folder_ids(self, conversation_id: int | None) -> list[int]:
+        """The folders this conversation searches."""
+        return self.corpus.active_folder_ids(conversation_id)
+
+    def set_folder_active(self, conversation_id: int, folder_id: int, active: bool) -> None:
+        """Whether this conversation searches the folder (kept per conversation)."""
+        self.corpus.set_folder_active(conversation_id, folder_id, active)
+
     def searchable(self, conversation_id: int | None) -> list[int]:
         """Active folders of the conversation that have chunks; [] means: do not search."""
         active = set(self.corpus.active_folder_ids(conversation_id))
