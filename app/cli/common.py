@@ -61,16 +61,6 @@ def with_engine(work: Callable[[Engine], Awaitable[T]]) -> T:
     return run(run_work())
 
 
-def open_store() -> Any:
-    """The database, for commands that only read and write rows (no model, no event loop)."""
-    from engine.paths import database_file, ensure_private_dir
-    from memory.store import Store
-
-    with user_errors():
-        ensure_private_dir(database_file().parent)
-        return Store(database_file())
-
-
 class _PrivateLogFile(logging.handlers.RotatingFileHandler):
     """Log files readable by the user only (0600), also the ones rotation starts anew."""
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from app.cli.common import counted, get_settings, open_store, read_lines, run, with_engine, write_lines
-from engine import AssistantError, Engine
+from app.cli.common import counted, get_settings, read_lines, run, user_errors, with_engine, write_lines
+from engine import Engine
 from engine.terminal_text import terminal_line, terminal_text
 
 
@@ -29,7 +29,7 @@ def feedback(response_id: int, rating: str, comment: str | None) -> None:
     async def rate() -> None:
         engine = Engine(get_settings())
         try:
-            await engine.rate(response_id, 1 if rating == "up" else -1, comment)
+            await engine.history.rate(response_id, 1 if rating == "up" else -1, comment)
         finally:
             await engine.close()
 
@@ -49,11 +49,11 @@ def history(limit: int, conversation: int | None, search: str | None, as_json: b
         engine = Engine(get_settings())
         try:
             if conversation is not None:
-                await engine.conversation(conversation)  # an unknown id is an error naming it
-                return await engine.messages(conversation)
+                await engine.history.conversation(conversation)  # an unknown id is an error naming it
+                return await engine.history.messages(conversation)
             if search:
-                return await engine.search_conversations(search)
-            return await engine.conversations(limit)
+                return await engine.history.search_conversations(search)
+            return await engine.history.conversations(limit)
         finally:
             await engine.close()
 
@@ -111,33 +111,26 @@ def review(response_id: int | None, better: str | None, done: bool, note: str | 
     assistant review 12 --better "..."     # write the better answer; marks it reviewed
     assistant review 12 --done             # nothing to fix
     """
-    store = open_store()
-    try:
-        if response_id is None:
-            rows = store.reviews(pending=not reviewed)
-            if not rows:
-                click.echo("Nothing to review." if not reviewed else "Nothing reviewed yet.")
-            for row in rows:
-                question = (row["question"] or "").replace("\n", " ")[:70]
-                click.echo(f"{row['response_id']:>6}  {row['reason']:<12} {row['model']:<28} {question}")
-            return
-        if better is not None or done:
-            store.mark_reviewed(response_id, better, note)
-            click.echo(f"Response {response_id} reviewed.")
-            return
-        _show_response(store, response_id)
-    except AssistantError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        store.close()
+    if response_id is None:
+        rows = with_engine(lambda e: e.history.reviews(pending=not reviewed))
+        if not rows:
+            click.echo("Nothing to review." if not reviewed else "Nothing reviewed yet.")
+        for row in rows:
+            question = (row["question"] or "").replace("\n", " ")[:70]
+            click.echo(f"{row['response_id']:>6}  {row['reason']:<12} {row['model']:<28} {question}")
+        return
+    if better is not None or done:
+        with_engine(lambda e: e.history.mark_reviewed(response_id, better, note))
+        click.echo(f"Response {response_id} reviewed.")
+        return
+    _show_response(response_id)
 
 
-def _show_response(store: Any, response_id: int) -> None:
+def _show_response(response_id: int) -> None:
     from app.stats_view import trace_lines
 
-    row = store.response(response_id)
-    question = store.message_text(row["prompt_message_id"])
-    answer = store.message_text(row["message_id"])
+    detail = with_engine(lambda e: e.history.response_detail(response_id))
+    row, question, answer = detail["response"], detail["question"], detail["answer"]
     click.secho(f"Response {response_id} · {row['model']} · {row['backend']} · {row['status']} · "
                 f"{row['created_at'][:19].replace('T', ' ')}", bold=True)
     click.secho("\nQuestion:", bold=True)
@@ -149,7 +142,7 @@ def _show_response(store: Any, response_id: int) -> None:
     if row["retrieved_chunk_ids"]:
         click.echo(f"\nRetrieved chunks: {row['retrieved_chunk_ids']}")
     click.secho("\nTrace:", bold=True)
-    for line in trace_lines(row, store.spans(response_id)):
+    for line in trace_lines(row, detail["spans"]):
         click.echo(line)
 
 
@@ -157,13 +150,7 @@ def _show_response(store: Any, response_id: int) -> None:
 @click.argument("response_id", type=int)
 def trace(response_id: int) -> None:
     """Why was it slow? One answer's steps and inputs: model, template, sources, timings."""
-    store = open_store()
-    try:
-        _show_response(store, response_id)
-    except AssistantError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        store.close()
+    _show_response(response_id)
 
 
 @click.command()
@@ -195,23 +182,16 @@ def export(what: str, output: Path, fmt: str, since: str | None, conversation_id
         return
 
     from engine import prompts
-    from engine.review import fine_tuning_examples, preference_pairs
     from engine.stats import parse_since
 
-    store = open_store()
-    try:
-        # SFT and DPO rows start with the same system message: the one answers are given with.
-        system = prompts.load("system", get_settings()).text if what in ("sft", "dpo") else None
-        if what == "sft":
-            rows = fine_tuning_examples(store, system)
-        elif what == "dpo":
-            rows = preference_pairs(store, system)
+    with user_errors():
+        if what in ("sft", "dpo"):
+            # SFT and DPO rows start with the same system message: the one answers are given with.
+            system = prompts.load("system", get_settings()).text
+            rows = with_engine(lambda e: e.history.training_rows(what, system))
         else:
-            rows = store.responses_since(parse_since(since))
-    except AssistantError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        store.close()
+            after = parse_since(since)
+            rows = with_engine(lambda e: e.history.responses_since(after))
     try:
         with output.open("w", encoding="utf-8", newline="") as fh:
             if fmt == "csv" and what == "responses":
@@ -239,7 +219,7 @@ def fork(conversation_id: int, number: int | None) -> None:
     """
 
     # Numbers within the conversation, not message ids: those are global and never shown.
-    new_id = with_engine(lambda e: e.fork(conversation_id, number=number))
+    new_id = with_engine(lambda e: e.history.fork(conversation_id, number=number))
     click.echo(f"Forked conversation {conversation_id} as {new_id}: "
                f"`assistant ask -c {new_id} \"...\"` goes on.")
 
@@ -249,7 +229,7 @@ def fork(conversation_id: int, number: int | None) -> None:
 def import_conversations(source: Path) -> None:
     """Import conversations from a JSONL export (`assistant export conversations`)."""
     lines = read_lines(source)
-    done = with_engine(lambda e: e.import_conversations(lines, str(source)))
+    done = with_engine(lambda e: e.history.import_conversations(lines, str(source)))
     ids = done.ids
     which = f" (id {ids[0]})" if len(ids) == 1 else f" (ids {ids[0]}-{ids[-1]})" if ids else ""
     message = f"{counted(len(ids), 'conversation')} imported{which}"
@@ -259,14 +239,13 @@ def import_conversations(source: Path) -> None:
 
 
 def export_conversations(output: Path, fmt: str, conversation_ids: list[int]) -> None:
-    from memory.transcripts import to_markdown
-
     if fmt == "csv":
         raise click.UsageError("Conversations export as jsonl or markdown.")
-    items = with_engine(lambda e: e.export_conversations(conversation_ids or None))
     if fmt == "markdown":
-        write_lines(output, ["\n\n---\n\n".join(to_markdown(i) for i in items)])
+        items = with_engine(lambda e: e.history.export_markdown(conversation_ids or None))
+        write_lines(output, ["\n\n---\n\n".join(items)])
     else:
+        items = with_engine(lambda e: e.history.export_conversations(conversation_ids or None))
         write_lines(output, [json.dumps(i, ensure_ascii=False) for i in items])
     click.echo(f"Wrote {counted(len(items), 'conversation')} to {output}.")
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from app.cli.common import counted, get_settings, open_store
+from app.cli.common import counted, get_settings, with_engine
 from engine import AssistantError, Settings
 
 
@@ -89,13 +89,7 @@ def backup(target: Path | None) -> None:
     The vector store is not copied: `assistant restore` rebuilds it from the database.
     """
     target = (target or _backup_name("assistant")).expanduser()
-    store = open_store()
-    try:
-        store.backup(target)
-    except AssistantError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        store.close()
+    with_engine(lambda e: e.history.backup(target))
     click.echo(f"Backed up to {target} ({target.stat().st_size / 1e6:,.1f} MB).")
 
 
@@ -185,6 +179,9 @@ def _report(summary: Any, as_json: bool, watching: bool = False) -> None:
     )
     if summary.resumed_chunks:
         click.echo(f"Resumed an interrupted run: {counted(summary.resumed_chunks, 'chunk')} embedded again.")
+    if getattr(summary, "rechunked", False):
+        click.echo("Chunked every file again: its chunks had been cut by an older version of assistant "
+                   "(now sized so the embedding model reads each one whole).")
     for path, reason in summary.skips[:MAX_SKIPS_SHOWN]:
         click.echo(f"  skipped {path}: {reason}")
     if len(summary.skips) > MAX_SKIPS_SHOWN:
@@ -200,7 +197,7 @@ def folders_command(settings: Settings, *, skipped: bool, as_json: bool) -> None
     rows = knowledge.folders()
     if skipped or as_json:
         for row in rows:
-            row["skipped_files"] = knowledge.corpus.skipped_files(row["id"])
+            row["skipped_files"] = knowledge.skipped_files(row["id"])
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -218,6 +215,9 @@ def folders_command(settings: Settings, *, skipped: bool, as_json: bool) -> None
         table.add_row(text(row["path"]), str(row["files"]), str(row["chunks"]), last, str(row["skipped"]),
                       str(row["failed"]), "yes" if row["watch"] else "", "yes" if row["private"] else "")
     print_table(table, Console())  # whole paths: at 80 columns ~/notes and ~/notes2 were both "~/no…"
+    for path in knowledge.outdated_folders():
+        click.echo(f"{path}: chunked by an older version; `assistant index {path}` cuts it again so the "
+                   "embedding model reads every chunk whole (it embeds the folder again).")
     if skipped:
         for row in rows:
             for item in row["skipped_files"]:

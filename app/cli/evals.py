@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from app.cli.common import counted, get_settings, open_store
+from app.cli.common import counted, get_settings, with_engine
 from engine import AssistantError
 
 # engine.evals is imported by each command, not here: `assistant` starts without it.
@@ -350,16 +350,8 @@ def from_review_command(output: Path, reviewed_only: bool, append: bool) -> None
     along as history. Then: `assistant eval OUTPUT`.
     """
     from engine.evals import load_dataset
-    from engine.evals.feedback import cases_from_reviews
 
-    try:
-        store = open_store()
-        try:
-            cases = cases_from_reviews(store, reviewed_only)
-        finally:
-            store.close()
-    except AssistantError as exc:
-        raise click.ClickException(str(exc)) from exc
+    cases = with_engine(lambda e: e.history.review_cases(reviewed_only))
     if not append and output.exists():
         raise click.ClickException(f"{output} already exists. Add --append to add the new cases to it.")
     known: set[str] = set()

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from app.cli.common import console, get_settings, open_store, run
+from app.cli.common import console, get_settings, run, with_engine
 from engine import AssistantError, Engine
 
 
@@ -105,17 +105,12 @@ def stats(since: str | None, by: str | None, plots: bool, as_json: bool) -> None
     assistant stats --by model --no-plots
     assistant stats --json | jq .overall.ttft_ms
     """
-    from engine import alerts as alerting
     from engine import stats as statistics
 
-    store = open_store()
-    try:
-        result = statistics.compute(store, since, by)
-        found = alerting.check(store, get_settings())
-    except AssistantError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        store.close()
+    async def read(engine: Engine) -> tuple[dict[str, Any], list[Any]]:
+        return await engine.history.stats(since, by), await engine.history.alerts()
+
+    result, found = with_engine(read)
     result["alerts"] = [a.__dict__ for a in found]
     if as_json:
         click.echo(json.dumps(result, indent=2))

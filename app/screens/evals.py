@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
 from app.eval_view import cases_table, compare_table, summary_table, worse_table
-from engine import AssistantError
+from app.screens.base import row_at_cursor, shows_errors
 from engine.evals import EvalHistory
 from engine.evals.metrics import flat
 from engine.evals.report import fmt, score_plot
@@ -74,12 +74,9 @@ class EvalsScreen(Screen):
         return await asyncio.to_thread(getattr(self._history, method), *args)
 
     @work(group="eval-runs", exclusive=True)
+    @shows_errors()
     async def action_refresh(self) -> None:
-        try:
-            self.runs = await self._read("runs", 200)
-        except AssistantError as exc:
-            self.notify(str(exc), severity="error")
-            return
+        self.runs = await self._read("runs", 200)
         table = self.query_one(DataTable)
         table.clear()
         for run in self.runs:
@@ -94,24 +91,18 @@ class EvalsScreen(Screen):
         self.show_selected()
 
     def selected(self) -> dict[str, Any] | None:
-        table = self.query_one(DataTable)
-        if not self.runs or not 0 <= table.cursor_row < len(self.runs):
-            return None
-        return self.runs[table.cursor_row]
+        return row_at_cursor(self.query_one(DataTable), self.runs)
 
     @on(DataTable.RowHighlighted)
     @work(group="eval-detail", exclusive=True)
+    @shows_errors()
     async def show_selected(self) -> None:
         run = self.selected()
         if run is None:
             return
         base = self.base if self.base and self.base["id"] != run["id"] else None
-        try:
-            results = await self._read("results", run["id"])
-            comparison = await self._read("compare", base["id"], run["id"]) if base else None
-        except AssistantError as exc:
-            self.notify(str(exc), severity="error")
-            return
+        results = await self._read("results", run["id"])
+        comparison = await self._read("compare", base["id"], run["id"]) if base else None
         width = max(40, min(self.query_one("#eval-detail").size.width - 2, 100))
         labels = (f"run {base['id']}", f"run {run['id']}") if base else ("", "")
         plot = await asyncio.to_thread(score_plot, run.get("summary") or {},

@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
-from engine import AssistantError
+from app.indexing import IndexingJobs
+from app.messages import FolderRemoved, IndexRequested, WatchToggled
+from app.screens.base import EngineScreen, row_at_cursor, shows_errors
+from engine import Engine
 
-if TYPE_CHECKING:
-    from app.tui import AssistantApp
 
+class FoldersScreen(EngineScreen):
+    """Indexing and watching are the App's jobs (they outlive this screen): it asks for them with
+    messages, and reads from `jobs` which folders are watched."""
 
-class FoldersScreen(Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("i", "reindex", "Re-index"),
@@ -30,14 +32,11 @@ class FoldersScreen(Screen):
         Binding("delete,x", "remove", "Remove"),
     ]
 
-    def __init__(self, conversation_id: int | None) -> None:
-        super().__init__()
+    def __init__(self, engine: Engine, jobs: IndexingJobs, conversation_id: int | None) -> None:
+        super().__init__(engine)
+        self.jobs = jobs
         self.conversation_id = conversation_id
         self.rows: list[dict[str, Any]] = []
-
-    @property
-    def assistant(self) -> AssistantApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         with Vertical(id="folders"):
@@ -62,25 +61,21 @@ class FoldersScreen(Screen):
     def _indexing_changed(self, text: str) -> None:
         self.query_one("#indexing-status", Static).update(text)
         if not text:  # a run ended: show its counts
-            self.run_worker(self.refresh_folders(), group="folders", exclusive=True)
+            self._redraw()
 
+    @shows_errors()
     async def refresh_folders(self) -> None:
-        try:
-            knowledge = await self.assistant.engine.knowledge()
-            self.rows = await asyncio.to_thread(knowledge.folders)
-            active = set(await asyncio.to_thread(knowledge.corpus.active_folder_ids, self.conversation_id))
-        except AssistantError as exc:
-            self.notify(str(exc), severity="error")
-            return
+        knowledge = await self.engine.knowledge()
+        self.rows = await asyncio.to_thread(knowledge.folders)
+        active = set(await asyncio.to_thread(knowledge.active_folder_ids, self.conversation_id))
         table = self.query_one("#folder-table", DataTable)
         cursor = table.cursor_row
         table.clear()
-        watching = self.assistant.watched_folders
         for row in self.rows:
             last = (row["last_indexed_at"] or "never")[:16].replace("T", " ")
             table.add_row(
                 row["path"], str(row["files"]), str(row["chunks"]), last, str(row["skipped"]),
-                str(row["failed"]), "yes" if row["path"] in watching else "",
+                str(row["failed"]), "yes" if self.jobs.is_watched(row["path"]) else "",
                 "🔒 yes" if row["private"] else "", "yes" if row["id"] in active else "no",
                 key=str(row["id"]),
             )
@@ -89,19 +84,17 @@ class FoldersScreen(Screen):
         self.show_skipped()
 
     def selected(self) -> dict[str, Any] | None:
-        table = self.query_one("#folder-table", DataTable)
-        if not self.rows or table.cursor_row < 0 or table.cursor_row >= len(self.rows):
-            return None
-        return self.rows[table.cursor_row]
+        return row_at_cursor(self.query_one("#folder-table", DataTable), self.rows)
 
     @on(DataTable.RowHighlighted, "#folder-table")
     @work(group="skipped", exclusive=True)
+    @shows_errors()
     async def show_skipped(self) -> None:
         folder = self.selected()
         items = []
         if folder is not None:
-            knowledge = await self.assistant.engine.knowledge()
-            items = await asyncio.to_thread(knowledge.corpus.skipped_files, folder["id"])
+            knowledge = await self.engine.knowledge()
+            items = await asyncio.to_thread(knowledge.skipped_files, folder["id"])
         table = self.query_one("#skipped-table", DataTable)
         table.clear()  # after the read, with no await in between: never two lists mixed
         for item in items:
@@ -118,19 +111,25 @@ class FoldersScreen(Screen):
             self.notify(f"{path} is not a folder.", severity="error")
             return
         field.value = ""
-        self.assistant.start_indexing(path.resolve())
+        self.post_message(IndexRequested(path.resolve()))
         self.query_one("#folder-table", DataTable).focus()  # the keys below act on the table
 
     def action_reindex(self) -> None:
         if folder := self.selected():
-            self.assistant.start_indexing(Path(folder["path"]))
+            self.post_message(IndexRequested(Path(folder["path"])))
 
     def action_toggle_watch(self) -> None:
         if folder := self.selected():
-            self.assistant.toggle_watch(Path(folder["path"]))
-            self.run_worker(self.refresh_folders(), group="folders", exclusive=True)
+            # Both in the App's queue, which takes them in order: the table is redrawn once the
+            # App has started or stopped the watcher.
+            self.app.post_message(WatchToggled(Path(folder["path"])))
+            self.app.call_later(self._redraw)
+
+    def _redraw(self) -> None:
+        self.run_worker(self.refresh_folders(), group="folders", exclusive=True)
 
     @work(group="folders-edit")
+    @shows_errors()
     async def action_toggle_use(self) -> None:
         folder = self.selected()
         if folder is None:
@@ -139,19 +138,20 @@ class FoldersScreen(Screen):
             self.notify("Start or open a conversation first: the choice is kept per conversation.",
                         severity="warning")
             return
-        knowledge = await self.assistant.engine.knowledge()
-        active = folder["id"] in await asyncio.to_thread(knowledge.corpus.active_folder_ids,
+        knowledge = await self.engine.knowledge()
+        active = folder["id"] in await asyncio.to_thread(knowledge.active_folder_ids,
                                                          self.conversation_id)
-        await asyncio.to_thread(knowledge.corpus.set_folder_active, self.conversation_id,
+        await asyncio.to_thread(knowledge.set_folder_active, self.conversation_id,
                                 folder["id"], not active)
         await self.refresh_folders()
 
     @work(group="folders-edit")
+    @shows_errors()
     async def action_toggle_private(self) -> None:
         folder = self.selected()
         if folder is None:
             return
-        knowledge = await self.assistant.engine.knowledge()
+        knowledge = await self.engine.knowledge()
         private = not folder["private"]
         await asyncio.to_thread(knowledge.set_private, Path(folder["path"]), private)
         self.notify(f"{folder['path']}: its passages never leave this machine (except to trusted servers)."
@@ -159,6 +159,7 @@ class FoldersScreen(Screen):
         await self.refresh_folders()
 
     @work(group="folders-edit")
+    @shows_errors()
     async def action_remove(self) -> None:
         from app.screens.modals import ConfirmDialog
 
@@ -169,12 +170,8 @@ class FoldersScreen(Screen):
             ConfirmDialog(f"Remove {folder['path']} from the index? Your files are not touched.")
         ):
             return
-        self.assistant.stop_watching(Path(folder["path"]))
-        knowledge = await self.assistant.engine.knowledge()
-        try:
-            removed = await asyncio.to_thread(knowledge.forget, Path(folder["path"]))
-        except AssistantError as exc:
-            self.notify(str(exc), severity="error")
-            return
+        self.post_message(FolderRemoved(Path(folder["path"])))
+        knowledge = await self.engine.knowledge()
+        removed = await asyncio.to_thread(knowledge.forget, Path(folder["path"]))
         self.notify(f"Removed {folder['path']}: {removed} chunks.")
         await self.refresh_folders()

@@ -11,11 +11,12 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Label, Static, TextArea
 
+from app.screens.base import EngineScreen, row_at_cursor, shows_errors
 from app.stats_view import stats_tables, trace_lines
-from engine import AssistantError
+from engine import Engine
 
 
 class TraceDialog(ModalScreen[None]):
@@ -40,7 +41,7 @@ BY = [None, "model", "backend", "template", "folder", "feature"]
 SINCE = [None, "24h", "7d", "30d"]
 
 
-class StatsScreen(Screen):
+class StatsScreen(EngineScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("g", "next_grouping", "Group by"),
@@ -48,8 +49,8 @@ class StatsScreen(Screen):
         Binding("r", "refresh", "Refresh"),
     ]
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
         self.by: str | None = None
         self.since: str | None = None
         self.result: dict[str, Any] | None = None
@@ -66,15 +67,11 @@ class StatsScreen(Screen):
         self.action_refresh()
 
     @work(group="stats", exclusive=True)
+    @shows_errors()
     async def action_refresh(self) -> None:
-        engine = self.app.engine  # type: ignore[attr-defined]
         self.query_one("#stats-title", Label).update(self._title("loading…"))
-        try:
-            self.result = await engine.stats(self.since, self.by)
-            alerts = await engine.alerts()
-        except AssistantError as exc:
-            self.notify(str(exc), severity="error")
-            return
+        self.result = await self.engine.history.stats(self.since, self.by)
+        alerts = await self.engine.history.alerts()
         from engine.stats import plots
 
         width = max(40, min(self.size.width - 4, 110))
@@ -101,14 +98,14 @@ class StatsScreen(Screen):
         self.action_refresh()
 
 
-class ReviewScreen(Screen):
+class ReviewScreen(EngineScreen):
     """Thumbs-down answers and refusals: read the question, answer and trace, write the better
     answer (used by `assistant export sft|dpo`), or dismiss."""
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("r", "refresh", "Refresh")]
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
         self.rows: list[dict[str, Any]] = []
 
     def compose(self) -> ComposeResult:
@@ -131,12 +128,9 @@ class ReviewScreen(Screen):
     async def action_refresh(self) -> None:
         await self.refresh_queue()
 
+    @shows_errors()
     async def refresh_queue(self) -> None:
-        try:
-            self.rows = await self.app.engine.reviews()  # type: ignore[attr-defined]
-        except AssistantError as exc:
-            self.notify(str(exc), severity="error")
-            return
+        self.rows = await self.engine.history.reviews()
         table = self.query_one(DataTable)
         table.clear()
         for row in self.rows:
@@ -148,18 +142,16 @@ class ReviewScreen(Screen):
         self.show_selected()
 
     def selected(self) -> dict[str, Any] | None:
-        table = self.query_one(DataTable)
-        if not self.rows or not 0 <= table.cursor_row < len(self.rows):
-            return None
-        return self.rows[table.cursor_row]
+        return row_at_cursor(self.query_one(DataTable), self.rows)
 
     @on(DataTable.RowHighlighted)
     @work(group="review-detail", exclusive=True)
+    @shows_errors()
     async def show_selected(self) -> None:
         row = self.selected()
         if row is None:
             return
-        response, spans = await self.app.engine.trace(row["response_id"])  # type: ignore[attr-defined]
+        response, spans = await self.engine.history.trace(row["response_id"])
         text = "\n".join([f"Question:\n{row['question'] or '(not stored)'}", "",
                           f"Answer:\n{row['answer'] or '(none)'}", "",
                           "Trace:", *trace_lines(response, spans)])
@@ -174,14 +166,11 @@ class ReviewScreen(Screen):
     async def dismiss_one(self) -> None:
         await self._review(None)
 
+    @shows_errors()
     async def _review(self, better: str | None) -> None:
         row = self.selected()
         if row is None:
             return
-        try:
-            await self.app.engine.mark_reviewed(row["response_id"], better)  # type: ignore[attr-defined]
-        except AssistantError as exc:
-            self.notify(str(exc), severity="error")
-            return
+        await self.engine.history.mark_reviewed(row["response_id"], better)
         self.notify(f"Answer #{row['response_id']} reviewed.", timeout=3)
         await self.refresh_queue()

@@ -9,14 +9,14 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label
 
+from app.screens.base import EngineScreen, row_at_cursor, shows_errors
 from app.screens.modals import ConfirmDialog, TextDialog
-from engine import AssistantError
+from engine import Engine
 
 
-class MemoryScreen(Screen):
+class MemoryScreen(EngineScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("a", "add", "Add"),
@@ -29,15 +29,11 @@ class MemoryScreen(Screen):
         Binding("slash", "focus_search", "Search"),
     ]
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
         self.memories: list[dict[str, Any]] = []
         self.pending: list[dict[str, Any]] = []
         self.query_text = ""
-
-    @property
-    def engine(self) -> Any:
-        return self.app.engine  # type: ignore[attr-defined]
 
     def compose(self) -> ComposeResult:
         with Vertical(id="memory"):
@@ -57,15 +53,12 @@ class MemoryScreen(Screen):
         self.reload()
 
     @work(group="memory-load", exclusive=True)
+    @shows_errors("Memory")
     async def reload(self) -> None:
         memories = self.engine.memories
-        try:
-            on_ = await memories.enabled()
-            self.pending = await memories.proposals()
-            self.memories = await (memories.search(self.query_text) if self.query_text else memories.all())
-        except AssistantError as exc:
-            self.notify(str(exc), title="Memory", severity="error")
-            return
+        on_ = await memories.enabled()
+        self.pending = await memories.proposals()
+        self.memories = await (memories.search(self.query_text) if self.query_text else memories.all())
         state = "on" if on_ else "OFF (o: switch on)"
         found = f" matching “{self.query_text}”" if self.query_text else ""
         counts = f"{len(self.memories)} memories{found} · {len(self.pending)} proposals"
@@ -86,10 +79,7 @@ class MemoryScreen(Screen):
                           "📌" if m["pinned"] else "", key=str(m["id"]))
 
     def _chosen(self, table_id: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-        table = self.query_one(table_id, DataTable)
-        if not rows or table.cursor_row is None or table.cursor_row >= len(rows):
-            return None
-        return rows[table.cursor_row]
+        return row_at_cursor(self.query_one(table_id, DataTable), rows)
 
     def action_focus_search(self) -> None:
         self.query_one("#memory-search", Input).focus()
@@ -145,16 +135,14 @@ class MemoryScreen(Screen):
             await self._do(self.engine.memories.reject(proposal["id"]), "Not remembered.")
 
     @work(group="memory-edit")
+    @shows_errors("Memory")
     async def action_toggle_memory(self) -> None:
         on_ = not await self.engine.memories.enabled()
         done = "Long-term memory is on." if on_ else "Long-term memory is off: nothing recalled or saved."
         await self._do(self.engine.memories.set_enabled(on_), done)
 
+    @shows_errors("Memory")
     async def _do(self, step: Any, done: str) -> None:
-        try:
-            await step
-        except AssistantError as exc:
-            self.notify(str(exc), title="Memory", severity="error")
-            return
+        await step
         self.notify(done, timeout=3)
         self.reload()

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from textual.binding import Binding
+from textual.message import Message
 from textual.widgets import Label, ListItem, ListView
 
 
@@ -38,9 +39,18 @@ class ConversationItem(ListItem):
 
 class ConversationList(ListView):
     BINDINGS = [
-        Binding("f2", "screen.rename_conversation", "Rename"),
-        Binding("delete", "screen.delete_conversation", "Delete"),
+        Binding("f2", "request('rename')", "Rename"),
+        Binding("delete", "request('delete')", "Delete"),
     ]
+
+    class RenameRequested(Message):
+        """F2 on the list: rename the highlighted conversation."""
+
+    class DeleteRequested(Message):
+        """Delete on the list: delete the highlighted conversation (after asking)."""
+
+    def action_request(self, what: str) -> None:
+        self.post_message(self.RenameRequested() if what == "rename" else self.DeleteRequested())
 
     async def show(self, rows: list[dict[str, Any]], current: int | None) -> None:
         await self.clear()
