@@ -102,25 +102,34 @@ class Answerer:
         self, question: str, conversation_id: int | None = None, backend: str | None = None,
         regenerate: bool = False, json_schema: dict | None = None, incognito: bool | None = None,
         confirm: Confirm | None = None, options: AskOptions | None = None,
+        saved: Callable[[int, int], None] | None = None,
     ) -> AsyncIterator[Event]:
         """`Engine.ask`: Started, Token..., then Finished or Failed (see there)."""
         parts, settings = self.parts, self.settings
-        await parts.summaries.wait(conversation_id)
         trace = Trace()
         router = parts.router
         if backend is not None and backend not in router.backends:
             raise ConfigError(f"There is no backend named {backend!r}.",
                               hint=f"Known backends: {', '.join(router.backends)}.")
+        stopped = False
         with trace.span("save question"):
-            store = await parts.store()
-            turn = await self._save_question(store, question, conversation_id, backend, incognito)
-            # Files: read off the event loop.
-            templates = await asyncio.to_thread(Templates.load, turn.system_name, settings)
+            # Shielded: a question asked is saved whole, and stopped at once (Esc before any event)
+            # it is still answered by a stopped answer with its response row, so it has an id.
+            saving = asyncio.ensure_future(self._open_and_save(question, conversation_id, backend, incognito))
+            try:
+                store, turn, templates = await asyncio.shield(saving)
+            except asyncio.CancelledError:
+                store, turn, templates = await saving
+                stopped = True
+            if saved is not None:
+                saved(turn.conversation_id, turn.prompt_message_id)
         turn.options = options = options or AskOptions()
         params = options.sampling(settings, check_schema(json_schema) if json_schema is not None else None)
         a = _Answer(question, turn, templates, params, trace, store,
                     Draft(store, turn.conversation_id, enabled=settings.log_content))
         try:
+            if stopped:
+                raise asyncio.CancelledError  # logged as cancelled below, then passed on
             await self._gather(a, json_schema, regenerate, confirm)
             steps = self._from_cache(a) if a.lookup.hit else self._generate(a)
             async with contextlib.aclosing(steps) as events:
@@ -146,6 +155,14 @@ class Answerer:
             yield Failed(response_id, turn.conversation_id, a.error, text)
 
     # before the answer -------------------------------------------------------------------------
+
+    async def _open_and_save(self, question: str, conversation_id: int | None, backend: str | None,
+                             incognito: bool | None) -> tuple[Store, Turn, Templates]:
+        await self.parts.summaries.wait(conversation_id)
+        store = await self.parts.store()
+        turn = await self._save_question(store, question, conversation_id, backend, incognito)
+        # Files: read off the event loop.
+        return store, turn, await asyncio.to_thread(Templates.load, turn.system_name, self.settings)
 
     async def _save_question(
         self, store: Store, question: str, conversation_id: int | None, backend: str | None,

@@ -93,6 +93,9 @@ def generation_spans(trace: Trace, route: Route, last_at: float | None, ended_at
     trace.add("decode", first, last_at, "generation")
 
 
+CONTENT_ATTRS = ("result",)  # span attributes holding text of the conversation (engine.toolloop)
+
+
 class Observers:
     """Hands each saved answer to the plugins' `on_response_logged` hooks, in a thread, in the
     background; a hook that raises is disabled (someone else's code must not stop the answers)."""
@@ -102,6 +105,10 @@ class Observers:
         self._pending: set[asyncio.Future[Any]] = set()
 
     def observe(self, response: dict[str, Any], spans: list[dict[str, Any]]) -> None:
+        # Timings and names, never content (a tool's result is stored with its span, for the
+        # answer's 🔧 line): an observer may send what it gets off the machine (OTLP).
+        spans = [{**s, "attrs": {k: v for k, v in (s["attrs"] or {}).items() if k not in CONTENT_ATTRS}}
+                 for s in spans]
         self.keep_until_closed(asyncio.ensure_future(asyncio.to_thread(self._notify, response, spans)))
 
     def keep_until_closed(self, task: asyncio.Future[Any]) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -314,6 +314,7 @@ class Engine:
         self, question: str, conversation_id: int | None = None, backend: str | None = None,
         regenerate: bool = False, json_schema: dict | None = None, incognito: bool | None = None,
         confirm: Confirm | None = None, options: AskOptions | None = None,
+        saved: Callable[[int, int], None] | None = None,
     ) -> AsyncIterator[Event]:
         """Answer `question`, continuing `conversation_id` or starting a new conversation.
 
@@ -332,9 +333,12 @@ class Engine:
         arguments)` asks the user before a tool with side effects runs (without it, they never do).
         `options` override the sampling settings and the system prompt for this answer only, and
         may keep the folders, memories and tools out of it (the HTTP API's requests).
+        `saved(conversation_id, question_message_id)` is called once the question is saved: a
+        caller that stops the answer before its first event still knows where it went (the
+        stopped answer's row is then `history.answer_to(question_message_id)`).
         """
         return self.answers.ask(question, conversation_id, backend, regenerate, json_schema, incognito,
-                                confirm, options)
+                                confirm, options, saved)
 
     # backends ----------------------------------------------------------------------------------
 

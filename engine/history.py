@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from engine.citations import resolve_citations
 from engine.config import Settings
 from engine.library import Library
+from engine.tools import ToolCall, ToolStep
 from memory.store import Store
 
 if TYPE_CHECKING:
@@ -47,9 +48,14 @@ class History:
         return await self._db(lambda s: s.search_conversations(query))
 
     async def messages(self, conversation_id: int) -> list[dict[str, Any]]:
-        """The conversation's messages; answers that used sources carry them under "sources"."""
+        """The conversation's messages; answers that used sources carry them under "sources", and
+        every answer the tools it called under "tool_steps" (as its 🔧 line showed them live)."""
         rows = await self._db(lambda s: s.messages(conversation_id))
+        answered = [r["response_id"] for r in rows if r.get("response_id") is not None]
+        spans = await self._db(lambda s: {i: s.spans(i) for i in answered})
         for row in rows:
+            if row.get("response_id") is not None:
+                row["tool_steps"] = tool_steps(spans[row["response_id"]])
             if row.get("retrieved_chunk_ids"):
                 passages = await self._library.passages(json.loads(row["retrieved_chunk_ids"]))
                 row["sources"] = resolve_citations(row["content"], passages)[1]
@@ -139,6 +145,10 @@ class History:
 
     # the response log --------------------------------------------------------------------------
 
+    async def answer_to(self, question_message_id: int) -> dict[str, Any] | None:
+        """The response row of the latest answer to a question, None before one is written."""
+        return await self._db(lambda s: s.answer_to(question_message_id))
+
     async def response(self, response_id: int) -> dict[str, Any]:
         return await self._db(lambda s: s.response(response_id))
 
@@ -172,3 +182,16 @@ class History:
     async def backup(self, target: Path) -> None:
         """A consistent copy of the database, even while answering (the vectors are rebuilt on restore)."""
         await self._db(lambda s: s.backup(target))
+
+
+def tool_steps(spans: list[dict[str, Any]]) -> tuple[ToolStep, ...]:
+    """The tool calls of an answer, from its trace's spans (engine.toolloop: one span per call,
+    with the tool's name, status and, when content is logged, its result)."""
+    steps = []
+    for span in spans:
+        attrs = span["attrs"]
+        if span["name"].startswith("tool ") and "status" in attrs:  # not "tool decision"
+            name = attrs.get("tool") or span["name"].removeprefix("tool ")
+            steps.append(ToolStep(ToolCall(name, attrs.get("arguments") or {}), attrs["status"],
+                                  attrs.get("result", ""), span["duration_ms"] or 0.0))
+    return tuple(steps)

@@ -133,7 +133,9 @@ class ToolLoop:
                     # A tool that could reach a private folder may have read one: its result is
                     # then as private as the folder (for the next decisions, the answer, later turns).
                     read_private = reaches_private and step.status == "ok"
-                    span.attrs.update(status=step.status, arguments=call.arguments)
+                    span.attrs.update(tool=call.name, status=step.status, arguments=call.arguments)
+                    if self.settings.log_content:  # the 🔧 line shows it; a reopened answer shows it again
+                        span.attrs["result"] = step.result  # content: kept from observers (answer_log)
                     if read_private:
                         span.attrs["private"] = True
                 steps.append(step)

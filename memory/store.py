@@ -443,6 +443,15 @@ class Store:
         return self._get("responses", response_id, "response")
 
     @_translated
+    def answer_to(self, prompt_message_id: int) -> dict[str, Any] | None:
+        """The latest response row to a question; its answer may have no message (stopped before
+        any text)."""
+        found = dicts(self.conn.execute(
+            "SELECT * FROM responses WHERE prompt_message_id = ? ORDER BY id DESC LIMIT 1",
+            [prompt_message_id]))
+        return found[0] if found else None
+
+    @_translated
     def add_feedback(self, response_id: int, rating: int, comment: str | None = None) -> int:
         if rating not in (-1, 1):
             raise ValueError(f"rating must be +1 or -1, not {rating!r}")
