@@ -86,6 +86,20 @@ def kill_after(proc: subprocess.Popen, delay_s: float) -> bool:
         return True
 
 
+def kill_when(proc: subprocess.Popen, condition: Callable[[], bool], timeout_s: float = 300) -> tuple[bool, float]:
+    """SIGKILL `proc` as soon as `condition()` holds (polled); (whether it was killed, when)."""
+    began = time.monotonic()
+    while proc.poll() is None and time.monotonic() - began < timeout_s:
+        if condition():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return True, time.monotonic() - began
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    return False, time.monotonic() - began
+
+
 def timed(fn: Callable[[], object]) -> float:
     began = time.monotonic()
     fn()
@@ -299,26 +313,42 @@ class RebuildScenario:
     row = "SIGKILL during a rebuild of the vector store"  # its row in docs/reliability.md
     what = "SIGKILL during `assistant index --rebuild` (start-up, dropping, re-embedding), then `assistant index`"
 
-    def __init__(self, work: Path, files: int = 30) -> None:
+    def __init__(self, work: Path, files: int = 30, measure: bool = True) -> None:
+        """`measure`: time a clean rebuild, to spread random kills over it (trials that kill at a
+        moment of their own choosing need none)."""
         self.work = work
         self.corpus = write_long_notes(work / "corpus", files)
         self.template = work / "rebuild-template"
         run(self.template, "index", str(self.corpus), "--json")
         self.chunks = {r[0] for r in rows(self.template / "assistant.db", "SELECT id FROM chunks")}
         assert vector_ids(self.template) == self.chunks and len(self.chunks) > 256  # more than one batch
-        clean = work / "rebuild-clean"
-        shutil.copytree(self.template, clean)
-        self.span_s = timed(lambda: run(clean, "index", "--rebuild"))
-        shutil.rmtree(clean)
+        self.span_s = 0.0
+        if measure:
+            clean = work / "rebuild-clean"
+            shutil.copytree(self.template, clean)
+            self.span_s = timed(lambda: run(clean, "index", "--rebuild"))
+            shutil.rmtree(clean)
 
     def trial(self, number: int, rng: random.Random, delay_s: float | None = None,
-              look: Callable[[str, Path], None] | None = None) -> Trial:
-        """`delay_s` instead of a random kill time; `look(moment, home)` is called "killed" and
+              look: Callable[[str, Path], None] | None = None, at_step: str | None = None) -> Trial:
+        """`delay_s` instead of a random kill time, or `at_step`: the kill lands as soon as the
+        rebuild records that step ("reset", "refill"); `look(moment, home)` is called "killed" and
         "repaired" (a test's extra checks)."""
         home = self.work / f"rebuild-{number}"
         shutil.copytree(self.template, home)
-        trial = Trial(self.name, number, rng.uniform(0.0, self.span_s) if delay_s is None else delay_s)
-        killed = kill_after(start(home, "index", "--rebuild"), trial.delay_s)
+        proc = start(home, "index", "--rebuild")
+        if at_step is not None:
+            def reached() -> bool:
+                try:
+                    return rows(home / "assistant.db", REBUILD_META) == [(at_step,)]
+                except sqlite3.OperationalError:  # locked for a moment by the writer
+                    return False
+
+            killed, when = kill_when(proc, reached)
+            trial = Trial(self.name, number, when)
+        else:
+            trial = Trial(self.name, number, rng.uniform(0.0, self.span_s) if delay_s is None else delay_s)
+            killed = kill_after(proc, trial.delay_s)
         check_integrity(home, trial)
         left = vector_ids(home)
         step = rows(home / "assistant.db", REBUILD_META)
