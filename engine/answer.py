@@ -20,14 +20,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.answer_log import Draft, Observers, Timing, generation_spans, response_row
+from engine.answer_log import Draft, ModelHash, Observers, Timing, generation_spans, response_row
 from engine.backends.base import Backend, SamplingParams, StreamResult
 from engine.cache import Lookup, ResponseCache
 from engine.citations import resolve_citations
 from engine.config import Settings
 from engine.errors import AssistantError, ConfigError
 from engine.events import Event, Failed, Finished, Started, Timings, Token, Usage
-from engine.guardrails import Guardrails, describe
+from engine.guardrails import PluginGuardrails, describe
 from engine.library import Library
 from engine.longterm import Memories
 from engine.request import AskOptions
@@ -37,13 +37,12 @@ from engine.summaries import Summaries
 from engine.toolloop import ToolLoop
 from engine.tools import Confirm, ToolStep, results_section
 from engine.tracing import Trace
-from engine.turn import Templates, Turn, fit_prompt, with_memories
+from engine.turn import Templates, Turn, fit_prompt, start_turn, with_memories
 from memory.longterm import Recalled
 from memory.retriever import Passage
 from memory.store import Store
 
 log = logging.getLogger(__name__)
-UNLOGGED = "(content not logged)"
 
 
 @dataclass
@@ -58,9 +57,8 @@ class Collaborators:
     tool_loop: ToolLoop
     cache: ResponseCache
     observers: Observers
-    guardrails: Callable[[], Guardrails]  # call from a thread: plugins load on first use
-    load: Callable[[Backend], Awaitable[None]]  # loads the model (a no-op once loaded)
-    model_hash: Callable[[], Awaitable[str | None]]  # the local model file's, once known
+    guardrails: PluginGuardrails
+    model_hash: ModelHash  # the local model file's
 
 
 @dataclass
@@ -168,50 +166,8 @@ class Answerer:
         self, store: Store, question: str, conversation_id: int | None, backend: str | None,
         incognito: bool | None,
     ) -> Turn:
-        """Start or continue the conversation and save the question (its text only when
-        `log_content` is on); the model starts loading meanwhile. The turn carries the
-        conversation's system prompt template (with `ab_system_prompt` set, every other new
-        conversation gets the alternative, and keeps it) and the latest summary of older turns,
-        with only the turns after it."""
-        router = self.parts.router
-        logged = self.settings.log_content
-        turn = Turn(question)
-        if conversation_id is None:
-            turn.preferred = backend
-            router.primary(backend).start_loading()
-            title = question if logged else UNLOGGED
-            conversation_id = await asyncio.to_thread(store.create_conversation, title)
-            if self.settings.ab_system_prompt and conversation_id % 2:
-                turn.system_name = self.settings.ab_system_prompt
-                await asyncio.to_thread(store.set_conversation_template, conversation_id, turn.system_name)
-        else:
-            # A NotFoundError names the conversation.
-            conversation = await asyncio.to_thread(store.conversation, conversation_id)
-            turn.preferred = backend or conversation.get("backend")
-            turn.system_name = conversation.get("system_template") or "system"
-            turn.incognito = bool(conversation.get("incognito"))
-            router.primary(turn.preferred).start_loading()
-            if logged:
-                rows = [r for r in await asyncio.to_thread(store.messages, conversation_id)
-                        if r["status"] == "complete" and r["role"] in ("user", "assistant")]
-                summary = await asyncio.to_thread(store.summary, conversation_id)
-                if summary:
-                    turn.summary = summary["text"]
-                    turn.summarized = sum(r["id"] <= summary["upto_message_id"] for r in rows)
-                    rows = [r for r in rows if r["id"] > summary["upto_message_id"]]
-                turn.history = [{"role": r["role"], "content": r["content"]} for r in rows]
-                turn.history_ids = [r["id"] for r in rows]
-            else:
-                turn.history = list(self._unlogged.get(conversation_id, []))
-        if backend is not None:
-            await asyncio.to_thread(store.set_conversation_backend, conversation_id, backend)
-        if incognito is not None and incognito != turn.incognito:
-            turn.incognito = incognito
-            await asyncio.to_thread(store.set_incognito, conversation_id, incognito)
-        turn.conversation_id = conversation_id
-        turn.prompt_message_id = await asyncio.to_thread(store.add_message, conversation_id, "user",
-                                                         question if logged else "")
-        return turn
+        return await start_turn(store, self.parts.router, self.settings, self._unlogged, question,
+                                conversation_id, backend, incognito)
 
     async def _gather(self, a: _Answer, json_schema: dict | None, regenerate: bool,
                       confirm: Confirm | None) -> None:
@@ -248,8 +204,9 @@ class Answerer:
                 if any(t.side_effects for t in tools.values()):
                     untrusted_history = await asyncio.to_thread(store.untrusted_history, conversation_id)
         if tools:
+            reach = await parts.library.tool_reach(conversation_id, await parts.memories.tool_search())
             run = await parts.tool_loop.run(
-                tools, a.templates.system, turn.history, turn.question, turn.conversation_id, a.passages,
+                tools, a.templates.system, turn.history, turn.question, reach, a.passages,
                 trace, confirm, preferred=preferred,
                 private=a.private_history or any(p.private for p in a.passages), untrusted=untrusted_history)
             a.steps, a.tool_cost = run.steps, run.cost
@@ -288,7 +245,6 @@ class Answerer:
         router = parts.router
 
         async def prepare(candidate: Backend) -> tuple[Any, list[Passage]]:
-            await parts.load(candidate)
             return await fit_prompt(candidate, turn, a.passages, a.templates, self.settings)
 
         with trace.span("routing") as span:
@@ -297,6 +253,7 @@ class Answerer:
             span.end = route.stream_started_at  # generation starts there: spans follow one another
             span.attrs.update(backend=route.backend.name, passed_over=len(route.passed_over))
         a.route, a.result, a.passages = route, route.result, route.passages
+        await parts.model_hash.loaded(route.backend)
         yield await self._started(a, route)
         try:
             if route.first is not None:
@@ -317,7 +274,7 @@ class Answerer:
         timing.generated_at = time.perf_counter()
         with trace.span("guardrails") as span:
             answer, schema = "".join(pieces), a.params.json_schema
-            a.findings = await asyncio.to_thread(lambda: parts.guardrails().validate(answer, schema))
+            a.findings = await asyncio.to_thread(lambda: parts.guardrails.get().validate(answer, schema))
             span.attrs["findings"] = [name for name, _, _ in a.findings]
         rejected = [(name, why) for name, why, rejects in a.findings if rejects]
         if rejected:
@@ -349,7 +306,7 @@ class Answerer:
             route.fitted.question_truncated,
             tuple(a.passages),
             remote=is_remote(chosen),
-            endpoint=getattr(chosen, "endpoint", "local"),
+            endpoint=chosen.endpoint,
             passed_over=tuple(route.passed_over),
             notices=tuple(notices),
             memories=tuple(a.recalled),
@@ -381,7 +338,7 @@ class Answerer:
             generation_spans(trace, route, a.timing.last_at, a.timing.generated_at or logging_started)
         text, sources = resolve_citations("".join(a.pieces), a.passages)
         chosen = route.backend if route else router.primary(turn.preferred)
-        model_hash = None if is_remote(chosen) else await parts.model_hash()
+        model_hash = None if is_remote(chosen) else await parts.model_hash.known()
         row, cost = response_row(trace, route, chosen, router.cost, a.status, a.error, a.passages, a.result,
                                  turn.prompt_message_id, a.timing, logging_started, a.templates, model_hash)
         if hit:
@@ -437,7 +394,7 @@ class Answerer:
         """Have the local model evaluate the next question's prompt up to its own words, while the
         user reads: the turns as they are saved, without this question's sources. Pointless when
         the sources sat in the system prompt: the next question changes it anyway."""
-        if not (self.prefill_next_turn and hasattr(route.backend, "prefill")):
+        if not self.prefill_next_turn:
             return
         if passages and self.settings.sources_placement == "system":
             return

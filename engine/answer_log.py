@@ -8,12 +8,13 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from engine.backends.base import Backend, StreamResult
 from engine.errors import AssistantError
+from engine.models import cached_sha256
 from engine.router import Route, is_remote
 from engine.tracing import Trace
 from engine.turn import Templates
@@ -64,7 +65,7 @@ def response_row(
         if first_at and last_at and last_at > first_at and tokens > 1 else None,
         "cost": cost or 0.0,  # unknown price: counted as 0 (the Started notice says so)
         "trace_id": uuid.uuid4().hex,
-        "endpoint": getattr(chosen, "endpoint", "local") if route else None,
+        "endpoint": chosen.endpoint if route else None,
         "remote": int(route is not None and is_remote(chosen)),
         "route": json.dumps(route.passed_over if route else []),
         "created_at": now(),
@@ -177,3 +178,37 @@ class Draft:
             await asyncio.gather(self._saving, return_exceptions=True)
             self._collect()
         return self.message_id
+
+class ModelHash:
+    """The SHA-256 of the local model file, for the response rows: computed once, in the
+    background, after the model loads (cached in the store by path, size and mtime)."""
+
+    def __init__(self, store: Callable[[], Awaitable[Store]], observers: Observers) -> None:
+        self._store = store
+        self._observers = observers  # close() waits for a hash left behind by a model switch
+        self._task: asyncio.Task[str | None] | None = None
+
+    async def loaded(self, backend: Backend) -> None:
+        """`backend`'s model is loaded: hash its file (once), if it has one."""
+        path = backend.model_path
+        if self._task is None and path is not None:
+            store = await self._store()
+            self._task = asyncio.create_task(asyncio.to_thread(cached_sha256, store, path))
+
+    def forget(self) -> None:
+        """Another model answers from now on."""
+        if self._task is not None:
+            self._observers.keep_until_closed(asyncio.ensure_future(self._task))
+            self._task = None
+
+    async def known(self) -> str | None:
+        if self._task is None:
+            return None
+        try:
+            return await asyncio.shield(self._task)
+        except (OSError, AssistantError):  # unreadable file, locked database: the row goes on
+            return None
+
+    async def close(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -96,7 +96,7 @@ class ResponseCache:
                 return None  # the answer path reports it
             model = [str(path), stat.st_size, stat.st_mtime_ns]
         else:
-            model = [getattr(backend, "endpoint", ""), backend.model_name]
+            model = [backend.endpoint, backend.model_name]
         payload = {
             "backend": backend.name, "model": model, "n_ctx": backend.n_ctx,
             "template": templates.versions(),

@@ -67,14 +67,13 @@ def diagnose(settings: Settings) -> list[Check]:
 
 
 def _llama_checks(settings: Settings, gpus: list[hardware.GPU]) -> tuple[list[Check], bool | None]:
-    from engine.backends.local import import_llama_cpp
+    from engine.backends.local import gpu_offload_supported, system_info
 
     try:
-        llama_cpp = import_llama_cpp()
+        gpu = gpu_offload_supported()
     except ImportError as exc:
         return [Check("llama.cpp", "import", f"failed: {exc}", ok=False)], None
-    gpu = bool(llama_cpp.llama_supports_gpu_offload())
-    features = llama_cpp.llama_print_system_info().decode(errors="replace").strip(" |")
+    features = system_info()
     checks = [Check("llama.cpp", "GPU offload", "supported" if gpu else "not in this build (CPU only)")]
     advice = hardware.gpu_advice(gpus, gpu)
     if advice is not None:

@@ -28,7 +28,7 @@ import httpx
 from engine.errors import DownloadError, InvalidModelError, ModelError
 from engine.gguf import MAGIC, GGUFInfo, read_gguf
 from engine.paths import ensure_private_dir
-from engine.registry import ModelEntry, Registry, check_name, models_folder
+from engine.registry import ModelEntry, Registry, check_name, hash_into, models_folder
 
 HF_ENDPOINT = "https://huggingface.co"
 CHUNK = 1 << 20
@@ -265,14 +265,8 @@ def _write_meta(path: Path, meta: dict) -> None:
 def _hash_existing(part: Path, digest: Any, progress: Progress | None) -> int:
     if not part.exists():
         return 0
-    total, done = part.stat().st_size, 0
-    with part.open("rb") as fh:
-        while block := fh.read(CHUNK):
-            digest.update(block)
-            done += len(block)
-            if progress is not None:
-                progress("checking", done, total)
-    return done
+    checking = None if progress is None else (lambda done, total: progress("checking", done, total))
+    return hash_into(digest, part, checking, CHUNK)
 
 
 def _range_starts_at(response: httpx.Response, start: int) -> bool:

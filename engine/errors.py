@@ -8,6 +8,7 @@ escapes is a bug.
     AssistantError                      (memory/errors.py: the bottom layer owns the root)
     +-- ConfigError                     a bad config file or environment variable
     |   +-- DatasetError                (engine/evals/dataset.py) a malformed eval dataset
+    |   +-- MemoryOffError              (engine/longterm.py) memory off, or the conversation incognito
     +-- ModelError
     |   +-- ModelNotFoundError          no file at the configured path or name
     |   +-- InvalidModelError           not a GGUF file, truncated, or a damaged header
@@ -20,10 +21,21 @@ escapes is a bug.
     |   +-- NoBackendError              every backend in the route failed or was refused
     |   +-- InvalidOutputError          (engine/structured.py) not JSON of the requested schema
     +-- StoreError                      (memory/errors.py)
-        +-- DatabaseLockedError
-        +-- StorageFullError
-        +-- CorruptDatabaseError
-        +-- NotFoundError
+    |   +-- DatabaseLockedError
+    |   +-- StorageFullError
+    |   +-- CorruptDatabaseError
+    |   +-- NotFoundError
+    |   +-- VectorStoreError            (memory/vectors.py) Chroma failed or cannot be reached
+    +-- LoaderError                     (memory/documents.py) a file a loader could not read
+    +-- IndexLockedError                (memory/indexer.py) another process is indexing
+    +-- EmbeddingError                  (memory/embedder.py) the embedding model could not load
+    +-- MemoryInputError                (memory/longterm.py) a memory text or kind not acceptable
+    +-- ImportFormatError               (memory/transcripts.py) not an export's lines
+    +-- ToolError                       (plugins/hookspecs.py) a tool could not do what was asked;
+                                        its message goes back to the model, not to the user
+
+Each is defined in the layer that raises it (memory may not import engine); tests/test_errors_tree.py
+keeps this drawing and the classes in step.
 """
 
 from __future__ import annotations

@@ -3,8 +3,11 @@ cloud backend (`register_guardrails`), and validators of every new answer (`regi
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable
+
+from plugins.hookspecs import PluginHost
 
 Find = Callable[[str], list[tuple[int, int]]]
 Check = Callable[[str, dict | None], str | None]
@@ -16,7 +19,7 @@ class Guardrails:
         self.validators = validators
 
     @classmethod
-    def from_plugins(cls, manager) -> Guardrails:
+    def from_plugins(cls, manager: PluginHost) -> Guardrails:
         detectors: list[tuple[str, Find]] = []
         validators: list[tuple[str, Check, bool]] = []
         manager.hook.register_guardrails(register=lambda name, find: detectors.append((name, find)))
@@ -61,3 +64,24 @@ class Guardrails:
 
 def describe(found: Counter[str]) -> str:
     return ", ".join(f"{n} {name}{'s' if n > 1 else ''}" for name, n in sorted(found.items()))
+
+
+class PluginGuardrails:
+    """The plugins' guardrails, read from the one plugin manager on first use (in a worker
+    thread: installed plugins are imported then). Handed to the router (redaction) and to the
+    answer pipeline (validation)."""
+
+    def __init__(self, plugins: Callable[[], PluginHost]) -> None:
+        self._plugins = plugins
+        self._guardrails: Guardrails | None = None
+
+    def get(self) -> Guardrails:
+        """Blocking on first use: call from a worker thread."""
+        if self._guardrails is None:
+            self._guardrails = Guardrails.from_plugins(self._plugins())
+        return self._guardrails
+
+    async def redact_messages(
+        self, messages: list[dict[str, str]]
+    ) -> tuple[list[dict[str, str]], Counter[str]]:
+        return (await asyncio.to_thread(self.get)).redact_messages(messages)

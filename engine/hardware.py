@@ -136,10 +136,9 @@ def _meminfo(path: Path = Path("/proc/meminfo")) -> tuple[int | None, int | None
 
 
 def gpu_offload_supported() -> bool:
-    from engine.backends.local import import_llama_cpp
+    from engine.backends.local import gpu_offload_supported  # the local backend owns llama_cpp
 
-    llama_cpp = import_llama_cpp()
-    return bool(llama_cpp.llama_supports_gpu_offload())
+    return gpu_offload_supported()
 
 
 def detect(gpu_offload: bool | None = None, gpus: list[GPU] | None = None) -> Hardware:

@@ -14,25 +14,26 @@ from typing import Any
 from engine.config import Settings
 from engine.errors import NotFoundError
 from engine.paths import data_dir, ensure_private_dir
+from engine.plugin_host import default_plugins
 from memory.corpus import Corpus
 from memory.embedder import Embedder
-from memory.indexer import Indexer, Progress, Summary
+from memory.indexer import Indexer, LoaderLookup, Progress, Summary
 from memory.retriever import Passage, retrieve
 from memory.store import Store
 from memory.vectors import VectorIndex
-from plugins.manager import LoaderRegistry, get_plugin_manager, loader_registry
+from plugins.hookspecs import PluginHost
 
 
 class Knowledge:
     def __init__(self, settings: Settings, store: Store, folder: Path | None = None,
-                 plugins: Callable[[], Any] | None = None) -> None:
-        """`plugins`: the one plugin manager of the process (its loaders read the files)."""
+                 plugins: Callable[[], PluginHost] | None = None) -> None:
+        """`plugins` gives the one plugin manager of the process (its loaders read the files)."""
         self.settings = settings
-        self._plugins = plugins or (lambda: get_plugin_manager(load_entry_points=settings.plugins))
+        self._plugins = plugins or (lambda: default_plugins(settings))
         self.corpus = Corpus(store)
         self.folder = folder or data_dir()
         self.embedder = Embedder()
-        self._loaders: LoaderRegistry | None = None
+        self._loaders: LoaderLookup | None = None
         self._vectors: VectorIndex | None = None
         self._lock = threading.Lock()
 
@@ -46,10 +47,10 @@ class Knowledge:
             return self._vectors
 
     @property
-    def loaders(self) -> LoaderRegistry:
+    def loaders(self) -> LoaderLookup:
         with self._lock:
             if self._loaders is None:
-                self._loaders = loader_registry(self._plugins())
+                self._loaders = self._plugins().loaders()
             return self._loaders
 
     @property
@@ -179,8 +180,9 @@ class Knowledge:
         return [Passage.from_row(r) for i in chunk_ids if (r := rows.get(i))]
 
 
-def open_knowledge(settings: Settings) -> Knowledge:
-    """For the CLI: the indexed folders of the data folder, outside any event loop."""
+def open_knowledge(settings: Settings, plugins: PluginHost | None = None) -> Knowledge:
+    """For the CLI: the indexed folders of the data folder, outside any event loop; `plugins`:
+    the process's plugin manager."""
     from engine.paths import database_file
 
-    return Knowledge(settings, Store(database_file()))
+    return Knowledge(settings, Store(database_file()), plugins=(lambda: plugins) if plugins else None)

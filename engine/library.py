@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.config import Settings
+from engine.toolloop import Reach
 from memory.corpus import Corpus
 from memory.retriever import Passage
 from memory.store import Store
-from plugins.hookspecs import ToolContext
+from plugins.hookspecs import PluginHost, ToolContext
 
 if TYPE_CHECKING:
     from engine.knowledge import Knowledge
@@ -26,7 +27,7 @@ MemorySearch = Callable[[str], list[dict]]  # blocking: a tool calls it from its
 
 class Library:
     def __init__(self, settings: Settings, store: Callable[[], Awaitable[Store]], folder: Path,
-                 plugins: Callable[[], Any]) -> None:
+                 plugins: Callable[[], PluginHost]) -> None:
         self.settings = settings
         self._store = store
         self._folder = folder
@@ -84,7 +85,7 @@ class Library:
             return []
         return await asyncio.to_thread((await self.knowledge()).passages, chunk_ids)
 
-    async def tool_context(self, conversation_id: int, recall: MemorySearch) -> tuple[ToolContext, bool]:
+    async def tool_reach(self, conversation_id: int, recall: MemorySearch) -> Reach:
         """What tools may reach: this conversation's indexed folders, search, long-term memory
         (`recall`); and whether one of those folders is private."""
         folders: list[Path] = []
@@ -101,4 +102,4 @@ class Library:
                 found = knowledge.search(query, conversation_id)
                 return [{"location": p.location, "text": p.text} for p in found]
 
-        return ToolContext(folders, search, recall, conversation_id), private
+        return Reach(ToolContext(folders, search, recall, conversation_id), private)

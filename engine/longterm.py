@@ -52,9 +52,15 @@ class Memories:
     def _open_vectors(self) -> VectorIndex:
         return memory_vectors(self.settings, self._folder)
 
-    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    async def _run(self, work: Callable[[LongTermMemory], T]) -> T:
+        """`work(memories)` in a worker thread (SQLite, Chroma, the embedder)."""
         memory = await self.long_term()
-        return await asyncio.to_thread(getattr(memory, method), *args, **kwargs)
+        return await asyncio.to_thread(work, memory)
+
+    async def tool_search(self) -> Callable[[str], list[dict[str, Any]]]:
+        """What a tool's `recall` runs, in its own thread: the memories most similar to a query."""
+        memory, threshold = await self.long_term(), self.settings.memory_threshold
+        return lambda query: memory.search(query, 5, threshold)
 
     # what the engine uses while answering ------------------------------------------------------
 
@@ -63,7 +69,7 @@ class Memories:
         if self.settings.memory_top_k <= 0 or not await self.enabled():
             return []
         s = self.settings
-        return await self._call("recall", question, s.memory_top_k, s.memory_threshold)
+        return await self._run(lambda m: m.recall(question, s.memory_top_k, s.memory_threshold))
 
     async def propose(
         self, question: str, conversation_id: int, message_id: int, incognito: bool
@@ -72,18 +78,18 @@ class Memories:
         s = self.settings
         if incognito or not s.memory_proposals or not s.log_content or not await self.enabled():
             return []
-        return await self._call("propose", question, conversation_id, message_id)
+        return await self._run(lambda m: m.propose(question, conversation_id, message_id))
 
     # what the user does ------------------------------------------------------------------------
 
     async def any(self) -> bool:
-        return await self._call("_any")
+        return await self._run(LongTermMemory.has_any)
 
     async def enabled(self) -> bool:
-        return await self._call("enabled")
+        return await self._run(LongTermMemory.enabled)
 
     async def set_enabled(self, on: bool) -> None:
-        await self._call("set_enabled", on)
+        await self._run(lambda m: m.set_enabled(on))
 
     async def add(self, text: str, kind: str = "fact", conversation_id: int | None = None,
                   pinned: bool = False) -> dict[str, Any]:
@@ -95,38 +101,38 @@ class Memories:
             if conversation.get("incognito"):
                 raise MemoryOffError("This conversation is incognito: it writes no long-term memory.",
                                      hint="Use /incognito to switch incognito off first.")
-        return await self._call("add", text, kind, conversation_id, pinned=pinned)
+        return await self._run(lambda m: m.add(text, kind, conversation_id, pinned=pinned))
 
     async def all(self) -> list[dict[str, Any]]:
-        return await self._call("all")
+        return await self._run(LongTermMemory.all)
 
     async def get(self, memory_id: int) -> dict[str, Any]:
-        return await self._call("get", memory_id)
+        return await self._run(lambda m: m.get(memory_id))
 
     async def search(self, query: str, k: int = 20) -> list[dict[str, Any]]:
-        return await self._call("search", query, k)
+        return await self._run(lambda m: m.search(query, k))
 
     async def edit(self, memory_id: int, text: str | None = None, kind: str | None = None,
                    pinned: bool | None = None) -> dict[str, Any]:
-        return await self._call("edit", memory_id, text, kind, pinned)
+        return await self._run(lambda m: m.edit(memory_id, text, kind, pinned))
 
     async def forget(self, memory_id: int) -> dict[str, Any]:
-        return await self._call("forget", memory_id)
+        return await self._run(lambda m: m.forget(memory_id))
 
     async def proposals(self) -> list[dict[str, Any]]:
-        return await self._call("proposals")
+        return await self._run(LongTermMemory.proposals)
 
     async def accept(self, proposal_id: int, text: str | None = None) -> dict[str, Any]:
-        return await self._call("accept", proposal_id, text)
+        return await self._run(lambda m: m.accept(proposal_id, text))
 
     async def reject(self, proposal_id: int) -> None:
-        await self._call("reject", proposal_id)
+        await self._run(lambda m: m.reject(proposal_id))
 
     async def export(self) -> list[dict[str, Any]]:
-        return await self._call("export")
+        return await self._run(LongTermMemory.export)
 
     async def import_rows(self, rows: list[dict[str, Any]]) -> int:
-        return await self._call("import_rows", rows)
+        return await self._run(lambda m: m.import_rows(rows))
 
     async def rebuild(self) -> int:
-        return await self._call("rebuild")
+        return await self._run(LongTermMemory.rebuild)

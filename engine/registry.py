@@ -57,6 +57,13 @@ class ModelEntry:
 
 def sha256_file(path: Path, progress: Progress | None = None, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
+    hash_into(digest, path, progress, chunk)
+    return digest.hexdigest()
+
+
+def hash_into(digest: Any, path: Path, progress: Progress | None = None, chunk: int = 1 << 20) -> int:
+    """Feed the file to `digest` (a hashlib object), a block at a time; the bytes read. The one
+    file-hashing loop: model files (the registry, the response rows) and resumed downloads."""
     total, done = path.stat().st_size, 0
     with path.open("rb") as fh:
         while block := fh.read(chunk):
@@ -64,7 +71,7 @@ def sha256_file(path: Path, progress: Progress | None = None, chunk: int = 1 << 
             done += len(block)
             if progress is not None:
                 progress(done, total)
-    return digest.hexdigest()
+    return done
 
 
 def check_name(name: str) -> str:

@@ -127,26 +127,31 @@ def fallback_reason(exc: BaseException) -> str | None:
 
 
 def is_remote(backend: Backend) -> bool:
-    return bool(getattr(backend, "remote", False))
+    return backend.remote
 
 
 def is_trusted(backend: Backend) -> bool:
-    return not is_remote(backend) or bool(getattr(backend, "trusted", False))
+    return not backend.remote or backend.trusted
+
+
+Redact = Callable[[list[Message]], Awaitable[tuple[list[Message], Counter[str]]]]
 
 
 class Router:
     def __init__(
-        self, settings: Settings, backends: dict[str, Backend], store: Callable[[], Awaitable[Store]]
+        self, settings: Settings, backends: dict[str, Backend], store: Callable[[], Awaitable[Store]],
+        redact: Redact | None = None,
     ) -> None:
+        """`store` opens the database (the breakers are saved there); `redact` hides secrets and
+        personal data from prompts bound for an untrusted remote backend (the guardrails')."""
         self.settings = settings
         self.backends = backends
         self._store = store
+        self._redact = redact
         self.breakers: dict[str, CircuitBreaker] = {}
         self._own_breakers: dict[str, CircuitBreaker] = {}
         self._breakers_loaded = False
         self._background: set[asyncio.Task[Any]] = set()
-        # Hides secrets and personal data from prompts bound for an untrusted remote backend.
-        self.redact: Callable[[list[Message]], Awaitable[tuple[list[Message], Counter[str]]]] | None = None
 
     def order(self, preferred: str | None = None) -> list[Backend]:
         names = list(self.settings.backends)
@@ -262,10 +267,11 @@ class Router:
     ) -> Route:
         """Find a backend that answers; return it with its first piece of text already received.
 
-        `prepare` loads nothing: it fits the prompt (with as many of `retrieved` as fit) for a
-        backend; `params` are the same for every backend, or chosen for each. `private_history`:
-        text from a private folder is in the conversation (an earlier answer used one, or a tool
-        read one). `only`: that backend, and no other (the judge's own model)."""
+        Each candidate's model is loaded here (the "load model" span); then `prepare` fits the
+        prompt (with as many of `retrieved` as fit) for it, and loads nothing; `params` are the
+        same for every backend, or chosen for each. `private_history`: text from a private folder
+        is in the conversation (an earlier answer used one, or a tool read one). `only`: that
+        backend, and no other (the judge's own model)."""
         private = private_history or any(p.private for p in retrieved)
         trace = trace or Trace()
         rules = set(self.settings.fallback_on)
@@ -330,8 +336,8 @@ class Router:
         result = StreamResult()
         started = time.perf_counter()
         messages, redacted = fitted.messages, Counter()
-        if self.redact is not None and is_remote(backend) and not is_trusted(backend):
-            messages, redacted = await self.redact(messages)
+        if self._redact is not None and is_remote(backend) and not is_trusted(backend):
+            messages, redacted = await self._redact(messages)
         stream = backend.stream(messages, params, result)
         if deadline is None:
             try:

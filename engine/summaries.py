@@ -12,13 +12,12 @@ from collections.abc import Awaitable, Callable
 from engine import prompts
 from engine.backends.base import SamplingParams
 from engine.config import Settings
-from engine.context import FittedPrompt
+from engine.context import FittedPrompt, Message
 from engine.errors import AssistantError
 from engine.router import Candidate, Gateway
 from memory.store import Store
 
 log = logging.getLogger(__name__)
-Message = dict[str, str]
 
 
 class Summaries:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,8 +44,14 @@ from engine.tracing import Trace
 from memory.retriever import Passage
 from plugins.hookspecs import Tool, ToolContext
 
-# What tools may reach for a conversation, and whether that includes a private folder.
-ContextOf = Callable[[int], Awaitable[tuple[ToolContext, bool]]]
+
+@dataclass(frozen=True)
+class Reach:
+    """What tools may reach for this answer's conversation, and whether that includes a private
+    folder (then a tool's result is as private as the folder)."""
+
+    context: ToolContext
+    private: bool = False
 
 
 @dataclass
@@ -60,12 +66,10 @@ class ToolRun:
 
 
 class ToolLoop:
-    def __init__(self, settings: Settings, gate: Gateway, tools: Callable[[], dict[str, Tool]],
-                 context: ContextOf) -> None:
+    def __init__(self, settings: Settings, gate: Gateway, tools: Callable[[], dict[str, Tool]]) -> None:
         self.settings = settings
         self._gate = gate
         self._tools = tools  # call from a thread: plugins load on first use
-        self._context = context
 
     async def tools_for(self, backend: Backend, json_schema: dict | None) -> dict[str, Tool]:
         """The tools for this answer: none when tool calling is off for this backend, or when the
@@ -80,7 +84,7 @@ class ToolLoop:
 
     async def run(
         self, tools: dict[str, Tool], system_prompt: prompts.Template, history: list[dict],
-        question: str, conversation_id: int, passages: list[Passage], trace: Trace, confirm: Confirm | None,
+        question: str, reach: Reach, passages: list[Passage], trace: Trace, confirm: Confirm | None,
         *, preferred: str | None = None, private: bool = False, untrusted: str | None = None,
     ) -> ToolRun:
         """The model decides, the call is validated, confirmed when it has side effects, run, and its
@@ -90,7 +94,7 @@ class ToolLoop:
         that is not the user's is in it already (earlier turns' passages or tool results); then,
         as once a passage or a tool result is in this answer's context, tools with side effects
         are refused."""
-        context, reaches_private = await self._context(conversation_id)
+        context, reaches_private = reach.context, reach.private
         if passages:
             untrusted = untrusted or "passages from your files are in the context"
         run = ToolRun(private=private)

@@ -3,17 +3,22 @@ built from, and the fitting of that prompt into a backend's context window."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from engine import prompts
 from engine.backends.base import Backend
 from engine.citations import sources_message
 from engine.config import Settings
-from engine.context import FittedPrompt
+from engine.context import FittedPrompt, Message
 from engine.errors import ContextOverflowError
 from engine.request import AskOptions
+from engine.router import Router
 from memory.longterm import Recalled
 from memory.retriever import Passage
+from memory.store import Store
+
+UNLOGGED = "(content not logged)"  # a conversation's title when content is not logged
 
 
 @dataclass(frozen=True)
@@ -96,3 +101,52 @@ async def fit_prompt(
             if not (fitted.question_truncated and passages):
                 return fitted, passages
         passages = passages[:-1]
+
+
+async def start_turn(
+    store: Store, router: Router, settings: Settings, unlogged: dict[int, list[Message]], question: str,
+    conversation_id: int | None, backend: str | None, incognito: bool | None,
+) -> Turn:
+    """Start or continue the conversation and save the question (its text only when
+    `log_content` is on); the model starts loading meanwhile. The turn carries the
+    conversation's system prompt template (with `ab_system_prompt` set, every other new
+    conversation gets the alternative, and keeps it) and the latest summary of older turns,
+    with only the turns after it. `unlogged`: the conversations kept in memory only (log_content off)."""
+    logged = settings.log_content
+    turn = Turn(question)
+    if conversation_id is None:
+        turn.preferred = backend
+        router.primary(backend).start_loading()
+        title = question if logged else UNLOGGED
+        conversation_id = await asyncio.to_thread(store.create_conversation, title)
+        if settings.ab_system_prompt and conversation_id % 2:
+            turn.system_name = settings.ab_system_prompt
+            await asyncio.to_thread(store.set_conversation_template, conversation_id, turn.system_name)
+    else:
+        # A NotFoundError names the conversation.
+        conversation = await asyncio.to_thread(store.conversation, conversation_id)
+        turn.preferred = backend or conversation.get("backend")
+        turn.system_name = conversation.get("system_template") or "system"
+        turn.incognito = bool(conversation.get("incognito"))
+        router.primary(turn.preferred).start_loading()
+        if logged:
+            rows = [r for r in await asyncio.to_thread(store.messages, conversation_id)
+                    if r["status"] == "complete" and r["role"] in ("user", "assistant")]
+            summary = await asyncio.to_thread(store.summary, conversation_id)
+            if summary:
+                turn.summary = summary["text"]
+                turn.summarized = sum(r["id"] <= summary["upto_message_id"] for r in rows)
+                rows = [r for r in rows if r["id"] > summary["upto_message_id"]]
+            turn.history = [{"role": r["role"], "content": r["content"]} for r in rows]
+            turn.history_ids = [r["id"] for r in rows]
+        else:
+            turn.history = list(unlogged.get(conversation_id, []))
+    if backend is not None:
+        await asyncio.to_thread(store.set_conversation_backend, conversation_id, backend)
+    if incognito is not None and incognito != turn.incognito:
+        turn.incognito = incognito
+        await asyncio.to_thread(store.set_incognito, conversation_id, incognito)
+    turn.conversation_id = conversation_id
+    turn.prompt_message_id = await asyncio.to_thread(store.add_message, conversation_id, "user",
+                                                     question if logged else "")
+    return turn

@@ -13,7 +13,7 @@ from typing import Any
 
 from memory.documents import Chunk
 from memory.errors import NotFoundError
-from memory.store import StoreView, _translated, dicts, now
+from memory.store import StoreView, dicts, now, translated
 
 # Words too common to help full-text search find anything.
 _STOPWORDS = frozenset(
@@ -26,7 +26,7 @@ class Corpus(StoreView):
 
     # folders -----------------------------------------------------------------------------------
 
-    @_translated
+    @translated
     def add_folder(self, path: Path) -> int:
         row = self.conn.execute("SELECT id FROM folders WHERE path = ?", [str(path)]).fetchone()
         if row:
@@ -35,7 +35,7 @@ class Corpus(StoreView):
             "INSERT INTO folders (path, added_at) VALUES (?, ?)", [str(path), now()]
         ).lastrowid
 
-    @_translated
+    @translated
     def folder(self, path: Path) -> dict[str, Any]:
         found = dicts(self.conn.execute("SELECT * FROM folders WHERE path = ?", [str(path)]))
         if not found:
@@ -44,7 +44,7 @@ class Corpus(StoreView):
             )
         return found[0]
 
-    @_translated
+    @translated
     def folders(self) -> list[dict[str, Any]]:
         """Every folder with its counts: files indexed, chunks, skipped and failed files."""
         sql = """
@@ -58,7 +58,7 @@ class Corpus(StoreView):
         """
         return dicts(self.conn.execute(sql))
 
-    @_translated
+    @translated
     def folder_ids_with_chunks(self) -> list[int]:
         """Cheap enough for every question (folders() counts every file)."""
         return [r[0] for r in self.conn.execute(
@@ -66,30 +66,30 @@ class Corpus(StoreView):
             " (SELECT 1 FROM files WHERE folder_id = f.id AND chunks > 0) ORDER BY id"
         )]
 
-    @_translated
+    @translated
     def set_folder_indexed(self, folder_id: int) -> None:
         self.conn.execute("UPDATE folders SET last_indexed_at = ? WHERE id = ?", [now(), folder_id])
 
-    @_translated
+    @translated
     def set_private(self, folder_id: int, private: bool) -> None:
         self.conn.execute("UPDATE folders SET private = ? WHERE id = ?", [int(private), folder_id])
 
-    @_translated
+    @translated
     def set_watch(self, folder_id: int, watch: bool) -> None:
         self.conn.execute("UPDATE folders SET watch = ? WHERE id = ?", [int(watch), folder_id])
 
-    @_translated
+    @translated
     def chunk_ids_of_folder(self, folder_id: int) -> list[int]:
         return [r[0] for r in self.conn.execute(
             "SELECT c.id FROM chunks c JOIN files f ON f.id = c.file_id WHERE f.folder_id = ?",
             [folder_id],
         )]
 
-    @_translated
+    @translated
     def remove_folder(self, folder_id: int) -> None:
         self.conn.execute("DELETE FROM folders WHERE id = ?", [folder_id])  # cascades to chunks
 
-    @_translated
+    @translated
     def skipped_files(self, folder_id: int) -> list[dict[str, Any]]:
         return dicts(self.conn.execute(
             "SELECT path, state, reason FROM files WHERE folder_id = ? AND state IN ('skipped', 'failed')"
@@ -99,13 +99,13 @@ class Corpus(StoreView):
 
     # files and chunks ----------------------------------------------------------------------------
 
-    @_translated
+    @translated
     def files(self, folder_id: int) -> dict[str, dict[str, Any]]:
         """The folder's files by relative path."""
         rows = dicts(self.conn.execute("SELECT * FROM files WHERE folder_id = ?", [folder_id]))
         return {row["path"]: row for row in rows}
 
-    @_translated
+    @translated
     def mark_file(
         self, folder_id: int, path: str, size: int, mtime_ns: int, state: str,
         reason: str | None = None, sha256: str | None = None,
@@ -127,7 +127,7 @@ class Corpus(StoreView):
             )
             return removed
 
-    @_translated
+    @translated
     def replace_chunks(
         self, folder_id: int, files: list[tuple[str, int, int, str, list[Chunk]]]
     ) -> tuple[list[int], dict[str, list[int]]]:
@@ -158,7 +158,7 @@ class Corpus(StoreView):
                 ]
         return removed, added
 
-    @_translated
+    @translated
     def mark_embedded(self, folder_id: int, paths: Iterable[str]) -> None:
         stamp = now()
         with self._transaction():
@@ -167,14 +167,14 @@ class Corpus(StoreView):
                 [(stamp, folder_id, p) for p in paths],
             )
 
-    @_translated
+    @translated
     def rename_file(self, folder_id: int, old: str, new: str, mtime_ns: int) -> None:
         self.conn.execute(
             "UPDATE files SET path = ?, mtime_ns = ? WHERE folder_id = ? AND path = ?",
             [new, mtime_ns, folder_id, old],
         )
 
-    @_translated
+    @translated
     def remove_file(self, folder_id: int, path: str) -> list[int]:
         with self._transaction():
             removed = self._delete_chunks_of(folder_id, path)
@@ -194,17 +194,17 @@ class Corpus(StoreView):
             )
         return ids
 
-    @_translated
+    @translated
     def mark_all_for_embedding(self) -> None:
         self.conn.execute("UPDATE files SET state = 'embedding' WHERE state = 'indexed' AND chunks > 0")
 
-    @_translated
+    @translated
     def mark_all_embedded(self) -> None:
         """Every file waiting for vectors is indexed: call once every chunk has its vector."""
         self.conn.execute("UPDATE files SET state = 'indexed', indexed_at = ? WHERE state = 'embedding'",
                           [now()])
 
-    @_translated
+    @translated
     def chunk_texts(self, ids: list[int]) -> list[tuple[int, int, str]]:
         """(chunk id, folder id, text) of the given chunks, in id order (deleted ones left out)."""
         found: list[tuple[int, int, str]] = []
@@ -217,15 +217,15 @@ class Corpus(StoreView):
             ).fetchall()
         return sorted(found)
 
-    @_translated
+    @translated
     def chunk_ids(self) -> set[int]:
         return {r[0] for r in self.conn.execute("SELECT id FROM chunks")}
 
-    @_translated
+    @translated
     def has_chunks(self) -> bool:
         return self.conn.execute("SELECT EXISTS (SELECT 1 FROM chunks)").fetchone()[0] == 1
 
-    @_translated
+    @translated
     def version(self) -> list[Any]:
         """Changes whenever what a search can find does, read without touching the chunks' text:
         chunk ids are never reused (AUTOINCREMENT), so new text raises the largest id; a removal
@@ -235,11 +235,11 @@ class Corpus(StoreView):
             " FROM files"
         ).fetchone())
 
-    @_translated
+    @translated
     def chunk_count(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
 
-    @_translated
+    @translated
     def chunk_rows(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         """Chunks with their file and folder, by id."""
         if not ids:
@@ -254,7 +254,7 @@ class Corpus(StoreView):
         ))
         return {row["id"]: row for row in rows}
 
-    @_translated
+    @translated
     def search_text(self, query: str, folder_ids: list[int], limit: int) -> list[int]:
         """Chunk ids best matching `query` by BM25, within the given folders."""
         words = [w for w in re.findall(r"\w+", query.lower()) if w not in _STOPWORDS]
@@ -272,12 +272,12 @@ class Corpus(StoreView):
 
     # metadata and per-conversation folder choices ---------------------------------------------------
 
-    @_translated
+    @translated
     def meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM index_meta WHERE key = ?", [key]).fetchone()
         return row[0] if row else None
 
-    @_translated
+    @translated
     def set_meta(self, key: str, value: str) -> None:
         self.conn.execute(
             "INSERT INTO index_meta (key, value) VALUES (?, ?)"
@@ -285,11 +285,11 @@ class Corpus(StoreView):
             [key, value],
         )
 
-    @_translated
+    @translated
     def clear_meta(self, key: str) -> None:
         self.conn.execute("DELETE FROM index_meta WHERE key = ?", [key])
 
-    @_translated
+    @translated
     def active_folder_ids(self, conversation_id: int | None) -> list[int]:
         """Folders a conversation searches: every folder, except those it switched off."""
         return [r[0] for r in self.conn.execute(
@@ -299,7 +299,7 @@ class Corpus(StoreView):
             [conversation_id if conversation_id is not None else -1],
         )]
 
-    @_translated
+    @translated
     def set_folder_active(self, conversation_id: int, folder_id: int, active: bool) -> None:
         self.conn.execute(
             "INSERT INTO conversation_folders (conversation_id, folder_id, active) VALUES (?, ?, ?)"

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from memory.errors import NotFoundError
-from memory.store import StoreView, _translated, dicts, now
+from memory.store import StoreView, dicts, now, translated
 
 _JSON_RUN = ("config", "summary")
 _JSON_RESULT = ("metrics", "details")
@@ -27,7 +27,7 @@ class EvalLog(StoreView):
 
     # runs --------------------------------------------------------------------------------------
 
-    @_translated
+    @translated
     def start_run(self, run: dict[str, Any]) -> int:
         row = {**run, "status": "running", "started_at": now(), "config": json.dumps(run["config"])}
         columns = ", ".join(row)
@@ -35,27 +35,27 @@ class EvalLog(StoreView):
         return self.conn.execute(f"INSERT INTO eval_runs ({columns}) VALUES ({marks})",
                                  list(row.values())).lastrowid
 
-    @_translated
+    @translated
     def finish_run(self, run_id: int, status: str, summary: dict[str, Any], error: str | None = None) -> None:
         self.conn.execute(
             "UPDATE eval_runs SET status = ?, summary = ?, error = ?, finished_at = ? WHERE id = ?",
             [status, json.dumps(summary), error, now(), run_id],
         )
 
-    @_translated
+    @translated
     def run(self, run_id: int) -> dict[str, Any]:
         rows = dicts(self.conn.execute("SELECT * FROM eval_runs WHERE id = ?", [run_id]))
         if not rows:
             raise NotFoundError(f"There is no eval run {run_id}.", hint="`assistant eval runs` lists them.")
         return self._with_baselines(_decoded(rows[0], _JSON_RUN))
 
-    @_translated
+    @translated
     def runs(self, limit: int = 100) -> list[dict[str, Any]]:
         """Newest first, each with the baseline names pointing at it."""
         rows = dicts(self.conn.execute("SELECT * FROM eval_runs ORDER BY id DESC LIMIT ?", [limit]))
         return [self._with_baselines(_decoded(r, _JSON_RUN)) for r in rows]
 
-    @_translated
+    @translated
     def delete_run(self, run_id: int) -> None:
         self.run(run_id)
         self.conn.execute("DELETE FROM eval_runs WHERE id = ?", [run_id])
@@ -65,7 +65,7 @@ class EvalLog(StoreView):
             "SELECT name FROM eval_baselines WHERE run_id = ? ORDER BY name", [row["id"]])]
         return row
 
-    @_translated
+    @translated
     def resolve(self, ref: str) -> int:
         """A run id from what a user types: an id, `latest`, `previous`, or a baseline's name."""
         text = ref.strip()
@@ -87,7 +87,7 @@ class EvalLog(StoreView):
 
     # baselines ---------------------------------------------------------------------------------
 
-    @_translated
+    @translated
     def set_baseline(self, name: str, run_id: int) -> None:
         self.run(run_id)
         self.conn.execute(
@@ -96,14 +96,14 @@ class EvalLog(StoreView):
             [name, run_id, now()],
         )
 
-    @_translated
+    @translated
     def baseline(self, name: str) -> int | None:
         row = self.conn.execute("SELECT run_id FROM eval_baselines WHERE name = ?", [name]).fetchone()
         return row[0] if row else None
 
     # results -----------------------------------------------------------------------------------
 
-    @_translated
+    @translated
     def add_result(self, run_id: int, result: dict[str, Any]) -> int:
         row = {**result, "run_id": run_id,
                **{c: json.dumps(result[c], ensure_ascii=False) for c in _JSON_RESULT}}
@@ -112,7 +112,7 @@ class EvalLog(StoreView):
         return self.conn.execute(f"INSERT INTO eval_results ({columns}) VALUES ({marks})",
                                  list(row.values())).lastrowid
 
-    @_translated
+    @translated
     def results(self, run_id: int) -> list[dict[str, Any]]:
         rows = dicts(self.conn.execute(
             "SELECT * FROM eval_results WHERE run_id = ? ORDER BY ordinal", [run_id]))

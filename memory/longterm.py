@@ -18,7 +18,7 @@ from typing import Any
 from memory.embedder import Embedder
 from memory.errors import AssistantError, NotFoundError
 from memory.proposals import extract
-from memory.store import Store, StoreView, _translated, dicts, now
+from memory.store import Store, StoreView, dicts, now, translated
 from memory.vectors import VectorIndex
 
 COLLECTION = "memories"
@@ -60,12 +60,12 @@ class LongTermMemory(StoreView):
 
     # on and off --------------------------------------------------------------------------------
 
-    @_translated
+    @translated
     def enabled(self) -> bool:
         row = self.conn.execute("SELECT value FROM app_state WHERE key = ?", [_ENABLED_KEY]).fetchone()
         return row is None or row[0] != "off"
 
-    @_translated
+    @translated
     def set_enabled(self, on: bool) -> None:
         self.conn.execute("INSERT OR REPLACE INTO app_state (key, value) VALUES (?, ?)",
                           [_ENABLED_KEY, "on" if on else "off"])
@@ -79,7 +79,7 @@ class LongTermMemory(StoreView):
         vector, vectors = self._embed(text), self.vectors
         return self.get(self._insert(text, kind, conversation_id, message_id, pinned, vector, vectors))
 
-    @_translated
+    @translated
     def _insert(self, text: str, kind: str, conversation_id: int | None, message_id: int | None,
                 pinned: bool, vector: list[float], vectors: VectorIndex) -> int:
         with self._transaction():
@@ -91,7 +91,7 @@ class LongTermMemory(StoreView):
             vectors.add([memory_id], [vector])  # fails: the row is rolled back
         return memory_id
 
-    @_translated
+    @translated
     def get(self, memory_id: int) -> dict[str, Any]:
         found = dicts(self.conn.execute(f"{_SELECT} WHERE m.id = ?", [memory_id]))
         if not found:
@@ -99,7 +99,7 @@ class LongTermMemory(StoreView):
                                 hint="`assistant memory list` shows them.")
         return found[0]
 
-    @_translated
+    @translated
     def all(self) -> list[dict[str, Any]]:
         """Every memory, pinned first, then the most recently created; each with its source
         conversation's title."""
@@ -107,14 +107,14 @@ class LongTermMemory(StoreView):
 
     def search(self, query: str, k: int = 10, threshold: float = 0.0) -> list[dict[str, Any]]:
         """Memories most similar to `query`, each with its "score"; nothing is marked as used."""
-        found = self._nearest(query, k, threshold) if self._any() else []
+        found = self._nearest(query, k, threshold) if self.has_any() else []
         rows = self._rows([i for i, _ in found])
         return [{**rows[i], "score": round(score, 3)} for i, score in found if i in rows]
 
     def recall(self, question: str, k: int, threshold: float) -> list[Recalled]:
         """What to put in the prompt for `question`: pinned memories, then the most similar ones
         above `threshold`, `k` in all; each is marked as used."""
-        if k <= 0 or not self._any():
+        if k <= 0 or not self.has_any():
             return []
         chosen = [Recalled(r["id"], r["text"], r["kind"], 1.0) for r in self._pinned(k)]
         taken = {r.id for r in chosen}
@@ -134,23 +134,23 @@ class LongTermMemory(StoreView):
             return []
         return [(i, s) for i, s in self.vectors.nearest(self._embed(text), k) if s >= threshold]
 
-    @_translated
+    @translated
     def _pinned(self, k: int) -> list[dict[str, Any]]:
         return dicts(self.conn.execute(
             "SELECT id, text, kind FROM memories WHERE pinned = 1 ORDER BY id LIMIT ?", [k]))
 
-    @_translated
-    def _any(self) -> bool:
+    @translated
+    def has_any(self) -> bool:
         return self.conn.execute("SELECT 1 FROM memories LIMIT 1").fetchone() is not None
 
-    @_translated
+    @translated
     def _rows(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
         return {r["id"]: r for r in dicts(self.conn.execute(f"{_SELECT} WHERE m.id IN ({marks})", ids))}
 
-    @_translated
+    @translated
     def _mark_used(self, ids: list[int]) -> None:
         marks = ",".join("?" * len(ids))
         self.conn.execute(
@@ -166,7 +166,7 @@ class LongTermMemory(StoreView):
         self._update(memory_id, text, kind, pinned, vector, self.vectors)
         return self.get(memory_id)
 
-    @_translated
+    @translated
     def _update(self, memory_id: int, text: str, kind: str, pinned: bool, vector: list[float] | None,
                 vectors: VectorIndex) -> None:
         with self._transaction():
@@ -181,7 +181,7 @@ class LongTermMemory(StoreView):
         self._delete(memory_id, vectors)
         return memory
 
-    @_translated
+    @translated
     def _delete(self, memory_id: int, vectors: VectorIndex) -> None:
         with self._transaction():
             self.conn.execute("DELETE FROM memories WHERE id = ?", [memory_id])
@@ -215,7 +215,7 @@ class LongTermMemory(StoreView):
 
     # proposals ---------------------------------------------------------------------------------
 
-    @_translated
+    @translated
     def propose(
         self, message: str, conversation_id: int | None, message_id: int | None
     ) -> list[dict[str, Any]]:
@@ -231,7 +231,7 @@ class LongTermMemory(StoreView):
                 for p in new]
         return [self.proposal(i) for i in ids]
 
-    @_translated
+    @translated
     def proposal(self, proposal_id: int) -> dict[str, Any]:
         found = dicts(self.conn.execute("SELECT * FROM memory_proposals WHERE id = ?", [proposal_id]))
         if not found:
@@ -239,7 +239,7 @@ class LongTermMemory(StoreView):
                                 hint="`assistant memory proposals` lists the pending ones.")
         return found[0]
 
-    @_translated
+    @translated
     def proposals(self) -> list[dict[str, Any]]:
         return dicts(self.conn.execute(
             "SELECT * FROM memory_proposals WHERE status = 'pending' ORDER BY id"))
@@ -256,7 +256,7 @@ class LongTermMemory(StoreView):
         self._pending(proposal_id)
         self._settle(proposal_id, "rejected", None)
 
-    @_translated
+    @translated
     def _settle(self, proposal_id: int, status: str, memory_id: int | None) -> None:
         self.conn.execute("UPDATE memory_proposals SET status = ?, memory_id = ? WHERE id = ?",
                           [status, memory_id, proposal_id])

@@ -62,8 +62,9 @@ def dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def _translated(method: Callable[..., T]) -> Callable[..., T]:
-    """Turn sqlite3 errors into the project's error tree, naming the database file."""
+def translated(method: Callable[..., T]) -> Callable[..., T]:
+    """For the methods of a Store or a StoreView (another module's rows): each runs under the
+    store's lock, and its sqlite3 errors become the project's error tree, naming the database file."""
 
     @functools.wraps(method)
     def wrapper(self: Store, *args: Any, **kwargs: Any) -> T:
@@ -137,7 +138,7 @@ class Store:
             conn.close()
             raise
 
-    @_translated
+    @translated
     def _setup(self) -> None:
         os.chmod(self.path, 0o600)
         self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
@@ -176,17 +177,17 @@ class Store:
 
     # conversations and messages -------------------------------------------------------------
 
-    @_translated
+    @translated
     def create_conversation(self, title: str) -> int:
         stamp = now()
         row = {"title": _title(title), "created_at": stamp, "updated_at": stamp}
         return self.db["conversations"].insert(row).last_pk
 
-    @_translated
+    @translated
     def conversation(self, conversation_id: int) -> dict[str, Any]:
         return self._get("conversations", conversation_id, "conversation")
 
-    @_translated
+    @translated
     def conversations(self, limit: int = 100) -> list[dict[str, Any]]:
         sql = """
             SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS messages
@@ -194,7 +195,7 @@ class Store:
         """
         return list(self.db.query(sql, [limit]))
 
-    @_translated
+    @translated
     def search_conversations(self, query: str, limit: int = 50) -> list[dict[str, Any]]:
         """Conversations whose messages match every word of `query` (best first), each with a
         snippet of its best matching message."""
@@ -219,17 +220,17 @@ class Store:
                 FROM conversations c WHERE c.id IN ({marks})""", ids))}
         return [{**rows[i], "snippet": best[i]} for i in ids if i in rows]
 
-    @_translated
+    @translated
     def rename_conversation(self, conversation_id: int, title: str) -> None:
         self._get("conversations", conversation_id, "conversation")
         self.db["conversations"].update(conversation_id, {"title": _title(title)})
 
-    @_translated
+    @translated
     def delete_conversation(self, conversation_id: int) -> None:
         self._get("conversations", conversation_id, "conversation")
         self.conn.execute("DELETE FROM conversations WHERE id = ?", [conversation_id])
 
-    @_translated
+    @translated
     def add_message(
         self, conversation_id: int, role: str, content: str, status: str = "complete"
     ) -> int:
@@ -253,7 +254,7 @@ class Store:
         )
         return message_id
 
-    @_translated
+    @translated
     def messages(self, conversation_id: int) -> list[dict[str, Any]]:
         """The conversation's messages in order; assistant messages carry their response id and
         latest rating."""
@@ -266,14 +267,14 @@ class Store:
         """
         return list(self.db.query(sql, [conversation_id]))
 
-    @_translated
+    @translated
     def set_incognito(self, conversation_id: int, on: bool) -> None:
         self._get("conversations", conversation_id, "conversation")
         self.conn.execute("UPDATE conversations SET incognito = ? WHERE id = ?", [int(on), conversation_id])
 
     # summaries of older turns ----------------------------------------------------------------
 
-    @_translated
+    @translated
     def summary(self, conversation_id: int) -> dict[str, Any] | None:
         """The latest summary of the conversation's older turns (those up to `upto_message_id`)."""
         found = dicts(self.conn.execute(
@@ -282,7 +283,7 @@ class Store:
             [conversation_id]))
         return found[0] if found else None
 
-    @_translated
+    @translated
     def save_summary(self, conversation_id: int, upto_message_id: int, text: str, model: str) -> int:
         return self.conn.execute(
             "INSERT INTO summaries (conversation_id, upto_message_id, text, model, created_at)"
@@ -291,7 +292,7 @@ class Store:
 
     # responses and feedback ------------------------------------------------------------------
 
-    @_translated
+    @translated
     def record_answer(
         self, conversation_id: int, text: str, partial: bool, response: dict[str, Any],
         spans: list[dict[str, Any]] | None = None, review: str | None = None,
@@ -337,7 +338,7 @@ class Store:
                 )
             return message_id, response_id
 
-    @_translated
+    @translated
     def save_draft(self, conversation_id: int, message_id: int | None, text: str) -> int:
         """Keep the answer so far while it streams, as a partial message (inserted the first time,
         updated after): a crash or kill -9 mid-answer then loses at most the last moment of it."""
@@ -348,7 +349,7 @@ class Store:
         self.conn.execute("UPDATE messages SET content = ? WHERE id = ?", [_clean(text), message_id])
         return message_id
 
-    @_translated
+    @translated
     def save_question_vector(self, response_id: int, context_key: str, vector: bytes) -> None:
         self.conn.execute(
             "INSERT OR REPLACE INTO question_vectors (response_id, context_key, vector, created_at)"
@@ -356,7 +357,7 @@ class Store:
             [response_id, context_key, vector, now()],
         )
 
-    @_translated
+    @translated
     def similar_answers(self, context_key: str, since: str) -> list[dict[str, Any]]:
         """Answered standalone questions with the same context, newer than `since`: their
         vectors, question and answer text, and sources."""
@@ -369,7 +370,7 @@ class Store:
             [context_key, since],
         ))
 
-    @_translated
+    @translated
     def cached_answer(self, key: str) -> dict[str, Any] | None:
         """A live cache entry (an expired one is deleted), counted as a hit."""
         stamp = now()
@@ -380,7 +381,7 @@ class Store:
                 self.conn.execute("UPDATE response_cache SET hits = hits + 1 WHERE key = ?", [key])
         return rows[0] if rows else None
 
-    @_translated
+    @translated
     def spans(self, response_id: int) -> list[dict[str, Any]]:
         rows = dicts(self.conn.execute(
             "SELECT name, parent, start_ms, duration_ms, attrs FROM spans WHERE response_id = ? ORDER BY id",
@@ -390,12 +391,12 @@ class Store:
             row["attrs"] = json.loads(row["attrs"]) if row["attrs"] else {}
         return rows
 
-    @_translated
+    @translated
     def message_text(self, message_id: int | None) -> str | None:
         row = self.conn.execute("SELECT content FROM messages WHERE id = ?", [message_id]).fetchone()
         return row[0] if row else None
 
-    @_translated
+    @translated
     def responses_since(self, since: str) -> list[dict[str, Any]]:
         return dicts(self.conn.execute("SELECT * FROM responses WHERE created_at >= ? ORDER BY id", [since]))
 
@@ -408,13 +409,13 @@ class Store:
             [response_id, reason, now()],
         )
 
-    @_translated
+    @translated
     def enqueue_review(self, response_id: int, reason: str) -> None:
         """Put an answer in the review queue (thumbs down, a guardrail, a refusal)."""
         self._get("responses", response_id, "response")
         self._enqueue_review(response_id, reason)
 
-    @_translated
+    @translated
     def reviews(self, pending: bool = True, limit: int = 200) -> list[dict[str, Any]]:
         """Queued answers, oldest first, with their question and answer."""
         return dicts(self.conn.execute(
@@ -428,7 +429,7 @@ class Store:
             [limit],
         ))
 
-    @_translated
+    @translated
     def mark_reviewed(self, response_id: int, better_answer: str | None, note: str | None = None) -> None:
         self._get("responses", response_id, "response")
         with self._transaction():
@@ -438,11 +439,11 @@ class Store:
                 [now(), better_answer, note, response_id],
             )
 
-    @_translated
+    @translated
     def response(self, response_id: int) -> dict[str, Any]:
         return self._get("responses", response_id, "response")
 
-    @_translated
+    @translated
     def answer_to(self, prompt_message_id: int) -> dict[str, Any] | None:
         """The latest response row to a question; its answer may have no message (stopped before
         any text)."""
@@ -451,7 +452,7 @@ class Store:
             [prompt_message_id]))
         return found[0] if found else None
 
-    @_translated
+    @translated
     def add_feedback(self, response_id: int, rating: int, comment: str | None = None) -> int:
         if rating not in (-1, 1):
             raise ValueError(f"rating must be +1 or -1, not {rating!r}")
@@ -463,16 +464,16 @@ class Store:
                 self._enqueue_review(response_id, "thumbs_down")
         return feedback_id
 
-    @_translated
+    @translated
     def set_feedback_comment(self, feedback_id: int, comment: str) -> None:
         self._get("feedback", feedback_id, "feedback")
         self.db["feedback"].update(feedback_id, {"comment": comment})
 
-    @_translated
+    @translated
     def feedback(self, response_id: int) -> list[dict[str, Any]]:
         return list(self.db["feedback"].rows_where("response_id = ?", [response_id], order_by="id"))
 
-    @_translated
+    @translated
     def used_private_sources(self, conversation_id: int) -> bool:
         """Whether an earlier answer here drew on a private folder (its passages, or a tool that
         could read one, whose span says so): its words are in the history."""
@@ -489,7 +490,7 @@ class Store:
         ).fetchone()
         return row is not None
 
-    @_translated
+    @translated
     def untrusted_history(self, conversation_id: int) -> str | None:
         """Why text that is not the user's is in the conversation's history, or None: an earlier
         answer drew on passages or on tool results (their words may be in it, instructions
@@ -508,19 +509,19 @@ class Store:
             return "this conversation holds answers from elsewhere (forked or imported)"
         return None
 
-    @_translated
+    @translated
     def set_conversation_template(self, conversation_id: int, name: str) -> None:
         self.conn.execute("UPDATE conversations SET system_template = ? WHERE id = ?",
                           [name, conversation_id])
 
-    @_translated
+    @translated
     def set_conversation_backend(self, conversation_id: int, backend: str | None) -> None:
         self._get("conversations", conversation_id, "conversation")
         self.conn.execute("UPDATE conversations SET backend = ? WHERE id = ?", [backend, conversation_id])
 
     # routing: money spent, circuit breakers ---------------------------------------------------
 
-    @_translated
+    @translated
     def spent_usd(self, since: str) -> float:
         """Cost of the answers that went to a remote backend since `since` (ISO time, UTC)."""
         row = self.conn.execute(
@@ -528,11 +529,11 @@ class Store:
         ).fetchone()
         return float(row[0])
 
-    @_translated
+    @translated
     def breakers(self) -> dict[str, dict[str, Any]]:
         return {row["name"]: row for row in dicts(self.conn.execute("SELECT * FROM backend_health"))}
 
-    @_translated
+    @translated
     def save_breaker(self, name: str, state: str, failures: int, opened_at: float | None,
                      last_error: str | None) -> None:
         self.conn.execute(
@@ -546,7 +547,7 @@ class Store:
 
     # model file hashes, cached because hashing gigabytes is slow ------------------------------
 
-    @_translated
+    @translated
     def cached_model_hash(self, path: str, size: int, mtime_ns: int) -> str | None:
         row = self.conn.execute(
             "SELECT sha256 FROM model_files WHERE path = ? AND size = ? AND mtime_ns = ?",
@@ -554,14 +555,14 @@ class Store:
         ).fetchone()
         return row[0] if row else None
 
-    @_translated
+    @translated
     def save_model_hash(self, path: str, size: int, mtime_ns: int, sha256: str) -> None:
         row = {"path": path, "size": size, "mtime_ns": mtime_ns, "sha256": sha256}
         self.db["model_files"].upsert(row, pk="path")
 
     # backup and restore --------------------------------------------------------------------------
 
-    @_translated
+    @translated
     def backup(self, target: Path) -> None:
         """A consistent copy in one file (`VACUUM INTO`: one read transaction, so answers being
         written meanwhile are either wholly in it or not at all)."""
@@ -606,7 +607,7 @@ class Store:
             raise CorruptDatabaseError(f"{source} is not an assistant database: {why}.",
                                        hint="Restore a file made by `assistant backup`.")
 
-    @_translated
+    @translated
     def restore_from(self, source: Path) -> None:
         """Replace this database's contents with a backup's, page by page under SQLite's own lock
         (other processes see either the old or the new database), then bring its schema up to date."""
@@ -636,7 +637,7 @@ class Store:
 
     # health ------------------------------------------------------------------------------------
 
-    @_translated
+    @translated
     def health(self) -> dict[str, Any]:
         counts = {
             table: self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]

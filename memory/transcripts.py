@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memory.errors import AssistantError, NotFoundError
-from memory.store import StoreView, _translated, dicts, now
+from memory.store import StoreView, dicts, now, translated
 
 FORMAT = "assistant.conversation/1"
 _CONVERSATION_KEYS = ("id", "title", "created_at", "updated_at", "backend", "system_template", "incognito")
@@ -43,11 +43,11 @@ class Transcripts(StoreView):
 
     # export ------------------------------------------------------------------------------------
 
-    @_translated
+    @translated
     def conversation_ids(self) -> list[int]:
         return [r[0] for r in self.conn.execute("SELECT id FROM conversations ORDER BY id")]
 
-    @_translated
+    @translated
     def export(self, conversation_id: int, sources_of: SourcesOf) -> dict[str, Any]:
         """One conversation as a JSON-ready dict."""
         conversation = self.store._get("conversations", conversation_id, "conversation")
@@ -84,7 +84,7 @@ class Transcripts(StoreView):
                 done.already_there.append(existing)
         return done
 
-    @_translated
+    @translated
     def _existing(self, item: dict[str, Any]) -> int | None:
         """The conversation this export already is: the same start time and the same messages
         (role, text, time). Ids and titles do not count: they change on import and by renaming."""
@@ -99,7 +99,7 @@ class Transcripts(StoreView):
                 return conversation_id
         return None
 
-    @_translated
+    @translated
     def _import(self, item: dict[str, Any]) -> int:
         c = item["conversation"]
         with self._transaction():
@@ -138,7 +138,7 @@ class Transcripts(StoreView):
 
     # fork --------------------------------------------------------------------------------------
 
-    @_translated
+    @translated
     def fork(self, conversation_id: int, message_id: int | None = None, number: int | None = None) -> int:
         """A new conversation with the messages up to `message_id` (default: all), or up to its
         `number`-th message (1-based, as `assistant history -c` numbers them: message ids are

@@ -24,11 +24,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pluggy
 
 from memory.documents import Loader
+from memory.errors import AssistantError
 
 PROJECT = "assistant"
 
@@ -110,7 +111,7 @@ def register_guardrails(register: RegisterGuardrail) -> None:
     """
 
 
-class ToolError(Exception):
+class ToolError(AssistantError):
     """A tool could not do what was asked; the message goes back to the model (and the trace)."""
 
 
@@ -178,3 +179,29 @@ def register_backends(register: Callable[[str, Callable[[Any], Any]], None]) -> 
     `[providers.NAME]` table (an `engine.config.Provider`, whose `kind` names this kind) and
     returns an object with the `engine.backends.base.Backend` protocol. Built in: `openai`
     (any OpenAI-compatible server)."""
+
+
+class PluginHost(Protocol):
+    """What the engine asks of the plugin manager (`plugins.manager.PluginManager`), which the app
+    builds once and hands in: the engine imports only this module of `plugins`."""
+
+    errors: list[str]  # "plugin NAME: what went wrong", for each plugin disabled
+    hook: Any  # pluggy's hook relay: `hook.on_response_logged.get_hookimpls()`...
+
+    def register(self, plugin: object, name: str | None = None) -> Any: ...
+
+    def disable(self, plugin: object, reason: str) -> None:
+        """Unregister a plugin that failed, and say why in `errors`."""
+
+    def loaders(self) -> Any:
+        """The loader registry (`plugins.manager.LoaderRegistry`)."""
+
+    def tools(self) -> dict[str, Tool]: ...
+
+    def commands(self) -> dict[str, Command]: ...
+
+    def backend_kinds(self) -> dict[str, Callable[[Any], Any]]:
+        """kind -> factory(provider settings) -> backend."""
+
+    def export_traces(self, endpoint: str) -> None:
+        """Register the OTLP exporter (`otlp_endpoint`)."""

@@ -2,6 +2,10 @@
 
 A plugin that fails (its import raises, or its hook raises or registers nonsense) is disabled and
 reported as "plugin NAME: what went wrong" in `PluginManager.errors`; the app goes on without it.
+
+One manager per process: the app builds it (`get_plugin_manager`) and hands it to the engine, whose
+backends, loaders, guardrails, tools, commands and observers all ask that one; so a plugin disabled
+by one of them is disabled for all. The engine sees it as a `plugins.hookspecs.PluginHost`.
 """
 
 from __future__ import annotations
@@ -42,6 +46,27 @@ class PluginManager(pluggy.PluginManager):
         if self.is_registered(plugin):
             self.unregister(plugin)
         self.set_blocked(name)  # so a later load of the same entry point does not bring it back
+
+    # what the engine asks (plugins.hookspecs.PluginHost) ---------------------------------------
+
+    def loaders(self) -> LoaderRegistry:
+        return loader_registry(self)
+
+    def tools(self) -> dict[str, Tool]:
+        return tool_registry(self)
+
+    def commands(self) -> dict[str, Command]:
+        return command_registry(self)
+
+    def backend_kinds(self) -> dict[str, Callable[[Any], Any]]:
+        return backend_registry(self)
+
+    def export_traces(self, endpoint: str) -> None:
+        """Send each answer's trace to an OpenTelemetry collector (`otlp_endpoint`); a ConfigError
+        when the exporter is not installed."""
+        from plugins.otel import OtlpExporter
+
+        self.register(OtlpExporter(endpoint), name="otel")
 
 
 def plugin_name(pm: pluggy.PluginManager, plugin: object) -> str:

@@ -159,15 +159,15 @@ async def test_exports_after_a_stopped_answer_alternate_and_carry_the_system_pro
 
     engine = Engine(settings.replace(max_tokens=400))
     conversation_id = await stopped_answer(engine, "Write a very long essay about the history of Rome.")
-    stopped = (await engine.messages(conversation_id))[-1]
+    stopped = (await engine.history.messages(conversation_id))[-1]
     assert stopped["status"] == "partial" and stopped["content"]
-    await engine.rate(stopped["response_id"], 1)  # rated up as it was: not a training target
-    await engine.mark_reviewed(stopped["response_id"], "Rome grew from a village to an empire.")
+    await engine.history.rate(stopped["response_id"], 1)  # rated up as it was: not a training target
+    await engine.history.mark_reviewed(stopped["response_id"], "Rome grew from a village to an empire.")
     await engine.close()
     engine = Engine(settings)
     follow_up = (await events_of(engine, "Now in one sentence.", conversation_id))[-1]
     assert isinstance(follow_up, Finished)
-    await engine.rate(follow_up.response_id, 1)
+    await engine.history.rate(follow_up.response_id, 1)
 
     question, partial = "Write a very long essay about the history of Rome.", stopped["content"]
     system = {"role": "system", "content": settings.system_prompt}
@@ -184,7 +184,7 @@ async def test_exports_after_a_stopped_answer_alternate_and_carry_the_system_pro
     assert pair["prompt"] == [system, {"role": "user", "content": question}]
     assert (pair["chosen"], pair["rejected"]) == ("Rome grew from a village to an empire.", partial)
     # Cases for evals: the stopped answer is in the follow-up's history, so the turns alternate.
-    await engine.rate(follow_up.response_id, -1)
+    await engine.history.rate(follow_up.response_id, -1)
     await engine.close()
     run("eval", "from-review", str(tmp_path / "cases.jsonl"))
     cases = {c["id"]: c for c in map(json.loads, (tmp_path / "cases.jsonl").read_text().splitlines())}

@@ -16,7 +16,7 @@ async def test_answer_is_streamed_and_logged(engine: Engine) -> None:
     assert isinstance(finished, Finished) and len(tokens) >= 2  # the first piece comes alone
     assert finished.text == "".join(t.text for t in tokens)
 
-    row = await engine.response(finished.response_id)
+    row = await engine.history.response(finished.response_id)
     assert row["status"] == "ok" and row["error"] is None
     assert row["backend"] == "local" and row["model"] == "SmolLM2-135M-Instruct.Q4_1"
     assert len(row["model_hash"]) == 64
@@ -27,7 +27,7 @@ async def test_answer_is_streamed_and_logged(engine: Engine) -> None:
     assert row["tokens_per_s"] > 0 and row["cost"] == 0
     assert row["trace_id"]
 
-    messages = await engine.messages(finished.conversation_id)
+    messages = await engine.history.messages(finished.conversation_id)
     assert [m["role"] for m in messages] == ["user", "assistant"]
     assert messages[1]["content"] == finished.text and messages[1]["response_id"] == row["id"]
 
@@ -38,7 +38,7 @@ async def test_conversation_continues_with_history(engine: Engine) -> None:
     started, second = second_events[0], second_events[-1]
     assert second.conversation_id == first.conversation_id
     assert started.prompt_tokens > first.usage.prompt_tokens  # the first turn is in the prompt
-    assert len(await engine.messages(first.conversation_id)) == 4
+    assert len(await engine.history.messages(first.conversation_id)) == 4
 
 
 async def test_long_conversation_in_a_small_context(settings: Settings) -> None:
@@ -61,10 +61,10 @@ async def test_bad_model_fails_clearly_and_keeps_the_question(settings: Settings
     failed = events[-1]
     assert isinstance(failed, Failed) and isinstance(failed.error, InvalidModelError)
     assert "broken.gguf" in str(failed.error)
-    row = await engine.response(failed.response_id)
+    row = await engine.history.response(failed.response_id)
     assert row["status"] == "error" and "not a GGUF model" in row["error"]
     assert row["message_id"] is None
-    messages = await engine.messages(failed.conversation_id)
+    messages = await engine.history.messages(failed.conversation_id)
     assert [(m["role"], m["content"]) for m in messages] == [("user", "Are you there?")]
     await engine.close()
 
@@ -87,11 +87,11 @@ async def test_cancelled_answer_is_logged_with_its_partial_text(settings: Settin
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
 
-    messages = await engine.messages(conversation[0])
+    messages = await engine.history.messages(conversation[0])
     answer = messages[-1]
     assert answer["role"] == "assistant" and answer["status"] == "partial"
     assert answer["content"].startswith("".join(seen[:5]))
-    row = await engine.response(answer["response_id"])
+    row = await engine.history.response(answer["response_id"])
     assert row["status"] == "cancelled" and row["output_tokens"] < 400
     assert row["total_ms"] > 0
     await engine.close()
@@ -128,15 +128,15 @@ async def test_partial_answers_stay_out_of_the_next_prompt(settings: Settings) -
 
 async def test_rating_and_history(engine: Engine) -> None:
     finished = (await events_of(engine, "Say hello."))[-1]
-    feedback_id = await engine.rate(finished.response_id, 1)
-    await engine.comment(feedback_id, "friendly")
-    await engine.rename_conversation(finished.conversation_id, "Greeting")
-    conversations = await engine.conversations()
+    feedback_id = await engine.history.rate(finished.response_id, 1)
+    await engine.history.comment(feedback_id, "friendly")
+    await engine.history.rename_conversation(finished.conversation_id, "Greeting")
+    conversations = await engine.history.conversations()
     assert conversations[0]["title"] == "Greeting"
-    messages = await engine.messages(finished.conversation_id)
+    messages = await engine.history.messages(finished.conversation_id)
     assert messages[-1]["rating"] == 1
-    await engine.delete_conversation(finished.conversation_id)
-    assert await engine.conversations() == []
+    await engine.history.delete_conversation(finished.conversation_id)
+    assert await engine.history.conversations() == []
 
 
 async def test_next_turn_is_evaluated_ahead(engine: Engine) -> None:

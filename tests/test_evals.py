@@ -202,9 +202,9 @@ async def test_thumbs_down_and_reviewed_answers_become_cases(settings, tmp_path:
     first = (await events_of(engine, "My name is Ada."))[-1]
     second = (await events_of(engine, "What is my name?", first.conversation_id))[-1]
     third = (await events_of(engine, "Name a colour."))[-1]
-    await engine.rate(second.response_id, -1, "forgot my name")
-    await engine.mark_reviewed(second.response_id, "Your name is Ada.")
-    await engine.rate(third.response_id, -1)
+    await engine.history.rate(second.response_id, -1, "forgot my name")
+    await engine.history.mark_reviewed(second.response_id, "Your name is Ada.")
+    await engine.history.rate(third.response_id, -1)
     await engine.close()
     output = tmp_path / "cases.jsonl"
     assert "Wrote 2 cases" in run("eval", "from-review", str(output)).stdout

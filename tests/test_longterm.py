@@ -58,10 +58,10 @@ async def test_a_stated_preference_is_proposed_accepted_and_recalled_later(engin
     started, finished = events[0], events[-1]
     assert [m.id for m in started.memories] == [memory["id"]]
     assert isinstance(finished, Finished) and not finished.proposals
-    row = await engine.response(finished.response_id)
+    row = await engine.history.response(finished.response_id)
     assert json.loads(row["memory_ids"]) == [memory["id"]]
     assert (await engine.memories.get(memory["id"]))["use_count"] == 1
-    spans = {s["name"]: s for s in (await engine.trace(finished.response_id))[1]}
+    spans = {s["name"]: s for s in (await engine.history.trace(finished.response_id))[1]}
     assert spans["memory recall"]["attrs"]["memories"] == [memory["id"]]
 
     # An unrelated question recalls nothing.
@@ -114,7 +114,7 @@ async def test_memory_off_and_incognito_write_no_long_term_memory(engine: Engine
     secret = await ask("I prefer tea over coffee.", incognito=True)
     conversation = secret[-1].conversation_id
     assert secret[-1].proposals == ()
-    assert (await engine.conversation(conversation))["incognito"] == 1
+    assert (await engine.history.conversation(conversation))["incognito"] == 1
     later = await ask("My name is Ada.", conversation)  # stays incognito
     assert later[-1].proposals == ()
     with pytest.raises(MemoryOffError):

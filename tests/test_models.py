@@ -677,9 +677,9 @@ async def test_swapping_models_in_the_app_unloads_the_old_one(settings, model_pa
         await pilot.press("enter")
         await wait_for(lambda: screen.status.state == "ready" and screen.status.tokens_per_s is not None,
                        120, what="an answer")
-        rows = await app.engine.messages(screen.conversation_id)
+        rows = await app.engine.history.messages(screen.conversation_id)
         assert rows[-1]["role"] == "assistant"
-        response = await app.engine.response(rows[-1]["response_id"])
+        response = await app.engine.history.response(rows[-1]["response_id"])
         assert response["model"] == "other-model"
 
 

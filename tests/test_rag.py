@@ -107,10 +107,10 @@ async def test_answer_carries_sources_and_logs_chunk_ids(rag_settings, folder: P
     assert isinstance(started, Started) and isinstance(finished, Finished)
     assert started.passages[0].file == "notes/travel.txt"
     assert [s.passage.file for s in finished.sources].count("notes/travel.txt") == 1
-    row = await engine.response(finished.response_id)
+    row = await engine.history.response(finished.response_id)
     assert json.loads(row["retrieved_chunk_ids"]) == [p.chunk_id for p in started.passages]
     assert row["template"] == "system+sources"
-    messages = await engine.messages(finished.conversation_id)  # reopened: the same sources
+    messages = await engine.history.messages(finished.conversation_id)  # reopened: the same sources
     reopened = [s.passage.chunk_id for s in messages[-1]["sources"]]
     assert reopened == [s.passage.chunk_id for s in finished.sources]
     await engine.close()
@@ -139,9 +139,9 @@ async def test_only_passages_relevant_to_the_question_are_sources(rag_settings, 
     assert everest[0].passages == () and everest[-1].sources == ()
     assert all(p.similarity >= rag_settings.rag_min_similarity for p in pet[0].passages)
     assert "Sources" not in prompts[1][0]["content"] and "biscuit.md" not in str(prompts[1])
-    row = await engine.response(everest[-1].response_id)
+    row = await engine.history.response(everest[-1].response_id)
     assert (row["template"], row["retrieved_chunk_ids"]) == ("system", None)  # the no-sources template
-    retrieval = next(s for s in (await engine.trace(everest[-1].response_id))[1] if s["name"] == "retrieval")
+    retrieval = next(s for s in (await engine.history.trace(everest[-1].response_id))[1] if s["name"] == "retrieval")
     assert retrieval["attrs"]["passages"] == 0 and retrieval["attrs"]["candidates"] > 0  # found, not used
     await engine.close()
 

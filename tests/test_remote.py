@@ -465,7 +465,7 @@ async def test_a_conversation_switches_backend_and_each_answer_says_who_wrote_it
     assert started(events).backend == "fake"
     events = await ask(engine, "Still you?", conversation)  # the choice sticks to the conversation
     assert started(events).backend == "fake"
-    answers = [m for m in await engine.messages(conversation) if m["role"] == "assistant"]
+    answers = [m for m in await engine.history.messages(conversation) if m["role"] == "assistant"]
     assert [(m["backend"], m["remote"]) for m in answers] == [("local", 0), ("fake", 1), ("fake", 1)]
     with pytest.raises(ConfigError, match="no backend named"):
         await anext(engine.ask("?", conversation, backend="nope"))

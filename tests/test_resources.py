@@ -136,7 +136,7 @@ async def test_a_1mb_paste_keeps_the_tui_responsive_and_is_answered(settings: Se
         shown = screen.query_one(UserMessage)
         assert shown.text == MEGABYTE + " Summarize." and "more characters (kept in full)" in str(shown.render())
         assert any("shortened to fit" in note for note in notes)
-        messages = await app.engine.messages(screen.conversation_id)
+        messages = await app.engine.history.messages(screen.conversation_id)
         assert messages[0]["content"] == MEGABYTE + " Summarize."  # saved whole
         assert messages[1]["status"] == "complete" and messages[1]["content"]
     assert len(gaps) > 20 and max(gaps) < 1.0, f"the event loop stalled for {max(gaps):.2f} s"

@@ -167,9 +167,9 @@ async def test_the_local_model_completes_a_calculator_call(settings: Settings) -
     [step] = started.tool_steps  # the same call again is not repeated
     assert step.call.name == "calculator" and step.status == "ok"
     assert step.result == str(calculate(step.call.arguments["expression"]))
-    names = [s["name"] for s in (await engine.trace(finished.response_id))[1]]
+    names = [s["name"] for s in (await engine.history.trace(finished.response_id))[1]]
     assert names.index("tool decision") < names.index("tool calculator") < names.index("generation")
-    row = await engine.response(finished.response_id)
+    row = await engine.history.response(finished.response_id)
     assert row["input_tokens"] > 0  # the tool result went into the prompt
     await engine.close()
 
@@ -328,7 +328,7 @@ async def test_a_side_effecting_tool_is_refused_while_an_earlier_turns_tool_resu
         assert [(s.call.name, s.status) for s in second.tool_steps] == [("write_note", "refused")]
         assert "tool results are in this conversation's earlier turns" in second.tool_steps[0].result
         assert plugin.written == [] and asked == []  # never ran, and the user was not even asked
-        fork = await engine.fork(first.conversation_id)
+        fork = await engine.history.fork(first.conversation_id)
         forked = await turn("Go on.", fork, {"tool": "write_note", "arguments": note})
         assert [s.status for s in forked.tool_steps] == ["refused"] and plugin.written == []
         # A conversation whose earlier turns hold only the user's words and the model's: allowed.

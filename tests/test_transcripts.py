@@ -31,10 +31,10 @@ async def test_export_then_import_round_trips_with_citations_ratings_and_timings
     first = (await events_of(engine, "What budget did we decide for the garden project?"))[-1]
     assert isinstance(first, Finished) and first.sources
     second = (await events_of(engine, "And in one sentence?", first.conversation_id))[-1]
-    await engine.rate(second.response_id, -1, "too vague")
-    await engine.rate(first.response_id, 1)
+    await engine.history.rate(second.response_id, -1, "too vague")
+    await engine.history.rate(first.response_id, 1)
 
-    [exported] = await engine.export_conversations([first.conversation_id])
+    [exported] = await engine.history.export_conversations([first.conversation_id])
     messages = exported["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
     assert messages[1]["rating"] == 1 and messages[3]["feedback"][0]["comment"] == "too vague"
@@ -59,39 +59,39 @@ async def test_export_then_import_round_trips_with_citations_ratings_and_timings
 
 async def test_a_bad_import_names_the_line_and_writes_nothing(engine: Engine) -> None:
     good = (await events_of(engine, "Hello"))[-1]
-    [exported] = await engine.export_conversations([good.conversation_id])
+    [exported] = await engine.history.export_conversations([good.conversation_id])
     with pytest.raises(ImportFormatError, match="line 2"):
-        await engine.import_conversations([json.dumps(exported), "{not json"], "mixed.jsonl")
+        await engine.history.import_conversations([json.dumps(exported), "{not json"], "mixed.jsonl")
     with pytest.raises(ImportFormatError, match="line 1"):
-        await engine.import_conversations([json.dumps({"format": "other"})], "other.jsonl")
-    assert len(await engine.conversations()) == 1
+        await engine.history.import_conversations([json.dumps({"format": "other"})], "other.jsonl")
+    assert len(await engine.history.conversations()) == 1
 
 
 async def test_importing_what_is_already_there_skips_it(engine: Engine) -> None:
     first = (await events_of(engine, "Name a colour."))[-1]
     second = (await events_of(engine, "Name a fruit."))[-1]
-    lines = [json.dumps(item) for item in await engine.export_conversations()]
+    lines = [json.dumps(item) for item in await engine.history.export_conversations()]
     # Where it came from: both are there already, nothing is copied.
-    done = await engine.import_conversations(lines, "chats.jsonl")
+    done = await engine.history.import_conversations(lines, "chats.jsonl")
     assert (done.ids, done.already_there) == ([], [first.conversation_id, second.conversation_id])
     # A conversation that went on since the export is another one: imported.
     await events_of(engine, "Another?", first.conversation_id)
-    done = await engine.import_conversations(lines, "chats.jsonl")
+    done = await engine.history.import_conversations(lines, "chats.jsonl")
     assert len(done.ids) == 1 and done.already_there == [second.conversation_id]
-    assert len(await engine.messages(done.ids[0])) == 2
-    assert len(await engine.conversations()) == 3
+    assert len(await engine.history.messages(done.ids[0])) == 2
+    assert len(await engine.history.conversations()) == 3
 
 
 async def test_fork_from_a_message_keeps_the_original(engine: Engine) -> None:
     first = (await events_of(engine, "Name a colour."))[-1]
     await events_of(engine, "Name another one.", first.conversation_id)
-    fork_id = await engine.fork(first.conversation_id, first.message_id)
-    forked = await engine.messages(fork_id)
+    fork_id = await engine.history.fork(first.conversation_id, first.message_id)
+    forked = await engine.history.messages(fork_id)
     assert [m["content"] for m in forked] == ["Name a colour.", first.text]
-    assert len(await engine.messages(first.conversation_id)) == 4
+    assert len(await engine.history.messages(first.conversation_id)) == 4
     went_on = (await events_of(engine, "Name a fruit.", fork_id))[-1]
     assert isinstance(went_on, Finished)
-    assert len(await engine.messages(first.conversation_id)) == 4
+    assert len(await engine.history.messages(first.conversation_id)) == 4
 
 
 def test_cli_exports_markdown_and_jsonl_and_imports(home: Path, tmp_path: Path) -> None:

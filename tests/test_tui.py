@@ -62,7 +62,7 @@ async def test_question_streams_an_answer_and_thumbs_up_is_stored(settings: Sett
         await pilot.press(*"clear", "enter")
         await wait_for(lambda: isinstance(app.screen, ChatScreen))
         await wait_for(lambda: answer.rating == 1)
-        feedback = await app.engine.messages(screen.conversation_id)
+        feedback = await app.engine.history.messages(screen.conversation_id)
         assert feedback[-1]["rating"] == 1
         store = await app.engine.store()
         assert store.feedback(answer.response_id)[0]["comment"] == "clear"
@@ -83,9 +83,9 @@ async def test_escape_stops_the_answer_and_typing_never_stalls(settings: Setting
         await wait_for(lambda: not screen.answering, what="answer stopped")
         answer = answers(app)[0]
         assert answer.state == "stopped"
-        rows = await app.engine.messages(screen.conversation_id)
+        rows = await app.engine.history.messages(screen.conversation_id)
         assert rows[-1]["status"] == "partial"
-        response = await app.engine.response(rows[-1]["response_id"])
+        response = await app.engine.history.response(rows[-1]["response_id"])
         assert response["status"] == "cancelled" and response["output_tokens"] < 1500
         assert screen.query_one(PromptInput).text == "next"  # what the user typed is still there
 
@@ -115,7 +115,7 @@ async def test_reopening_a_past_conversation_shows_its_messages(settings: Settin
         # continue it: the new answer joins the same conversation
         await ask(pilot, "And their lifespan?")
         await finished_answer(app, 2)
-        assert len(await engine.messages(first.conversation_id)) == 4
+        assert len(await engine.history.messages(first.conversation_id)) == 4
         assert second.conversation_id != first.conversation_id
 
 
@@ -133,7 +133,7 @@ async def test_rate_an_earlier_answer(settings: Settings) -> None:
         await wait_for(lambda: isinstance(app.screen, TextDialog))
         await pilot.press("escape")  # no comment
         await wait_for(lambda: answers(app)[0].rating == -1)
-        rows = await engine.messages(first.conversation_id)
+        rows = await engine.history.messages(first.conversation_id)
         assert [r["rating"] for r in rows if r["role"] == "assistant"] == [-1, None]
 
 
@@ -157,7 +157,7 @@ async def test_rename_delete_and_new_chat(settings: Settings) -> None:
         await wait_for(lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.press("y")
         await wait_for(lambda: not screen.query(ConversationItem), what="conversation deleted")
-        assert await engine.conversations() == []
+        assert await engine.history.conversations() == []
         assert screen.conversation_id is None and not answers(app)
 
         await ask(pilot, "Fresh start?")
@@ -352,7 +352,7 @@ async def test_trace_stats_and_review_screens(settings: Settings) -> None:
         review.query_one("#better", TextArea).load_text("Paris.")
         await pilot.click("#save")
         await wait_for(lambda: review.rows == [], what="reviewed")
-        done = await app.engine.reviews(pending=False)
+        done = await app.engine.history.reviews(pending=False)
         assert done[0]["better_answer"] == "Paris." and done[0]["response_id"] == answer.response_id
         await pilot.press("escape", "ctrl+n")  # the same question in a new chat: from the cache
         await ask(pilot, "What is the capital of France?")
@@ -424,7 +424,7 @@ async def test_typing_after_a_search_lands_in_the_prompt(settings: Settings) -> 
         await pilot.press("enter")
         answer = await finished_answer(app)
         assert answer.text and [w.text for w in screen.query(UserMessage)] == [question]
-        assert len(await engine.conversations()) == 3  # nothing deleted, the question saved
+        assert len(await engine.history.conversations()) == 3  # nothing deleted, the question saved
         assert not [n for n in app._notifications if "rename" in n.message or "delete" in n.message]
 
         # Even with the list focused on purpose, a letter starts a question; Delete asks first.
@@ -439,7 +439,7 @@ async def test_typing_after_a_search_lands_in_the_prompt(settings: Settings) -> 
         await pilot.press("n")
         await wait_for(lambda: isinstance(app.screen, ChatScreen))
         assert screen.focused is screen.prompt  # every dialog hands the keys back to the prompt
-        assert len(await engine.conversations()) == 3
+        assert len(await engine.history.conversations()) == 3
 
 
 async def test_a_stopped_answer_is_an_answer_and_reopens_as_it_was(settings: Settings) -> None:
@@ -457,7 +457,7 @@ async def test_a_stopped_answer_is_an_answer_and_reopens_as_it_was(settings: Set
         stopped = answers(app)[1]
         await wait_for(lambda: stopped.rating == 1, what="the stopped answer rated")
         assert first.rating is None and stopped.state == "stopped"
-        rows = await app.engine.messages(screen.conversation_id)
+        rows = await app.engine.history.messages(screen.conversation_id)
         assert stopped.response_id == rows[-1]["response_id"] != first.response_id
         assert rows[-1]["rating"] == 1 and stopped.text == stopped.markdown.source
         assert "⏹ stopped" in footer_shown(stopped) and f"#{stopped.response_id}" in footer_shown(stopped)

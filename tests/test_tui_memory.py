@@ -61,12 +61,12 @@ async def test_incognito_conversation_proposes_nothing_and_fork_copies(settings:
         await ask(pilot, "I prefer tea over coffee.")
         await finished_answer(app)
         original = screen.conversation_id
-        assert (await app.engine.conversation(original))["incognito"] == 1
+        assert (await app.engine.history.conversation(original))["incognito"] == 1
         assert not screen.query(ProposalCard) and await app.engine.memories.proposals() == []
 
         await ask(pilot, "/fork")
         await wait_for(lambda: screen.conversation_id not in (None, original), what="the fork opened")
-        fork = await app.engine.conversation(screen.conversation_id)
+        fork = await app.engine.history.conversation(screen.conversation_id)
         assert fork["title"].startswith("Fork of") and fork["incognito"] == 1
-        assert [m["content"] for m in await app.engine.messages(screen.conversation_id)] == \
-            [m["content"] for m in await app.engine.messages(original)]
+        assert [m["content"] for m in await app.engine.history.messages(screen.conversation_id)] == \
+            [m["content"] for m in await app.engine.history.messages(original)]

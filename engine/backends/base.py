@@ -1,10 +1,15 @@
-"""What every backend offers the engine: load, fit a prompt, stream an answer."""
+"""What every backend offers the engine: load, fit a prompt, stream an answer.
+
+`Backend` is a base class with defaults for what not every backend needs (a remote server has
+nothing to prefill, the local model no HTTP client to close), so the engine asks every backend the
+same questions instead of probing for attributes. Plugin backends (`register_backends`) subclass it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
 
 from engine.context import FittedPrompt, Message
 
@@ -44,13 +49,18 @@ class StreamResult:
     tool_calls: list[dict] = field(default_factory=list)  # {"id", "name", "arguments" (JSON text)}
 
 
-class Backend(Protocol):
+class Backend:
     name: str  # "local", or a provider name
     model_name: str
     n_ctx: int
+    remote: bool = False  # prompts leave the machine (allow_cloud, budgets, redaction apply)
+    trusted: bool = False  # a remote server the user trusts with private folders (self-hosted)
+    endpoint: str = "local"  # where prompts go: scheme://host[:port], never credentials
+    model_path: Path | None = None  # the model file, once loaded (hashed for the response rows)
 
     @property
-    def loaded(self) -> bool: ...
+    def loaded(self) -> bool:
+        return True  # a server holds its model
 
     def start_loading(self) -> None:
         """Begin loading in the background, without waiting (callable outside an event loop)."""
@@ -63,8 +73,16 @@ class Backend(Protocol):
     ) -> FittedPrompt:
         """Fit the conversation into this model's context window; `sources` go in a system
         message right before the question (passed only when there are some)."""
+        raise NotImplementedError
 
     def stream(
         self, messages: list[Message], params: SamplingParams, result: StreamResult
     ) -> AsyncIterator[str]:
         """Yield the answer's text pieces; stop decoding when the consumer stops."""
+        raise NotImplementedError
+
+    def prefill(self, messages: list[Message]) -> None:
+        """Evaluate the next turn's prompt ahead, while the user reads (the local model)."""
+
+    async def aclose(self) -> None:
+        """Free what the backend holds: a model and its thread, an HTTP client."""

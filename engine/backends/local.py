@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import jinja2
 
-from engine.backends.base import SamplingParams, StreamResult
+from engine.backends.base import Backend, SamplingParams, StreamResult
 from engine.context import FittedPrompt, Message, fit_messages
 from engine.errors import AssistantError, GenerationError, ModelLoadError, ModelOutOfMemoryError
 from engine.fit import Fit, Hardware, fit_model
@@ -53,6 +53,17 @@ def import_llama_cpp() -> Any:
     _utils.suppress_stdout_stderr.__init__ = never_redirect  # type: ignore[method-assign]
     llama_cpp.llama_log_set(_log_callback(llama_cpp), ctypes.c_void_p(0))
     return llama_cpp
+
+
+def gpu_offload_supported() -> bool:
+    """Whether this llama-cpp-python build can offload layers to a GPU: the one place llama_cpp
+    is asked (the load, `assistant doctor`, `engine.hardware`)."""
+    return bool(import_llama_cpp().llama_supports_gpu_offload())
+
+
+def system_info() -> str:
+    """llama.cpp's own list of the CPU and GPU features this build uses (`assistant doctor`)."""
+    return import_llama_cpp().llama_print_system_info().decode(errors="replace").strip(" |")
 
 
 # ggml_log_level (ggml.h): 1 debug, 2 info, 3 warn, 4 error, 5 continues the previous message.
@@ -97,7 +108,7 @@ def _out_of_memory(exc: BaseException) -> bool:
     )
 
 
-class LocalBackend:
+class LocalBackend(Backend):
     name = "local"
     remote = False
     trusted = True
@@ -174,7 +185,7 @@ class LocalBackend:
         self.info = read_gguf(self.model_path)  # a damaged file never reaches llama.cpp
         llama_cpp = import_llama_cpp()  # imported here: it takes a while, and the UI must draw first
 
-        fit = self.hardware_fit = self.choose_fit(bool(llama_cpp.llama_supports_gpu_offload()))
+        fit = self.hardware_fit = self.choose_fit(gpu_offload_supported())
         n_ctx, n_gpu_layers = fit.n_ctx, fit.n_gpu_layers
         while True:
             try:
@@ -402,6 +413,9 @@ class LocalBackend:
             # Return only once decoding has really stopped (at most one more token), so the
             # model is free for the next question; shielded so a second cancel cannot skip it.
             await asyncio.shield(decoding)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

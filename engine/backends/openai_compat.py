@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from engine.backends.base import SamplingParams, StreamResult, origin
+from engine.backends.base import Backend, SamplingParams, StreamResult, origin
 from engine.config import Provider
 from engine.context import FittedPrompt, Message, fit_messages
 from engine.errors import BackendError, ConfigError
@@ -57,7 +57,7 @@ class _Retry(Exception):
         self.error, self.wait_s = error, wait_s
 
 
-class OpenAICompatibleBackend:
+class OpenAICompatibleBackend(Backend):
     remote = True
 
     def __init__(self, provider: Provider) -> None:
