@@ -25,6 +25,7 @@ from engine.backends.base import Backend, SamplingParams, StreamResult
 from engine.cache import Lookup, ResponseCache
 from engine.citations import resolve_citations
 from engine.config import Settings
+from engine.cpu_budget import Foreground, process_budget
 from engine.errors import AssistantError, ConfigError
 from engine.events import Event, Failed, Finished, Started, Timings, Token, Usage
 from engine.guardrails import PluginGuardrails, describe
@@ -59,6 +60,8 @@ class Collaborators:
     observers: Observers
     guardrails: PluginGuardrails
     model_hash: ModelHash  # the local model file's
+    # Set while an answer is on its way: background indexing pauses between batches meanwhile.
+    foreground: Foreground = field(default_factory=lambda: process_budget().foreground)
 
 
 @dataclass
@@ -125,6 +128,8 @@ class Answerer:
         params = options.sampling(settings, check_schema(json_schema) if json_schema is not None else None)
         a = _Answer(question, turn, templates, params, trace, store,
                     Draft(store, turn.conversation_id, enabled=settings.log_content))
+        first = contextlib.ExitStack()  # the user waits for this answer: background work yields
+        first.enter_context(parts.foreground.answering())
         try:
             if stopped:
                 raise asyncio.CancelledError  # logged as cancelled below, then passed on
@@ -141,6 +146,7 @@ class Answerer:
             a.status, a.error = "error", exc
             raise
         finally:
+            first.close()
             text, sources, cost, message_id, response_id, row = await self._log(a)
         hit = a.lookup.hit
         if a.status == "ok":

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sqlite3
+import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from engine import hardware
+from engine import cpu_budget, hardware
 from engine.backends.base import origin
-from engine.backends.local import default_threads
 from engine.config import Settings
 from engine.errors import AssistantError
 from engine.fit import Fit, Hardware, ModelShape, fit_model, min_context, size_text
@@ -28,6 +29,7 @@ class Check:
     value: str
     ok: bool = True
     hint: str = ""  # what to do about it (a command to run)
+    warn: bool = False  # works, but slower than it could: said, without failing the doctor
 
 
 def _version(dist: str) -> str:
@@ -63,6 +65,7 @@ def diagnose(settings: Settings) -> list[Check]:
     checks += _database_checks()
     checks += _index_checks(settings)
     checks += _routing_checks(settings)
+    checks += cpu_checks(settings)
     return checks
 
 
@@ -85,7 +88,8 @@ def _llama_checks(settings: Settings, gpus: list[hardware.GPU]) -> tuple[list[Ch
             ok=not advice.worth_it, hint=advice.command,
         ))
     checks += [
-        Check("llama.cpp", "n_threads", str(settings.n_threads or default_threads())),
+        Check("llama.cpp", "n_threads", f"{settings.n_threads} (setting `n_threads`)" if settings.n_threads
+              else "chosen for the cores free at each answer (see cpu)"),
         Check("llama.cpp", "flash attention", "on" if settings.flash_attn else "off"),
         Check("llama.cpp", "build", features),
     ]
@@ -248,4 +252,40 @@ def _routing_checks(settings: Settings) -> list[Check]:
             continue
         detail = f"{row['state']}, {row['failures']} failures in a row; last: {row['last_error']}"
         checks.append(Check("breakers", name, detail, ok=row["state"] == "closed"))
+    return checks
+
+
+def cpu_checks(settings: Settings, measure_s: float = 0.5) -> list[Check]:
+    """The thread plan for this machine now, measured over `measure_s`."""
+    meter = cpu_budget.CpuMeter()
+    time.sleep(measure_s)
+    meter.last_busy = meter.others_busy(min_interval=0.0)
+    cores = cpu_budget.measure(meter)
+    return plan_checks(cores, cpu_budget.plan(cores, settings.n_threads), dict(os.environ))
+
+
+def plan_checks(cores: cpu_budget.Cores, plan: cpu_budget.ThreadPlan, environ: dict[str, str]) -> list[Check]:
+    limits = f"{cores.affinity} CPUs this process may use"
+    if cores.quota is not None:
+        limits += f", cgroup quota {cores.quota:g} cores"
+    if cores.logical_per_core > 1:
+        limits += f", {cores.logical_per_core} hardware threads per core"
+    checks = [
+        Check("cpu", "cores", f"{plan.usable} usable ({limits})"),
+        Check("cpu", "busy elsewhere", f"{cores.others_busy:.1f} cores kept busy by other programs now",
+              warn=plan.oversubscribed,
+              hint="The machine is oversubscribed: answers decode on 1 thread and slower until the "
+                   "other programs finish (see `top`)." if plan.oversubscribed else ""),
+        Check("cpu", "thread plan", plan.describe()),
+    ]
+    wait = {name: environ[name] for name in cpu_budget.WAIT_ENV_NAMES if name in environ}
+    passive = wait.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
+    checks.append(Check("cpu", "waiting threads",
+                        " ".join(f"{k}={v}" for k, v in wait.items()) + " (set in your environment)" if wait
+                        else "libgomp's default: spin, then sleep (threads follow the free cores instead)",
+                        warn=passive,
+                        hint="OMP_WAIT_POLICY=PASSIVE decoded at 0.30x on an idle machine "
+                             "(docs/benchmarks.md): unset it." if passive else ""))
+    checks.append(Check("cpu", "background work",
+                        f"indexing at nice +{cpu_budget.BACKGROUND_NICE}, paused while an answer streams"))
     return checks

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Settings
+from engine.cpu_budget import CpuBudget, in_background_thread, process_budget
 from engine.errors import NotFoundError
 from engine.paths import data_dir, ensure_private_dir
 from engine.plugin_host import default_plugins
@@ -33,6 +34,9 @@ class Knowledge:
         self.corpus = Corpus(store)
         self.folder = folder or data_dir()
         self.embedder = Embedder()
+        # Indexing yields to answers: it pauses between small batches while one streams, runs at
+        # background priority, and embeds on the cores other work leaves free.
+        self.budget: CpuBudget = process_budget()
         self._loaders: LoaderLookup | None = None
         self._vectors: VectorIndex | None = None
         self._lock = threading.Lock()
@@ -60,11 +64,16 @@ class Knowledge:
             max_file_bytes=int(self.settings.index_max_file_mb * 1_000_000),
             chunk_tokens=self.settings.chunk_tokens, chunk_overlap=self.settings.chunk_overlap,
             follow_outside_links=self.settings.index_follow_outside_links,
+            pace=self.budget.pace_background,
         )
 
     def index(self, folder: Path, callback: Callable[[Progress], None] | None = None,
               stop: threading.Event | None = None) -> Summary:
-        return self.indexer.index_folder(folder, callback, stop)
+        """In a thread of its own at background priority: an answer the user is waiting for,
+        in this process or another, keeps the cores (engine/cpu_budget.py)."""
+        stop = stop or threading.Event()
+        indexer = self.indexer
+        return in_background_thread(lambda: indexer.index_folder(folder, callback, stop), "indexing", stop)
 
     def watch(self, folder: Path, on_summary: Callable[[Summary], None],
               callback: Callable[[Progress], None] | None = None,

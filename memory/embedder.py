@@ -82,18 +82,22 @@ class Embedder:
                     ) from exc
             return _model
 
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        """Unit-length vectors, so cosine similarity is a dot product."""
+    def embed(self, texts: list[str], threads: int | None = None) -> list[list[float]]:
+        """Unit-length vectors, so cosine similarity is a dot product. `threads`: torch's
+        thread count from now on (the caller's CPU budget: fewer while other work needs cores)."""
         if not texts:
             return []
         if len(texts) <= LIGHT_MAX_TEXTS and (light := _light_encoder()) is not None:
             return light.encode(texts).tolist()
-        return self.embed_with_torch(texts)
+        return self.embed_with_torch(texts, threads)
 
-    def embed_with_torch(self, texts: list[str]) -> list[list[float]]:
+    def embed_with_torch(self, texts: list[str], threads: int | None = None) -> list[list[float]]:
         """sentence-transformers, whatever the batch: the reference the numpy encoder is held to."""
         model = self._load()
         import torch
+
+        if threads and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
         # bfloat16 where the CPU computes it natively (AVX512-BF16, AMX): about 3x faster here,
         # with vectors that rank the same; elsewhere float32, where small batches pad less.

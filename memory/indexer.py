@@ -31,6 +31,9 @@ from memory.scanner import scan
 from memory.vectors import VectorIndex
 
 BATCH_CHUNKS = 256  # chunks embedded and stored together: big enough for speed, small enough for flat memory
+# Chunks embedded between two calls to `pace`: how long an answer that starts meanwhile shares the
+# cores with indexing (~0.3 s of embedding on 2 cores), and one batch of the embedder's own.
+PACE_CHUNKS = 32
 # index_meta key while every vector is being redone: "reset" (drop them all first), then "refill"
 # (dropped; embed what is missing). Absent: no rebuild in progress.
 REBUILD_KEY = "vector_rebuild"
@@ -111,6 +114,7 @@ class Indexer:
         chunk_tokens: int = 200,
         chunk_overlap: int = 40,
         follow_outside_links: bool = False,
+        pace: Callable[[], int | None] | None = None,
     ) -> None:
         self.corpus = corpus
         self.vectors = vectors
@@ -121,6 +125,9 @@ class Indexer:
         self.chunk_tokens = chunk_tokens
         self.chunk_overlap = chunk_overlap
         self.follow_outside_links = follow_outside_links
+        # Called between small batches of embedding: it may wait (an answer is streaming: the
+        # user's wait comes first) and returns the torch threads to use now (None: as they are).
+        self.pace = pace
 
     # the single writer ---------------------------------------------------------------------------
 
@@ -219,7 +226,7 @@ class Indexer:
             rows = self.corpus.chunk_texts(missing[start : start + BATCH_CHUNKS])
             if rows:
                 ids, folders, texts = zip(*rows, strict=True)
-                self.vectors.add(list(ids), self.embedder.embed(list(texts)), list(folders))
+                self.vectors.add(list(ids), self._embed(list(texts)), list(folders))
             if progress is not None:
                 progress.files_done = progress.chunks_done = min(start + BATCH_CHUNKS, len(missing))
                 if callback:
@@ -313,12 +320,29 @@ class Indexer:
         self._drop(removed, summary)
         ids = [i for path, *_ in batch.files for i in added[path]]
         texts = [c.text for *_, chunks in batch.files for c in chunks]
-        self.vectors.add(ids, self.embedder.embed(texts), [folder_id] * len(ids))
+        self.vectors.add(ids, self._embed(texts), [folder_id] * len(ids))
         self.corpus.mark_embedded(folder_id, added)
         summary.indexed += len(batch.files)
         summary.chunks_added += len(ids)
         progress.chunks_done += len(ids)
         batch.clear()
+
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        """The vectors of `texts`, embedded PACE_CHUNKS at a time with `pace` called before each
+        slice. Sorted by length first, as the embedder does within one call, so slicing adds no
+        padding; the vectors come back in the order of `texts`."""
+        if self.pace is None:
+            return self.embedder.embed(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors: list[list[float]] = [[] for _ in texts]
+        for start in range(0, len(order), PACE_CHUNKS):
+            part = order[start : start + PACE_CHUNKS]
+            threads = self.pace()
+            for i, vector in zip(part, self.embedder.embed([texts[i] for i in part], threads=threads),
+                                 strict=True):
+                vectors[i] = vector
+        return vectors
 
 
 class _Batch:

@@ -28,7 +28,8 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
             if check.section != section:
                 section = check.section
                 click.secho(f"\n{section}", bold=True)
-            mark = click.style("ok  ", fg="green") if check.ok else click.style("FAIL", fg="red")
+            mark = (click.style("FAIL", fg="red") if not check.ok else
+                    click.style("WARN", fg="yellow") if check.warn else click.style("ok  ", fg="green"))
             click.echo(f"  {mark} {check.name:<16} {check.value}")
             if check.hint:
                 click.echo(f"       {'':<16} {check.hint}")
