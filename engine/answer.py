@@ -98,6 +98,7 @@ class Answerer:
         self._unlogged: dict[int, list[dict[str, str]]] = {}  # conversations, when log_content is off
         # A process that asks one question and exits (`assistant ask`) turns this off.
         self.prefill_next_turn = True
+        self.keep_states = True  # the local model's state after an answer goes to disk (disk_states.py)
 
     async def ask(
         self, question: str, conversation_id: int | None = None, backend: str | None = None,
@@ -386,6 +387,8 @@ class Answerer:
                                         turn.summary, route.fitted.dropped_messages, private)
         elif a.status == "ok" and route is not None:
             self._prefill_next_turn(route, a.passages, a.question, text)
+        if a.status == "ok" and route is not None:
+            self._keep_state(route, turn)
         return text, sources, cost, message_id, response_id, row
 
     def _remember(self, conversation_id: int, question: str, answer: str) -> None:
@@ -395,6 +398,15 @@ class Answerer:
             turns.append({"role": "user", "content": question})
             if answer:
                 turns.append({"role": "assistant", "content": answer})
+
+    def _keep_state(self, route: Route, turn: Turn) -> None:
+        """Have the local model write its state after this answer (and the turn evaluated ahead)
+        to disk, so the conversation goes on after a restart without evaluating its history. A
+        state holds the conversation's text: none with `log_content` off or when incognito."""
+        if not (self.keep_states and self.settings.log_content and not turn.incognito):
+            return
+        if hasattr(route.backend, "keep_state"):
+            route.backend.keep_state(str(turn.conversation_id))
 
     def _prefill_next_turn(self, route: Route, passages: list[Passage], question: str, answer: str) -> None:
         """Have the local model evaluate the next question's prompt up to its own words, while the

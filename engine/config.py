@@ -133,6 +133,13 @@ class Settings:
         "evaluate its history again (0: only the last answer's prefix is reused).",
         256,
     )
+    state_cache_disk_mb: int | None = _doc(
+        "Disk for model states kept after answers (in the data folder's `states`), so a conversation "
+        "goes on after a restart without evaluating its history again; the least recently used go "
+        "first. Unset: 5% of the free disk, at most 4096. 0: none kept, and those kept are deleted. "
+        "Never written for incognito conversations or with `log_content = false`.",
+        None, shown="unset (5% of free disk, ≤ 4096)",
+    )
     max_tokens: int = _doc("Longest answer in tokens; this much room is kept in the context.", 512)
     temperature: float = _doc("Sampling temperature; 0 gives the same answer every time.", 0.2)
     top_p: float = _doc("Nucleus sampling threshold.", 0.95)
@@ -301,7 +308,7 @@ RANGES: dict[type, dict[str, tuple[float | None, float | None]]] = {
     Settings: {
         "n_gpu_layers": (-1, None), "n_threads": (1, None), "n_batch": (1, None),
         "prompt_cache_mb": (0, None), "temperature": (0, 2), "top_p": (0, 1), "rag_top_k": (0, None),
-        "chunk_tokens": (16, None),
+        "chunk_tokens": (16, None), "state_cache_disk_mb": (0, None),
         "chunk_overlap": (0, None), "index_max_file_mb": (ABOVE_ZERO, None), "memory_top_k": (0, None),
         "memory_threshold": (-1, 1), "summary_tokens": (1, None), "tool_max_steps": (0, None),
         "first_token_deadline_s": (ABOVE_ZERO, None), "breaker_failures": (1, None),

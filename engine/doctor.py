@@ -63,6 +63,7 @@ def diagnose(settings: Settings) -> list[Check]:
               f"{config_file()}" + ("" if config_file().exists() else " (none: defaults)")),
     ]
     checks += _database_checks()
+    checks += _state_checks(settings)
     checks += _index_checks(settings)
     checks += _routing_checks(settings)
     checks += cpu_checks(settings)
@@ -156,6 +157,21 @@ def _fit_checks(settings: Settings, info: GGUFInfo, hw: Hardware) -> list[Check]
         Check("fit", "why", fit.reason, hint="Override with n_gpu_layers, n_ctx or auto_fit = false "
               "in the config file." if settings.auto_fit else ""),
     ]
+
+
+def _state_checks(settings: Settings) -> list[Check]:
+    """The model states kept on disk (engine/backends/disk_states.py): what they take, and the bound."""
+    from engine.backends import disk_states
+
+    folder = disk_states.states_folder()
+    files, used = disk_states.usage(folder)
+    bound = settings.state_cache_disk_mb
+    if bound is None:
+        bound = disk_states.default_capacity_mb(folder)
+    limit = "off (state_cache_disk_mb = 0)" if bound == 0 else f"at most {size_text(bound << 20)}"
+    return [Check("paths", "model states", f"{size_text(used)} in {files} file{'s' * (files != 1)}, {limit}: "
+                  f"{folder}", hint="Clear them: `assistant prune`, or set state_cache_disk_mb = 0."
+                  if files else "")]
 
 
 def _database_checks() -> list[Check]:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from engine import prompts
 from engine.answer import Answerer, Collaborators
 from engine.answer_log import ModelHash, Observers
+from engine.backends import disk_states
 from engine.backends.base import Backend
 from engine.backends.local import LocalBackend
 from engine.backends.report import backends_report
@@ -62,6 +63,8 @@ def local_backend(settings: Settings) -> LocalBackend:
         prompt_cache_mb=settings.prompt_cache_mb,
         auto_fit=settings.auto_fit,
         min_ctx=min_context(settings.max_tokens),
+        states_dir=disk_states.states_folder(),
+        state_cache_disk_mb=settings.state_cache_disk_mb,
     )
 
 
@@ -193,6 +196,13 @@ class Engine:
         backend = backend or self.backend
         await backend.load()
         await self.model_hash.loaded(backend)
+
+    def reopened(self, conversation_id: int) -> None:
+        """A conversation was opened again: the local model restores its state from disk while
+        the user types (nothing to wait for; the next question is right either way)."""
+        backend = self.router.backends.get("local")
+        if isinstance(backend, LocalBackend):
+            backend.restore(str(conversation_id))
 
     async def switch_model(self, model: str) -> Backend:
         """Answer with another local model (a path or a name) from now on. The new file is checked

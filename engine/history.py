@@ -63,12 +63,15 @@ class History:
 
     async def set_incognito(self, conversation_id: int, on: bool) -> None:
         await self._db(lambda s: s.set_incognito(conversation_id, on))
+        if on:  # the model states kept on disk hold the conversation's text
+            await asyncio.to_thread(_forget_states, conversation_id)
 
     async def rename_conversation(self, conversation_id: int, title: str) -> None:
         await self._db(lambda s: s.rename_conversation(conversation_id, title))
 
     async def delete_conversation(self, conversation_id: int) -> None:
         await self._db(lambda s: s.delete_conversation(conversation_id))
+        await asyncio.to_thread(_forget_states, conversation_id)
 
     async def fork(
         self, conversation_id: int, message_id: int | None = None, number: int | None = None
@@ -195,3 +198,10 @@ def tool_steps(spans: list[dict[str, Any]]) -> tuple[ToolStep, ...]:
             steps.append(ToolStep(ToolCall(name, attrs.get("arguments") or {}), attrs["status"],
                                   attrs.get("result", ""), span["duration_ms"] or 0.0))
     return tuple(steps)
+
+
+def _forget_states(conversation_id: int) -> None:
+    """Delete the model states kept on disk for the conversation (engine/backends/disk_states.py)."""
+    from engine.backends import disk_states
+
+    disk_states.forget(disk_states.states_folder(), str(conversation_id))

@@ -72,6 +72,19 @@ def forget(folder: Path) -> None:
     click.echo(f"Forgot {folder.expanduser().resolve()}: {counted(removed, 'chunk')} removed from the index.")
 
 
+@click.command()
+def prune() -> None:
+    """Delete the model states kept on disk (they let a conversation go on after a restart
+    without evaluating its history; each holds a conversation's text). New ones are kept as
+    you talk, unless state_cache_disk_mb = 0."""
+    from engine.backends import disk_states
+    from engine.fit import size_text
+
+    folder = disk_states.states_folder()
+    files, freed = disk_states.clear(folder)
+    click.echo(f"Deleted {counted(files, 'model state')} ({size_text(freed)}) from {folder}.")
+
+
 def _backup_name(prefix: str) -> Path:
     from datetime import UTC, datetime
 
@@ -224,4 +237,4 @@ def folders_command(settings: Settings, *, skipped: bool, as_json: bool) -> None
                 click.echo(f"{row['path']}/{item['path']}: {item['state']}, {item['reason']}")
 
 
-COMMANDS = [index, folders, forget, backup, restore]
+COMMANDS = [index, folders, forget, backup, restore, prune]

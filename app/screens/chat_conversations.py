@@ -68,6 +68,7 @@ class ChatConversations(EngineScreen):
             show_error(self, exc)
             return
         self.conversation_id = conversation_id
+        self.engine.reopened(conversation_id)  # its model state comes back from disk while this draws
         self.backend_choice = conversation.get("backend")
         self.incognito = self.status.incognito = bool(conversation.get("incognito"))
         self.status.summarized = 0

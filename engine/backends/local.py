@@ -24,11 +24,11 @@ import jinja2
 
 from engine.backends.base import Backend, SamplingParams, StreamResult
 from engine.context import FittedPrompt, Message, fit_messages
-from engine.cpu_budget import REPLAN_S, CpuBudget, process_budget
 from engine.errors import AssistantError, GenerationError, ModelLoadError, ModelOutOfMemoryError
 from engine.fit import Fit, Hardware, fit_model
 from engine.gguf import GGUFInfo, read_gguf
 from engine.models import DEFAULT_MODEL_FILE, resolve_model
+from engine.paths import ensure_private_dir
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -123,12 +123,13 @@ class LocalBackend(Backend):
         n_ctx: int = 4096,
         n_gpu_layers: int | None = None,
         n_threads: int | None = None,
-        budget: CpuBudget | None = None,
         n_batch: int = 512,
         flash_attn: bool = True,
         prompt_cache_mb: int = 256,
         auto_fit: bool = True,
         min_ctx: int = 512,
+        states_dir: str | Path | None = None,
+        state_cache_disk_mb: int | None = 0,
     ) -> None:
         # Resolved at load time, so a bad `model` setting is reported like any load error.
         self.model = str(model) if model else None
@@ -145,14 +146,17 @@ class LocalBackend(Backend):
         self.auto_fit = auto_fit
         self.min_ctx = min_ctx
         self.hardware_fit: Fit | None = None
-        # Threads follow the cores free now (engine/cpu_budget.py); `n_threads` set fixes them.
-        self.budget = budget or process_budget()
-        self.configured_threads = n_threads
-        self.n_threads = n_threads or default_threads()  # as loaded: see _fit_threads
-        self.n_threads_batch = self.n_threads
+        self.n_threads = n_threads or default_threads()
         self.n_batch = n_batch
         self.flash_attn = flash_attn
         self.prompt_cache_mb = prompt_cache_mb
+        # Model states on disk (engine/backends/disk_states.py): None sizes the bound for this
+        # disk, 0 keeps none (and clears the folder at load).
+        self.states_dir = Path(states_dir) if states_dir else None
+        self.state_cache_disk_mb = state_cache_disk_mb
+        self._cache: Any = None
+        self._writer: Any = None
+        self._keep_tag: str | None = None  # the state after the last answer goes to disk under this
         self.info: GGUFInfo | None = None
         self._llm: Any = None
         self._formatter: Any = None
@@ -193,16 +197,13 @@ class LocalBackend(Backend):
 
         fit = self.hardware_fit = self.choose_fit(gpu_offload_supported())
         n_ctx, n_gpu_layers = fit.n_ctx, fit.n_gpu_layers
-        threads = self.budget.plan(self.configured_threads)
-        self.n_threads, self.n_threads_batch = threads.decode, threads.batch
         while True:
             try:
                 self._llm = llama_cpp.Llama(
                     model_path=str(self.model_path),
                     n_ctx=n_ctx,
                     n_gpu_layers=n_gpu_layers,
-                    n_threads=threads.decode,
-                    n_threads_batch=threads.batch,
+                    n_threads=self.n_threads,
                     n_batch=min(self.n_batch, n_ctx),
                     flash_attn=self.flash_attn,
                     verbose=False,
@@ -240,7 +241,41 @@ class LocalBackend(Backend):
             # with the same system prompt and sources) does not evaluate its history again.
             from engine.backends.state_cache import StateCache
 
-            self._llm.set_cache(StateCache(capacity_bytes=self.prompt_cache_mb << 20))
+            self._cache = StateCache(capacity_bytes=self.prompt_cache_mb << 20, llm=self._llm)
+            self._llm.set_cache(self._cache)
+        # With the model file's hash remembered, states are ready for the first question;
+        # otherwise it is computed on another thread (seconds for gigabytes) and meanwhile
+        # no state is read or written.
+        if self.states_dir is not None and not self._open_disk_states(compute_hash=False):
+            threading.Thread(target=self._open_disk_states, name="state-fingerprint", daemon=True).start()
+
+    def _open_disk_states(self, compute_hash: bool = True) -> bool:
+        """Find the states this model may use on disk; False if its file's hash is not known yet."""
+        from engine.backends import disk_states
+        from engine.backends.state_cache import fingerprint
+
+        assert self.states_dir is not None and self.model_path is not None
+        try:
+            capacity = self.state_cache_disk_mb
+            if capacity is None:
+                capacity = disk_states.default_capacity_mb(self.states_dir)
+            if capacity <= 0:  # switched off: the states on disk go too (they hold conversations)
+                disk_states.clear(self.states_dir)
+                return True
+            llm, cache = self._llm, self._cache
+            if llm is None or cache is None:  # prompt_cache_mb = 0: no states kept at all
+                return True
+            ensure_private_dir(self.states_dir)
+            digest = disk_states.file_sha256(self.model_path, self.states_dir / "model-hashes.json",
+                                             compute=compute_hash)
+            if digest is None:
+                return False
+            disk = disk_states.DiskStates(self.states_dir, capacity << 20, fingerprint(llm, digest))
+            self._writer = disk_states.StateWriter(disk.write)
+            cache.disk = disk
+        except Exception:  # states on disk are a head start: without them, history is evaluated
+            log.warning("Model states on disk are off for this session", exc_info=True)
+        return True
 
     def choose_fit(self, gpu_offload: bool) -> Fit:
         """The context and GPU layers this machine can hold (engine/fit.py)."""
@@ -281,17 +316,6 @@ class LocalBackend(Backend):
             template, token_text("tokenizer.ggml.eos_token_id"), token_text("tokenizer.ggml.bos_token_id")
         )
 
-    def _fit_threads(self) -> None:
-        """Decode on the cores free now: a thread whose core another process keeps busy makes
-        its partners wait at every barrier (two answers at once ran at 0.08 of their speed with
-        2 threads each on 2 cores). Call from the model's thread, between tokens."""
-        import llama_cpp
-
-        threads = self.budget.plan(self.configured_threads)
-        if (threads.decode, threads.batch) != (self.n_threads, self.n_threads_batch):
-            llama_cpp.llama_set_n_threads(self._llm.ctx, threads.decode, threads.batch)
-            self.n_threads, self.n_threads_batch = threads.decode, threads.batch
-
     def count_tokens(self, messages: list[Message]) -> int:
         """Prompt tokens for `messages`; call from the model's worker thread."""
         if self._formatter is not None:
@@ -314,24 +338,91 @@ class LocalBackend(Backend):
             self._executor.submit(self._prefill_sync, messages)
 
     def _prefill_sync(self, messages: list[Message]) -> None:
-        if self._formatter is None or self._llm is None:
-            return
-        from llama_cpp import Llama
-
         try:
-            # Two next questions that differ from their first letter: what they share is the opening.
-            formatted = (self._formatter(messages=[*messages, {"role": "user", "content": c}]) for c in "aZ")
-            a, z = (self._tokenize(f.prompt, add_bos=not f.added_special) for f in formatted)
-            opening = a[: Llama.longest_token_prefix(a, z)]
-            llm = self._llm
-            kept = Llama.longest_token_prefix(opening, llm.input_ids[: llm.n_tokens].tolist())
-            ahead = opening[kept:]
-            if not ahead or len(ahead) > PREFILL_MAX_TOKENS or len(opening) >= self.n_ctx:
-                return
-            llm.n_tokens = kept  # eval() drops the KV cells past this point first
-            llm.eval(ahead)
+            opening = self._next_turn_opening(messages)
+            if opening is not None:
+                self._evaluate_ahead(opening)
         except Exception:  # only a head start lost: the next question evaluates it instead
             log.debug("prefill of the next turn failed", exc_info=True)
+
+    def _next_turn_opening(self, messages: list[Message]) -> list[int] | None:
+        """The tokens every next question's prompt after `messages` starts with."""
+        if self._formatter is None or self._llm is None:
+            return None
+        from llama_cpp import Llama
+
+        # Two next questions that differ from their first letter: what they share is the opening.
+        formatted = (self._formatter(messages=[*messages, {"role": "user", "content": c}]) for c in "aZ")
+        a, z = (self._tokenize(f.prompt, add_bos=not f.added_special) for f in formatted)
+        return a[: Llama.longest_token_prefix(a, z)]
+
+    def _evaluate_ahead(self, opening: list[int]) -> None:
+        from llama_cpp import Llama
+
+        llm = self._llm
+        kept = Llama.longest_token_prefix(opening, llm.input_ids[: llm.n_tokens].tolist())
+        ahead = opening[kept:]
+        if not ahead or len(ahead) > PREFILL_MAX_TOKENS or len(opening) >= self.n_ctx:
+            return
+        llm.n_tokens = kept  # eval() drops the KV cells past this point first
+        llm.eval(ahead)
+
+    def keep_state(self, tag: str) -> None:
+        """Write the model's state after this answer (and after the turn evaluated ahead, when
+        `prefill` was called first) to disk, under the conversation `tag`, so the conversation
+        goes on after a restart without evaluating its history. Taken on the model's thread
+        once it is idle, written on another: the next question never waits for the disk."""
+        if self.loaded and self.states_dir is not None:
+            self._keep_tag = tag
+            self._executor.submit(self._keep_sync)
+
+    def _keep_sync(self) -> None:
+        tag, self._keep_tag = self._keep_tag, None
+        writer = self._writer
+        if tag is None or writer is None or self._llm is None or self._llm.n_tokens == 0:
+            return
+        from engine.backends.state_cache import snapshot
+
+        try:
+            writer.submit(snapshot(self._llm, tag))
+        except Exception:
+            log.warning("Could not take the model state to keep it on disk", exc_info=True)
+
+    def restore(self, tag: str) -> None:
+        """Get ready to continue the conversation `tag` (just opened) while the user types: put
+        its latest state from disk into the model. Always safe: the next prompt keeps only the
+        tokens it shares with the state, and evaluates the rest."""
+        if self.loaded:
+            self._executor.submit(self._restore_sync, tag)
+
+    def _restore_sync(self, tag: str) -> int:
+        """Tokens now held for the conversation `tag` (0: no state of it on disk)."""
+        from engine.backends.state_cache import load
+
+        disk = self._cache.disk if self._cache is not None else None
+        llm = self._llm
+        try:
+            found = disk.latest(tag) if disk is not None and llm is not None else None
+            if found is None:
+                return 0
+            path, tokens = found
+            live = llm.input_ids[: llm.n_tokens]
+            if len(tokens) <= len(live) and (live[: len(tokens)] == tokens).all():
+                return len(tokens)  # the model holds it already (the conversation was just answered)
+            ram_key = self._cache._find_longest_prefix_key(tuple(tokens.tolist()))
+            if ram_key is not None and tuple(tokens.tolist()) == ram_key[: len(tokens)]:
+                return len(tokens)  # still in memory: the question loads it from there, no disk read
+            saved = disk.read(path)
+            if saved is None or len(saved.tokens) > llm.n_ctx():
+                return 0
+            if not load(llm, saved):
+                log.warning("llama.cpp refused the model state %s; the history will be evaluated", path.name)
+                disk._remove(path)
+                return 0
+            return len(saved.tokens)
+        except Exception:  # only a head start lost
+            log.debug("restoring the conversation's state failed", exc_info=True)
+            return 0
 
     async def fit(
         self, system: str, history: list[Message], question: str, max_tokens: int, sources: str = ""
@@ -378,8 +469,6 @@ class LocalBackend(Backend):
                 # answer's prompt evaluation would count from then (all the user's reading time).
                 llama_cpp.llama_synchronize(self._llm.ctx)
                 llama_cpp.llama_perf_context_reset(self._llm.ctx)
-                self._fit_threads()
-                replanned = time.monotonic()
                 chunks = self._llm.create_chat_completion(
                     messages=messages,
                     stream=True,
@@ -405,9 +494,6 @@ class LocalBackend(Backend):
                             if sent == 0 or now - last_send >= BATCH_S:
                                 send("".join(pieces[sent:]))
                                 sent, last_send = len(pieces), now
-                            if now - replanned >= REPLAN_S:
-                                self._fit_threads()
-                                replanned = now
                         if stop.is_set():
                             result.finish_reason = "cancelled"
                             break
@@ -444,6 +530,10 @@ class LocalBackend(Backend):
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._keep_tag is not None:  # the state asked for was not taken yet: the model is idle now
+            self._keep_sync()
+        if self._writer is not None:
+            self._writer.flush(60)  # the state after the last answer is what the next run needs
         if self._llm is not None:
             self._llm.close()
             self._llm = None

@@ -107,6 +107,7 @@ async def run_eval(
     repeats = options.repeats or dataset.repeats or 1
     engine = Engine(settings, database=database or eval_database())
     engine.prefill_next_turn = False  # cases are separate conversations
+    engine.answers.keep_states = False  # never continued later: no model states on disk
     judge: Judge | None = None
     try:
         if options.backend is not None and options.backend not in engine.router.backends:
