@@ -24,6 +24,7 @@ import jinja2
 
 from engine.backends.base import Backend, SamplingParams, StreamResult
 from engine.context import FittedPrompt, Message, fit_messages
+from engine.cpu_budget import REPLAN_S, CpuBudget, process_budget
 from engine.errors import AssistantError, GenerationError, ModelLoadError, ModelOutOfMemoryError
 from engine.fit import Fit, Hardware, fit_model
 from engine.gguf import GGUFInfo, read_gguf
@@ -123,6 +124,7 @@ class LocalBackend(Backend):
         n_ctx: int = 4096,
         n_gpu_layers: int | None = None,
         n_threads: int | None = None,
+        budget: CpuBudget | None = None,
         n_batch: int = 512,
         flash_attn: bool = True,
         prompt_cache_mb: int = 256,
@@ -146,7 +148,11 @@ class LocalBackend(Backend):
         self.auto_fit = auto_fit
         self.min_ctx = min_ctx
         self.hardware_fit: Fit | None = None
-        self.n_threads = n_threads or default_threads()
+        # Threads follow the cores free now (engine/cpu_budget.py); `n_threads` set fixes them.
+        self.budget = budget or process_budget()
+        self.configured_threads = n_threads
+        self.n_threads = n_threads or default_threads()  # as loaded: see _fit_threads
+        self.n_threads_batch = self.n_threads
         self.n_batch = n_batch
         self.flash_attn = flash_attn
         self.prompt_cache_mb = prompt_cache_mb
@@ -197,13 +203,16 @@ class LocalBackend(Backend):
 
         fit = self.hardware_fit = self.choose_fit(gpu_offload_supported())
         n_ctx, n_gpu_layers = fit.n_ctx, fit.n_gpu_layers
+        threads = self.budget.plan(self.configured_threads)
+        self.n_threads, self.n_threads_batch = threads.decode, threads.batch
         while True:
             try:
                 self._llm = llama_cpp.Llama(
                     model_path=str(self.model_path),
                     n_ctx=n_ctx,
                     n_gpu_layers=n_gpu_layers,
-                    n_threads=self.n_threads,
+                    n_threads=threads.decode,
+                    n_threads_batch=threads.batch,
                     n_batch=min(self.n_batch, n_ctx),
                     flash_attn=self.flash_attn,
                     verbose=False,
@@ -315,6 +324,17 @@ class LocalBackend(Backend):
         return Jinja2ChatFormatter(
             template, token_text("tokenizer.ggml.eos_token_id"), token_text("tokenizer.ggml.bos_token_id")
         )
+
+    def _fit_threads(self) -> None:
+        """Decode on the cores free now: a thread whose core another process keeps busy makes
+        its partners wait at every barrier (two answers at once ran at 0.08 of their speed with
+        2 threads each on 2 cores). Call from the model's thread, between tokens."""
+        import llama_cpp
+
+        threads = self.budget.plan(self.configured_threads)
+        if (threads.decode, threads.batch) != (self.n_threads, self.n_threads_batch):
+            llama_cpp.llama_set_n_threads(self._llm.ctx, threads.decode, threads.batch)
+            self.n_threads, self.n_threads_batch = threads.decode, threads.batch
 
     def count_tokens(self, messages: list[Message]) -> int:
         """Prompt tokens for `messages`; call from the model's worker thread."""
@@ -469,6 +489,8 @@ class LocalBackend(Backend):
                 # answer's prompt evaluation would count from then (all the user's reading time).
                 llama_cpp.llama_synchronize(self._llm.ctx)
                 llama_cpp.llama_perf_context_reset(self._llm.ctx)
+                self._fit_threads()
+                replanned = time.monotonic()
                 chunks = self._llm.create_chat_completion(
                     messages=messages,
                     stream=True,
@@ -494,6 +516,9 @@ class LocalBackend(Backend):
                             if sent == 0 or now - last_send >= BATCH_S:
                                 send("".join(pieces[sent:]))
                                 sent, last_send = len(pieces), now
+                            if now - replanned >= REPLAN_S:
+                                self._fit_threads()
+                                replanned = now
                         if stop.is_set():
                             result.finish_reason = "cancelled"
                             break
