@@ -1,0 +1,259 @@
+"""Start-up benchmarks (issue 20), side by side in one run, interleaved rounds, medians.
+
+1. A response cache hit over an indexed folder: in-process (`Engine.ask` end to end, warm engine)
+   and as a whole `assistant ask` process (launch to exit), idle and while indexing.
+2. A fresh `assistant ask --no-cache -t 0` with an indexed folder against the same with no folder at
+   all: time from launch to the first token on stdout (idle).
+3. Launching the `assistant` TUI until its prompt is drawn and a typed word shows in it, against a
+   bare Textual app with one TextArea (bench/bare_textual.py), idle and while indexing.
+
+"While indexing" is another process re-embedding a generated notes folder (bench/make_corpus.py,
+`assistant index --rebuild` in a loop, its own data folder), so the question's own index is not
+changed under it and a hit stays a hit.
+
+    python bench/bench_startup.py [--rounds 5] [--notes 300] [--write docs/benchmarks.md] [--label before]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from bench_foundation import env, machine  # noqa: E402
+from sections import write_section  # noqa: E402
+
+ASSISTANT = str(Path(sys.executable).with_name("assistant"))
+CORPUS = HERE.parent.parent / "shared" / "corpora" / "textual-docs" / "docs"
+QUESTION = "How do I make a widget scroll?"
+MARKER = "Ask anything"
+TYPED = "zqxv"
+ASK = ("-t", "0", "--seed", "42", "--max-tokens", "24")
+
+
+# helpers -----------------------------------------------------------------------------------------
+
+def run_assistant(home: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([ASSISTANT, *args], env=env(ASSISTANT_HOME=home), capture_output=True,
+                          text=True, check=check)
+
+
+def first_token(home: str, *args: str) -> tuple[float, float]:
+    """(ms from launch to the first byte on stdout, ms to exit) of `assistant ask ...`."""
+    start = time.perf_counter()
+    child = subprocess.Popen([ASSISTANT, "ask", "--no-stats", *args], env=env(ASSISTANT_HOME=home),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout is not None
+    first = child.stdout.read(1)
+    first_at = time.perf_counter()
+    rest, err = child.communicate()
+    done = time.perf_counter()
+    assert child.returncode == 0 and (first + rest).strip(), err.decode()
+    return (first_at - start) * 1000, (done - start) * 1000
+
+
+def time_to_input(command: str) -> tuple[float, float]:
+    """(ms until the prompt is drawn, ms until a word typed then shows in it) for a TUI launched in
+    tmux, a real terminal: Textual waits for a terminal's answers to its queries."""
+    session = f"startup{os.getpid()}"
+    start = time.perf_counter()
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", command], check=True)
+    drawn = None
+    try:
+        while True:
+            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                                    capture_output=True, text=True).stdout
+            now = time.perf_counter()
+            if drawn is None and MARKER in screen:
+                drawn = now
+                subprocess.run(["tmux", "send-keys", "-t", session, "-l", TYPED], check=True)
+            elif drawn is not None and TYPED in screen:
+                return (drawn - start) * 1000, (now - start) * 1000
+            if now - start > 60:
+                raise TimeoutError(f"{command} never {'echoed' if drawn else 'drew'} the prompt; "
+                                   f"the screen:\n{screen}")
+            time.sleep(0.005)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+@contextlib.contextmanager
+def indexing(home: str) -> Iterator[None]:
+    """Another process re-embeds the folder indexed in `home` over and over until the block ends."""
+    stop = threading.Event()
+    children: list[subprocess.Popen] = []
+
+    def loop() -> None:
+        while not stop.is_set():
+            child = subprocess.Popen([ASSISTANT, "index", "--rebuild"], env=env(ASSISTANT_HOME=home),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            children.append(child)
+            child.wait()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    time.sleep(3)  # past its start-up: embedding
+    try:
+        yield
+    finally:
+        stop.set()
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        thread.join()
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+# the rows ----------------------------------------------------------------------------------------
+
+async def hits_in_process(home: str, rounds: int) -> list[float]:
+    os.environ["ASSISTANT_HOME"] = home
+    from engine import Engine, load_settings
+
+    engine = Engine(load_settings().replace(temperature=0.0, seed=42, max_tokens=24))
+    try:
+        events = [e async for e in engine.ask(QUESTION)]  # the entry (or a hit on it)
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            events = [e async for e in engine.ask(QUESTION)]
+            times.append((time.perf_counter() - start) * 1000)
+            assert events[-1].cached_from, "expected a cache hit"
+        return times
+    finally:
+        await engine.close()
+
+
+def hits_whole_process(home: str, rounds: int) -> tuple[list[float], list[float]]:
+    firsts, totals = [], []
+    for _ in range(rounds):
+        first, total = first_token(home, "-t", "0", "--seed", "42", "--max-tokens", "24", QUESTION)
+        firsts.append(first)
+        totals.append(total)
+    return firsts, totals
+
+
+def prepare(work: Path, notes_count: int) -> None:
+    """The folders and data folders the rounds use (slow: torch embeds two corpora), made once."""
+    if (work / "prepared").exists():
+        return
+    notes = work / "notes"
+    subprocess.run([sys.executable, str(HERE / "make_corpus.py"), str(notes), "--files", str(notes_count)],
+                   check=True, capture_output=True)
+    run_assistant(str(work / "rag"), "index", str(CORPUS))
+    run_assistant(str(work / "busy"), "index", str(notes))
+    # Entries and first runs (model hash, database, byte-compiled files) before anything is timed.
+    first_token(str(work / "rag"), *ASK, QUESTION)
+    first_token(str(work / "plain"), *ASK, QUESTION)
+    (work / "prepared").touch()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--notes", type=int, default=300, help="notes the busy indexer re-embeds")
+    parser.add_argument("--work", type=Path, help="reuse this folder's corpora and data folders")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="only make --work ready (run it outside an exclusive CPU lock)")
+    parser.add_argument("--write", type=Path)
+    parser.add_argument("--label", default="after", help="which table of the section this run fills")
+    args = parser.parse_args()
+    if not CORPUS.is_dir():
+        sys.exit(f"{CORPUS} is missing: the benchmark needs the shared textual-docs corpus.")
+    rounds = args.rounds
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(HERE.parent / p) for p in
+                    ("app", "engine", "memory", "plugins"))], check=True, capture_output=True)
+    work = args.work or Path(tempfile.mkdtemp(prefix="startup-"))
+    work.mkdir(parents=True, exist_ok=True)
+    prepare(work, args.notes)
+    if args.prepare_only:
+        return
+    rag_home, plain_home = str(work / "rag"), str(work / "plain")
+    ask = ASK
+    loads: list[str] = []
+    r: dict[str, list[float]] = {k: [] for k in (
+        "hit_in", "hit_first", "hit_total", "rag_first", "plain_first", "ours_drawn", "ours_input",
+        "bare_drawn", "bare_input", "busy_hit_in", "busy_hit_first", "busy_hit_total",
+        "busy_ours_drawn", "busy_ours_input", "busy_bare_drawn", "busy_bare_input")}
+    # tmux starts the command in its server's environment, not this one: what it needs is named.
+    pythonpath = f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else ""
+    tui = f"env {pythonpath}HF_HUB_OFFLINE=1 ASSISTANT_HOME={rag_home} {ASSISTANT}"
+    bare = f"{sys.executable} {HERE / 'bare_textual.py'}"
+
+    loads.append(Path("/proc/loadavg").read_text().split()[0])
+    r["hit_in"] += asyncio.run(hits_in_process(rag_home, rounds * 4))
+    for _ in range(rounds):
+        first, total = hits_whole_process(rag_home, 1)
+        r["hit_first"] += first
+        r["hit_total"] += total
+        r["rag_first"].append(first_token(rag_home, "--no-cache", *ask, QUESTION)[0])
+        r["plain_first"].append(first_token(plain_home, "--no-cache", *ask, QUESTION)[0])
+        drawn, typed = time_to_input(tui)
+        r["ours_drawn"].append(drawn)
+        r["ours_input"].append(typed)
+        drawn, typed = time_to_input(bare)
+        r["bare_drawn"].append(drawn)
+        r["bare_input"].append(typed)
+    loads.append(Path("/proc/loadavg").read_text().split()[0])
+
+    with indexing(str(work / "busy")):
+        busy_load = []
+        r["busy_hit_in"] += asyncio.run(hits_in_process(rag_home, rounds * 4))
+        for _ in range(rounds):
+            first, total = hits_whole_process(rag_home, 1)
+            r["busy_hit_first"] += first
+            r["busy_hit_total"] += total
+            drawn, typed = time_to_input(tui)
+            r["busy_ours_drawn"].append(drawn)
+            r["busy_ours_input"].append(typed)
+            drawn, typed = time_to_input(bare)
+            r["busy_bare_drawn"].append(drawn)
+            r["busy_bare_input"].append(typed)
+            busy_load.append(Path("/proc/loadavg").read_text().split()[0])
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+    section = report(r, rounds, args.label, loads, busy_load)
+    print(section)
+    if args.write:
+        write_section(args.write, f"startup-{args.label}", section)
+
+
+def report(r: dict[str, list[float]], rounds: int, label: str, loads: list[str], busy: list[str]) -> str:
+    m = {k: med(v) for k, v in r.items()}
+    p95 = {k: sorted(v)[max(0, int(round(0.95 * len(v))) - 1)] for k, v in r.items()}
+    return f"""<!-- startup-{label}:start -->
+### {label.capitalize()}: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}
+
+{machine()}; {rounds} interleaved rounds, medians (in-process hits: {4 * rounds} in a row, median and p95).
+Load average (1 min) idle part: {' -> '.join(loads)}; while indexing: {', '.join(busy)}.
+
+| scenario | measure | idle | while indexing | target |
+|---|---|---|---|---|
+| cache hit over an indexed folder, in-process (`Engine.ask`, warm engine) | ms (p95) | {m['hit_in']:.1f} ({p95['hit_in']:.1f}) | {m['busy_hit_in']:.1f} ({p95['busy_hit_in']:.1f}) | < 10 idle, < 50 busy |
+| cache hit, whole `assistant ask` process | first token / exit, ms | {m['hit_first']:.0f} / {m['hit_total']:.0f} | {m['busy_hit_first']:.0f} / {m['busy_hit_total']:.0f} | |
+| `assistant ask --no-cache`, whole process, first token: indexed folder vs none | ms, ratio | {m['rag_first']:.0f} vs {m['plain_first']:.0f}: **{m['rag_first'] / m['plain_first']:.2f}x** | | <= 1.5x |
+| launch `assistant` until the prompt is drawn: ours vs bare Textual | ms, ratio | {m['ours_drawn']:.0f} vs {m['bare_drawn']:.0f}: **{m['ours_drawn'] / m['bare_drawn']:.2f}x** | {m['busy_ours_drawn']:.0f} vs {m['busy_bare_drawn']:.0f}: **{m['busy_ours_drawn'] / m['busy_bare_drawn']:.2f}x** | <= 1.5x idle |
+| launch until a typed word shows in the prompt (accepts input): ours vs bare | ms, ratio | {m['ours_input']:.0f} vs {m['bare_input']:.0f}: **{m['ours_input'] / m['bare_input']:.2f}x** | {m['busy_ours_input']:.0f} vs {m['busy_bare_input']:.0f}: **{m['busy_ours_input'] / m['busy_bare_input']:.2f}x** | <= 1.5x idle |
+<!-- startup-{label}:end -->"""
+
+
+if __name__ == "__main__":
+    main()
