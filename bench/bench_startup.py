@@ -118,6 +118,26 @@ def indexing(home: str) -> Iterator[None]:
         thread.join()
 
 
+QUERY_VECTOR = """
+import sys, time
+start = time.perf_counter()
+from memory.embedder import Embedder
+embedder = Embedder()
+embed = embedder.embed if sys.argv[1] == "numpy" else embedder.embed_with_torch
+embed(["How do I make a widget scroll?"])
+first = time.perf_counter() - start
+print(first * 1000, "torch" in sys.modules)
+"""
+
+
+def query_vector(runtime: str) -> tuple[float, bool]:
+    """(ms from a fresh interpreter to one question's vector, whether torch got imported)."""
+    done = subprocess.run([sys.executable, "-c", QUERY_VECTOR, runtime], env=env(), capture_output=True,
+                          text=True, check=True, cwd=HERE.parent)
+    ms, torch = done.stdout.split()
+    return float(ms), torch == "True"
+
+
 def med(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -192,13 +212,19 @@ def main() -> None:
     r: dict[str, list[float]] = {k: [] for k in (
         "hit_in", "hit_first", "hit_total", "rag_first", "plain_first", "ours_drawn", "ours_input",
         "bare_drawn", "bare_input", "busy_hit_in", "busy_hit_first", "busy_hit_total",
-        "busy_ours_drawn", "busy_ours_input", "busy_bare_drawn", "busy_bare_input")}
+        "busy_ours_drawn", "busy_ours_input", "busy_bare_drawn", "busy_bare_input", "vector_numpy",
+        "vector_torch")}
     # tmux starts the command in its server's environment, not this one: what it needs is named.
     pythonpath = f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else ""
     tui = f"env {pythonpath}HF_HUB_OFFLINE=1 ASSISTANT_HOME={rag_home} {ASSISTANT}"
     bare = f"{sys.executable} {HERE / 'bare_textual.py'}"
 
     loads.append(Path("/proc/loadavg").read_text().split()[0])
+    for _ in range(rounds):
+        for runtime in ("numpy", "torch"):
+            ms, imported = query_vector(runtime)
+            assert imported == (runtime == "torch"), f"{runtime}: torch imported = {imported}"
+            r[f"vector_{runtime}"].append(ms)
     r["hit_in"] += asyncio.run(hits_in_process(rag_home, rounds * 4))
     for _ in range(rounds):
         first, total = hits_whole_process(rag_home, 1)
@@ -247,6 +273,7 @@ Load average (1 min) idle part: {' -> '.join(loads)}; while indexing: {', '.join
 
 | scenario | measure | idle | while indexing | target |
 |---|---|---|---|---|
+| one question's vector in a fresh process (imports, load, embed): `Embedder.embed` vs sentence-transformers | ms, ratio | {m['vector_numpy']:.0f} vs {m['vector_torch']:.0f}: **{m['vector_numpy'] / m['vector_torch']:.2f}x** | | |
 | cache hit over an indexed folder, in-process (`Engine.ask`, warm engine) | ms (p95) | {m['hit_in']:.1f} ({p95['hit_in']:.1f}) | {m['busy_hit_in']:.1f} ({p95['busy_hit_in']:.1f}) | < 10 idle, < 50 busy |
 | cache hit, whole `assistant ask` process | first token / exit, ms | {m['hit_first']:.0f} / {m['hit_total']:.0f} | {m['busy_hit_first']:.0f} / {m['busy_hit_total']:.0f} | |
 | `assistant ask --no-cache`, whole process, first token: indexed folder vs none | ms, ratio | {m['rag_first']:.0f} vs {m['plain_first']:.0f}: **{m['rag_first'] / m['plain_first']:.2f}x** | | <= 1.5x |
