@@ -29,12 +29,13 @@ def _row(label: str, s: dict[str, Any]) -> list[str]:
         _share(s["cache_hit_rate"]),
         f"{s['thumbs_up']}/{s['thumbs_down']} ({_share(s['thumbs_up_ratio'])})",
         _share(s["error_rate"]),
+        _share(s.get("groundedness", {}).get("p50")),
     ]
 
 
 def stats_tables(result: dict[str, Any]) -> list[Table]:
     columns = ["", "answers", "first token p50/p95/p99", "total p50/p95/p99", "tok/s", "tokens in/out",
-               "cost USD", "cache hits", "👍/👎 (up)", "errors"]
+               "cost USD", "cache hits", "👍/👎 (up)", "errors", "grounded p50"]
     since = f" since {result['since'][:16]}" if result.get("since") else ""
     summary = Table(*columns, title=f"Answers{since}")
     summary.add_row(*_row("all", result["overall"]))

@@ -1,6 +1,7 @@
 """Alerts over the recent answers, each compared with what came before (thresholds in config):
 latency spike, error-rate spike, spending ahead of the budget's pace, searches of indexed folders
-that find nothing, a model file whose contents changed between answers."""
+that find nothing, a model file whose contents changed between answers, and answers whose sources
+support less of what they say (groundedness: the hallucination threshold, or a drop)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from memory.store import Store, dicts
 
 BASELINE_WINDOWS = 10  # the baseline is up to this many windows of answers before the recent one
 MIN_SEARCHES = 5
+MIN_GROUNDED = 5  # answers with sources in the window before their groundedness is judged
+GROUNDEDNESS_DROP = 0.2  # a fall of the window's median by this much from before is an alert too
 
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str  # latency, errors, budget, retrieval, model_changed
+    kind: str  # latency, errors, budget, retrieval, model_changed, groundedness
     message: str
 
 
@@ -34,7 +37,7 @@ def check(store: Store, settings: Settings, now: datetime | None = None) -> list
     if len(latest) == window and len(before) >= window:
         alerts += _latency(latest, before, settings) + _errors(latest, before, settings)
     alerts += _budget(store, settings, now) + _retrieval(store, settings, window) + _model_changed(latest)
-    return alerts
+    return alerts + _groundedness(store, settings, window)
 
 
 def _p95(rows: list[dict]) -> float | None:
@@ -98,6 +101,30 @@ def _retrieval(store: Store, settings: Settings, window: int) -> list[Alert]:
                                    "questions that searched indexed folders: re-index them "
                                    "(`assistant index --rebuild`) or check which folders the "
                                    "conversations use.")]
+    return []
+
+
+def _groundedness(store: Store, settings: Settings, window: int) -> list[Alert]:
+    """The median groundedness of the latest answers that had sources, against the hallucination
+    threshold and against the answers before them."""
+    values = [row[0] for row in store.conn.execute(
+        "SELECT groundedness FROM responses WHERE status = 'ok' AND groundedness IS NOT NULL"
+        " ORDER BY id DESC LIMIT ?", [window * (BASELINE_WINDOWS + 1)])]
+    latest, before = values[:window], values[window:]
+    if len(latest) < min(MIN_GROUNDED, window):
+        return []
+    now = percentile(sorted(latest), 50)
+    base = percentile(sorted(before), 50) if len(before) >= len(latest) else None
+    assert now is not None
+    if now < settings.hallucination_threshold:
+        return [Alert("groundedness", f"Answers may be made up: the median groundedness of the last "
+                                      f"{len(latest)} answers with sources is {now:.0%}, below the "
+                                      f"hallucination threshold of {settings.hallucination_threshold:.0%}: "
+                                      "most of what they say is in none of their sources (`assistant "
+                                      "review` lists them).")]
+    if base is not None and base - now >= GROUNDEDNESS_DROP:
+        return [Alert("groundedness", f"Groundedness dropped: the median of the last {len(latest)} answers "
+                                      f"with sources is {now:.0%}, down from {base:.0%} before.")]
     return []
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.answer_log import Draft, ModelHash, Observers, Timing, generation_spans, response_row
+from engine.attribution import Attribution, attribute
 from engine.backends.base import Backend, SamplingParams, StreamResult
 from engine.cache import Lookup, ResponseCache
 from engine.citations import resolve_citations
@@ -31,7 +32,9 @@ from engine.events import Event, Failed, Finished, Started, Timings, Token, Usag
 from engine.guardrails import PluginGuardrails, describe
 from engine.library import Library
 from engine.longterm import Memories
+from engine.repetition import LoopGuard, trimmed
 from engine.request import AskOptions
+from engine.review import LOW_GROUNDEDNESS, poorly_grounded
 from engine.router import Route, Router, is_remote, is_trusted
 from engine.structured import InvalidOutputError, check_schema
 from engine.summaries import Summaries
@@ -89,6 +92,8 @@ class _Answer:
     private_history: bool = False  # a private folder's text is in the conversation
     status: str = "cancelled"
     error: BaseException | None = None
+    looped: bool = False  # the answer was stopped where it started to repeat itself
+    attribution: Attribution | None = None
 
 
 class Answerer:
@@ -155,7 +160,7 @@ class Answerer:
             timings = Timings(row["ttft_ms"], row["total_ms"], row["tokens_per_s"])
             yield Finished(response_id, turn.conversation_id, message_id, text, usage, timings,
                            tuple(sources), cost_usd=cost, cached_from=hit["response_id"] if hit else None,
-                           proposals=tuple(a.proposals))
+                           proposals=tuple(a.proposals), groundedness=row.get("groundedness"))
         else:
             yield Failed(response_id, turn.conversation_id, a.error, text)
 
@@ -262,6 +267,8 @@ class Answerer:
         a.route, a.result, a.passages = route, route.result, route.passages
         await parts.model_hash.loaded(route.backend)
         yield await self._started(a, route)
+        # JSON is never cut: its grammar ends it, and a cut would leave it invalid.
+        guard = LoopGuard() if self.settings.stop_loops and a.params.json_schema is None else None
         try:
             if route.first is not None:
                 timing.first_at = timing.last_at = route.first_at
@@ -273,13 +280,22 @@ class Answerer:
                     timing.last_at = time.perf_counter()
                     timing.first_at = timing.first_at or timing.last_at
                     pieces.append(piece)
+                    if guard is not None and guard.cut(joined := "".join(pieces)) is not None:
+                        # Looping: what was said once is kept; closing the stream stops decoding.
+                        pieces[:] = [trimmed(joined, guard)[0]]
+                        a.looped = True
+                        a.draft.offer(pieces)
+                        break
                     a.draft.offer(pieces)
                     yield Token(piece)
         except AssistantError as exc:
             await router.finish(route, exc)
             raise
         timing.generated_at = time.perf_counter()
+        if a.looped:
+            a.result.finish_reason = "loop"
         with trace.span("guardrails") as span:
+            span.attrs["looped"] = a.looped
             answer, schema = "".join(pieces), a.params.json_schema
             a.findings = await asyncio.to_thread(lambda: parts.guardrails.get().validate(answer, schema))
             span.attrs["findings"] = [name for name, _, _ in a.findings]
@@ -340,10 +356,18 @@ class Answerer:
         parts, settings, turn, trace, route = self.parts, self.settings, a.turn, a.trace, a.route
         hit = a.lookup.hit
         router, conversation_id = parts.router, turn.conversation_id
+        text, sources = resolve_citations("".join(a.pieces), a.passages, question=a.question)
+        attributed: list[int] = []
+        if a.status == "ok" and a.passages and a.params.json_schema is None:
+            a.attribution = await self._attribute(a, text) if not hit else None
+            if a.attribution is not None:
+                text, attributed = a.attribution.text, list(a.attribution.attributed)
+            elif hit:  # a cached answer: the attribution of the answer it repeats
+                a.attribution, attributed = await self._cached_attribution(a.store, hit["response_id"])
+            text, sources = resolve_citations(text, a.passages, attributed, a.question)
         logging_started = time.perf_counter()
         if route is not None:
             generation_spans(trace, route, a.timing.last_at, a.timing.generated_at or logging_started)
-        text, sources = resolve_citations("".join(a.pieces), a.passages)
         chosen = route.backend if route else router.primary(turn.preferred)
         model_hash = None if is_remote(chosen) else await parts.model_hash.known()
         row, cost = response_row(trace, route, chosen, router.cost, a.status, a.error, a.passages, a.result,
@@ -356,6 +380,10 @@ class Answerer:
             cost = (cost or 0.0) + a.tool_cost
         if a.recalled:
             row["memory_ids"] = json.dumps([m.id for m in a.recalled])
+        grounded = a.attribution.groundedness if a.attribution is not None else None
+        if a.attribution is not None:
+            row["groundedness"] = grounded
+            row["attribution"] = json.dumps(a.attribution.record())
         keep = None  # a new answer from the route's first backend is kept for next time
         first_choice = route is not None and route.backend is router.primary(turn.preferred)
         # An empty answer is not kept: it would come back empty for every repeat of the question.
@@ -364,6 +392,8 @@ class Answerer:
         review = "guardrail" if isinstance(a.error, InvalidOutputError) else None
         if a.status == "ok" and a.findings:  # flagged, not rejected: the answer stands, a person looks
             review = "refusal" if a.findings[0][0] == "refusal" else "guardrail"
+        if review is None and not hit and poorly_grounded(grounded, settings.hallucination_threshold):
+            review = LOW_GROUNDEDNESS  # most of what it says is in none of its sources
         trace.add("logging", logging_started, time.perf_counter())
         saved_text = text if settings.log_content else ""
         self._remember(conversation_id, a.question, text if a.status == "ok" else "")
@@ -390,6 +420,44 @@ class Answerer:
         if a.status == "ok" and route is not None:
             self._keep_state(route, turn)
         return text, sources, cost, message_id, response_id, row
+
+    async def _attribute(self, a: _Answer, text: str) -> Attribution | None:
+        """Which passage supports each sentence (engine.attribution), with the embedding model of
+        the index and the passages' stored vectors; None when turned off or the index cannot say."""
+        if not self.settings.attribution:
+            return None
+        knowledge = await self.parts.library.knowledge()
+        passages = a.passages
+
+        def work() -> Attribution:
+            stored = knowledge.vectors.vectors([p.chunk_id for p in passages])
+            return attribute(text, passages, knowledge.embedder.embed,
+                             [stored.get(p.chunk_id) for p in passages], a.question)
+
+        with a.trace.span("attribution") as span:
+            try:
+                result = await asyncio.to_thread(work)
+            except AssistantError as exc:  # the vector store or the embedder failed: no citations added
+                log.warning("attribution failed: %s", exc)
+                span.attrs["error"] = str(exc)
+                return None
+            span.attrs.update(groundedness=result.groundedness, attributed=list(result.attributed),
+                              written=list(result.written), ms=round(result.ms, 1))
+        return result
+
+    async def _cached_attribution(self, store: Store, response_id: int
+                                  ) -> tuple[Attribution | None, list[int]]:
+        """The attribution of the answer a cached one repeats (its text holds the same [n])."""
+        try:
+            row = await asyncio.to_thread(store.response, response_id)
+        except AssistantError:
+            return None, []
+        if not row.get("attribution"):
+            return None, []
+        record = json.loads(row["attribution"])
+        attribution = Attribution("", (), tuple(record.get("written", ())),
+                                  tuple(record.get("attributed", ())), row.get("groundedness"))
+        return attribution, list(attribution.attributed)
 
     def _remember(self, conversation_id: int, question: str, answer: str) -> None:
         """With `log_content` off, this session keeps the conversation in memory only."""

@@ -262,6 +262,18 @@ class Settings:
     )
     otlp_endpoint: str | None = _doc(
         "Send traces to an OpenTelemetry collector (OTLP over HTTP, e.g. http://localhost:4318). Unset: off.",
+    hallucination_threshold: float = _doc(
+        "Groundedness below which an answer that used sources counts as possibly made up: it goes to "
+        "the review queue, and an alert is raised when the window's median falls below it.", 0.5
+    )
+    attribution: bool = _doc(
+        "After an answer that used sources, find which source supports each sentence: `[n]` is added "
+        "where the model cited none, and its groundedness recorded (engine/attribution.py).", True
+    )
+    stop_loops: bool = _doc(
+        "Stop an answer that starts repeating itself (the same run of words three times) and keep it "
+        "up to the first repeat.", True
+    )
         None,
     )
     eval_judge: str | None = _doc(
@@ -315,7 +327,7 @@ RANGES: dict[type, dict[str, tuple[float | None, float | None]]] = {
         "breaker_cooldown_s": (0, None), "budget_daily_usd": (0, None), "budget_monthly_usd": (0, None),
         "cache_ttl_hours": (0, None), "semantic_cache_similarity": (-1, 1), "alert_window": (1, None),
         "alert_latency_ratio": (ABOVE_ZERO, None), "alert_error_rate": (0, 1),
-        "alert_empty_retrieval_rate": (0, 1),
+        "alert_empty_retrieval_rate": (0, 1), "hallucination_threshold": (0, 1),
     },
     Provider: {
         "context_window": (256, None), "connect_timeout_s": (ABOVE_ZERO, None),

@@ -63,6 +63,8 @@ class Finished:
     cost_usd: float | None = 0.0  # None: the model's price is unknown
     cached_from: int | None = None  # answered from the cache: the response it repeats
     proposals: tuple[dict, ...] = ()  # memories proposed from the question: id, text, kind
+    # The share of the answer's claims its sources support (engine.attribution); None: no sources
+    groundedness: float | None = None
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ class History:
                 row["tool_steps"] = tool_steps(spans[row["response_id"]])
             if row.get("retrieved_chunk_ids"):
                 passages = await self._library.passages(json.loads(row["retrieved_chunk_ids"]))
-                row["sources"] = resolve_citations(row["content"], passages)[1]
+                row["sources"] = resolve_citations(row["content"], passages, _attributed(row), question)[1]
         return rows
 
     async def set_incognito(self, conversation_id: int, on: bool) -> None:
@@ -94,7 +94,8 @@ class History:
                 return []
             passages = knowledge.passages(json.loads(row["retrieved_chunk_ids"]))
             return [{"number": s.number, "location": s.passage.location, "path": s.passage.path,
-                     "cited": s.cited} for s in resolve_citations(text, passages)[1]]
+                     "cited": s.cited, "kind": s.kind}
+                    for s in resolve_citations(text, passages, _attributed(row))[1]]
 
         def export() -> list[dict[str, Any]]:
             ids = conversation_ids or transcripts.conversation_ids()
@@ -203,5 +204,11 @@ def tool_steps(spans: list[dict[str, Any]]) -> tuple[ToolStep, ...]:
 def _forget_states(conversation_id: int) -> None:
     """Delete the model states kept on disk for the conversation (engine/backends/disk_states.py)."""
     from engine.backends import disk_states
+def _attributed(row: dict[str, Any]) -> list[int]:
+    """The source numbers whose `[n]` attribution added to a saved answer (not the model)."""
+    record = row.get("attribution")
+    return list(json.loads(record).get("attributed", ())) if record else []
+
+
 
     disk_states.forget(disk_states.states_folder(), str(conversation_id))

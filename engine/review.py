@@ -1,4 +1,5 @@
-"""The human in the loop: which answers go to the review queue, and the exports that put
+"""The human in the loop: which answers go to the review queue (thumbs down, refusals,
+guardrails, low groundedness), and the exports that put
 feedback to use (fine-tuning sets in chat format, preference pairs for DPO)."""
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ _REFUSAL = re.compile(
 
 def looks_like_refusal(text: str) -> bool:
     return bool(_REFUSAL.search(text[:2000]))
+
+
+LOW_GROUNDEDNESS = "low_groundedness"  # the queue's reason for an answer its sources hardly support
+
+
+def poorly_grounded(groundedness: float | None, threshold: float) -> bool:
+    """An answer that had sources, most of whose claims none of them supports (the
+    `hallucination_threshold` setting): a person should look before anyone relies on it."""
+    return groundedness is not None and groundedness < threshold
 
 
 def _prompt_messages(store: Store, response: dict[str, Any]) -> list[dict[str, str]]:

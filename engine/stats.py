@@ -1,5 +1,6 @@
 """Answer statistics over the response rows: latency percentiles, speed, tokens and cost per day,
-per model / backend / template / folder / feature, cache hits, thumbs, errors; and terminal plots.
+per model / backend / template / folder / feature, cache hits, thumbs, errors, groundedness (p50
+of the answers that had sources); and terminal plots.
 
 Each figure is an indexed query over a time window: totals and days read one covering index
 (`responses_for_stats`), and a percentile is the k-th entry of an index sorted by that column
@@ -120,6 +121,8 @@ def _summary(store: Store, where: str = "", args: tuple = (), totals: dict[str, 
         "ttft_ms": percentiles(store, "ttft_ms", where, args, totals["n_ttft_ms"]),
         "total_ms": percentiles(store, "total_ms", where, args, totals["n_total_ms"]),
         "tokens_per_s": percentiles(store, "tokens_per_s", where, args, totals["n_tokens_per_s"], qs=(50,)),
+        # Answers that had sources only (NULL otherwise): how much of what they said the sources hold.
+        "groundedness": percentiles(store, "groundedness", where, args, qs=(50,)),
     }
 
 

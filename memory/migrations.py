@@ -310,4 +310,12 @@ MIGRATIONS: list[str] = [
     """,
     # 11: the database says whose it is (PRAGMA application_id), so a restore can refuse a foreign one.
     f"PRAGMA application_id = {APPLICATION_ID};",
+    # 12: groundedness of an answer that used sources (the share of its claims some source supports)
+    # and its attribution (which sentence each citation follows, written by the model or added);
+    # indexed like the latencies, so its percentiles are index walks.
+    """
+    ALTER TABLE responses ADD COLUMN groundedness REAL;
+    ALTER TABLE responses ADD COLUMN attribution TEXT;
+    CREATE INDEX responses_by_groundedness ON responses(status, groundedness, created_at);
+    """,
 ]

@@ -260,6 +260,7 @@ class Store:
         latest rating."""
         sql = """
             SELECT m.*, r.id AS response_id, r.retrieved_chunk_ids, r.backend, r.model, r.remote,
+                r.groundedness, r.attribution,
                 (SELECT f.rating FROM feedback f WHERE f.response_id = r.id
                  ORDER BY f.id DESC LIMIT 1) AS rating
             FROM messages m LEFT JOIN responses r ON r.message_id = m.id
@@ -420,6 +421,7 @@ class Store:
         """Queued answers, oldest first, with their question and answer."""
         return dicts(self.conn.execute(
             f"""SELECT v.*, r.conversation_id, r.model, r.backend, r.status, r.created_at AS answered_at,
+                       r.groundedness,
                        q.content AS question, a.content AS answer
                 FROM reviews v JOIN responses r ON r.id = v.response_id
                 LEFT JOIN messages q ON q.id = r.prompt_message_id

@@ -113,6 +113,14 @@ class VectorIndex:
         scores = stored @ numpy.asarray(vector, dtype=numpy.float32)
         return {int(i): float(s) for i, s in zip(result["ids"], scores, strict=True)}
 
+    def vectors(self, ids: list[int]) -> dict[int, list[float]]:
+        """The stored vector of each of `ids` (ids without one are left out)."""
+        if not ids:
+            return {}
+        result = self._call("read vectors", "get", ids=[str(i) for i in ids], include=["embeddings"])
+        pairs = zip(result["ids"], result["embeddings"], strict=True)
+        return {int(i): [float(x) for x in v] for i, v in pairs}
+
     def nearest(self, vector: list[float], k: int) -> list[tuple[int, float]]:
         """(id, cosine similarity) of the `k` nearest vectors, nearest first."""
         count = self.count()

@@ -13,6 +13,7 @@ import click
 
 from app.cli.common import counted, get_settings, run, user_errors
 from engine import AssistantError, Engine, Failed, Finished, Started, Token
+from engine.evidence import segments
 from engine.terminal_text import terminal_line, terminal_text
 
 
@@ -100,12 +101,22 @@ def _check_model(settings: Any) -> None:
         read_gguf(resolve_model(settings.model, settings.models_dir))
 
 
-def _sources_text(sources: Any) -> str:
+def _sources_text(sources: Any, groundedness: float | None = None, styled: bool = False) -> str:
+    """The sources under an answer, each with the line(s) that matched (the question's and the
+    answer's words in bold on a terminal)."""
     lines = ["", "Sources:"]
     for source in sources:
         mark = f"[{source.number}]" if source.cited else "   "
-        note = "" if source.cited else "  (retrieved, not cited)"
+        # matched: the model did not cite it, the assistant found it supports a sentence.
+        note = ("  (retrieved, not cited)" if not source.cited
+                else "  (matched)" if getattr(source, "kind", "") == "attributed" else "")
         lines.append(f"  {mark} {terminal_line(source.passage.location)}{note}")
+        for line in getattr(source, "evidence", ()):
+            runs = [(terminal_line(run), matched and styled) for run, matched in segments(line)]
+            text = "".join(click.style(run, bold=True) if bold else run for run, bold in runs)
+            lines.append(f"        {line.line}: {text}")
+    if groundedness is not None:
+        lines.append(f"Grounded: {groundedness:.0%} of the answer's claims are supported by these sources.")
     return "\n".join(lines) + "\n"
 
 
@@ -130,7 +141,7 @@ async def _ask(engine: Engine, question: str, conversation: int | None, show_sta
                     if not event.text.strip():
                         click.echo("Note: the answer is empty.", err=True)
                     if event.sources and show_sources:
-                        out.write(_sources_text(event.sources))
+                        out.write(_sources_text(event.sources, event.groundedness, styled=out.isatty()))
                     for p in event.proposals:
                         fact = terminal_line(p["text"])
                         click.echo(f"Remember “{fact}”? `assistant memory accept {p['id']}` saves it, "

@@ -16,7 +16,7 @@ from engine.terminal_text import terminal_line, terminal_text
 def source_dict(source: Any) -> dict[str, Any]:
     """A source as JSON (the shape `export conversations` writes)."""
     return {"number": source.number, "location": source.passage.location, "path": source.passage.path,
-            "cited": source.cited}
+            "cited": source.cited, "kind": source.kind}
 
 
 @click.command()
@@ -103,7 +103,8 @@ def history(limit: int, conversation: int | None, search: str | None, as_json: b
 @click.option("--note", help="A note on what was wrong.")
 @click.option("--reviewed", is_flag=True, help="List reviewed answers instead of pending ones.")
 def review(response_id: int | None, better: str | None, done: bool, note: str | None, reviewed: bool) -> None:
-    """The review queue: thumbs-down answers and refusals, to correct or dismiss.
+    """The review queue: thumbs-down answers, refusals and answers their sources hardly support
+    (low_groundedness, with the share that is supported), to correct or dismiss.
 
     \b
     assistant review                       # pending answers
@@ -117,7 +118,9 @@ def review(response_id: int | None, better: str | None, done: bool, note: str | 
             click.echo("Nothing to review." if not reviewed else "Nothing reviewed yet.")
         for row in rows:
             question = (row["question"] or "").replace("\n", " ")[:70]
-            click.echo(f"{row['response_id']:>6}  {row['reason']:<12} {row['model']:<28} {question}")
+            grounded = "" if row.get("groundedness") is None else f"{row['groundedness']:.0%}"
+            click.echo(f"{row['response_id']:>6}  {row['reason']:<16} {grounded:>4}  {row['model']:<28} "
+                       f"{question}")
         return
     if better is not None or done:
         with_engine(lambda e: e.history.mark_reviewed(response_id, better, note))

@@ -241,6 +241,7 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
                         answer.cached_from = event.cached_from
                         await answer.show_sources(event.sources)
                         answer.refresh_footer()
+                        answer.groundedness = event.groundedness
                         self.status.ttft_ms = event.timings.ttft_ms
                         self.status.tokens_per_s = event.timings.tokens_per_s
                         used = event.usage.prompt_tokens + event.usage.completion_tokens

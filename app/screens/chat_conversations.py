@@ -92,6 +92,7 @@ class ChatConversations(EngineScreen):
         origin = origin_text(row.get("model"), row.get("backend"), bool(row.get("remote")))
         answer = AnswerMessage(row["content"], row["response_id"], row.get("sources", ()), origin)
         answer.set_reactive(AnswerMessage.rating, row["rating"])
+        answer.groundedness = row.get("groundedness")  # the footer it had live
         state = ""
         if row["status"] == "partial":  # a response row says why; none: the app died mid-answer
             state = "partial"

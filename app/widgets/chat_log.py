@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Button, Markdown, Static
 
+from engine.evidence import segments
 from engine.terminal_text import terminal_line, terminal_text
 
 RATING_MARKS = {1: "👍", -1: "👎", None: ""}
@@ -32,8 +34,17 @@ class SourceLine(Static):
     def __init__(self, source: Any) -> None:
         passage = source.passage
         mark = f"[{source.number}]" if source.cited else " · "
-        note = "" if source.cited else "  (retrieved, not cited)"
-        super().__init__(f"{mark} {terminal_line(passage.location)}{note}", markup=False, classes="source")
+        # Subtly apart: a citation the model wrote, one the assistant matched to a sentence after
+        # the answer (engine.attribution), and a source that supports nothing in it.
+        note = ("  (retrieved, not cited)" if not source.cited
+                else "  (matched)" if getattr(source, "kind", "") == "attributed" else "")
+        shown = Text(f"{mark} {terminal_line(passage.location)}{note}")
+        # The line(s) that matched, the question's and the answer's words marked: checkable at a glance.
+        for line in getattr(source, "evidence", ()):
+            shown.append(f"\n    {line.line}: ", style="dim")
+            for run, matched in segments(line):
+                shown.append(terminal_line(run), style="bold underline" if matched else "")
+        super().__init__(shown, classes="source")
         self.source = source
 
     def on_click(self, event: Any) -> None:
@@ -77,6 +88,7 @@ class AnswerMessage(Vertical, can_focus=False):
         self.cached_from: int | None = None
         self.memories = 0  # long-term memories in its prompt
         self.tool_steps: tuple = ()  # tools the model called before answering
+        self.groundedness: float | None = None  # share of its claims its sources support
 
     def compose(self):
         yield AnswerMarkdown(self.text)
@@ -111,6 +123,8 @@ class AnswerMessage(Vertical, can_focus=False):
             parts.append(f"🔧 {step.call.name} {mark} {terminal_line(step.result[:40])}")
         if self.memories:
             parts.append(f"🧠 used {self.memories} memor{'y' if self.memories == 1 else 'ies'}")
+        if self.groundedness is not None:  # set only for answers that had sources
+            parts.append(f"grounded {self.groundedness:.0%}")  # README: "Sources and groundedness"
         if self.rating is not None:
             parts.append(RATING_MARKS[self.rating])
         if self.response_id is not None:

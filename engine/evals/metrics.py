@@ -41,6 +41,8 @@ SCORES: dict[str, Metric] = {
     "citation_valid": Metric("citations valid", doc="share of citations [n] naming a retrieved source"),
     "citation_correct": Metric("citations correct",
                                doc="share of citations naming an expected source (0 when none cited)"),
+    "groundedness": Metric("groundedness",
+                           doc="share of the answer's claims the retrieved passages support (attribution)"),
     "format_valid": Metric("format valid", doc="contains / not_contains / regex / JSON schema checks held"),
     "judge": Metric("LLM judge", doc="the judge model's score with the rubric, 1-5 scaled to 0..1"),
     "consistency": Metric("consistency", doc="share of repeats (temperature 0) giving the first answer"),

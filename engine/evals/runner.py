@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import prompts
-from engine.citations import cited_numbers
+from engine.citations import cited_numbers, without_citations
 from engine.config import Settings
 from engine.engine import Engine
 from engine.errors import ConfigError
@@ -223,6 +223,9 @@ async def _ask(engine: Engine, case: Case, folder_ids: list[int], backend: str |
             elif isinstance(event, Token):
                 pieces.append(event.text)
             elif isinstance(event, Finished):
+                # The answer as saved: a loop cut off, the [n] that attribution added.
+                pieces[:] = [event.text]
+                attempt["groundedness"] = event.groundedness
                 attempt.update(status="ok", response_id=event.response_id, ttft_ms=event.timings.ttft_ms,
                                total_ms=event.timings.total_ms, input_tokens=event.usage.prompt_tokens,
                                output_tokens=event.usage.completion_tokens, cost=event.cost_usd or 0.0)
@@ -249,15 +252,18 @@ def _score(case: Case, ordinal: int, attempts: list[dict[str, Any]], grade: Any)
     """The result row of a case: its first answer scored, the repeats compared (in a thread:
     it embeds, and ROUGE loads nltk)."""
     first = attempts[0]
-    answer, passages = first["answer"], first["passages"]
+    cited_answer, passages = first["answer"], first["passages"]
+    # Against the reference: the words, not the [n] (JSON is taken as it is: [1] may be its own).
+    answer = cited_answer if case.json_schema else without_citations(cited_answer)
     values: dict[str, float | None] = dict.fromkeys(metrics.SCORES)
+    values["groundedness"] = first.get("groundedness")
     if case.reference is not None:
         values["exact"] = metrics.exact(answer, case.reference)
         values["contains"] = metrics.contains(answer, case.reference)
         values["rouge_l"] = metrics.rouge_l(answer, case.reference)
         values["cosine"] = _cosine(answer, case.reference)
     expected = [metrics.SourceRef.parse(s) for s in case.expected_sources]
-    numbers = cited_numbers(answer)
+    numbers = cited_numbers(cited_answer)
     if expected:
         values.update(metrics.retrieval(expected, passages))
     values.update(metrics.citations(numbers, passages, expected))
@@ -275,8 +281,8 @@ def _score(case: Case, ordinal: int, attempts: list[dict[str, Any]], grade: Any)
                        "expected": any(r.matches(p) for r in expected)} for i, p in enumerate(passages, 1)],
         "cited": numbers,
         "problems": problems or [],
-        "attempts": [{k: a.get(k) for k in ATTEMPT_KEYS} | {"same_as_first": _same(a["answer"], answer)}
-                     for a in attempts],
+        "attempts": [{k: a.get(k) for k in ATTEMPT_KEYS}
+                     | {"same_as_first": _same(a["answer"], cited_answer)} for a in attempts],
         "tags": list(case.tags),
     }
     if grade is not None:
