@@ -260,8 +260,6 @@ class Settings:
     alert_empty_retrieval_rate: float = _doc(
         "Alert when this share of the window's searches of indexed folders found nothing.", 0.5
     )
-    otlp_endpoint: str | None = _doc(
-        "Send traces to an OpenTelemetry collector (OTLP over HTTP, e.g. http://localhost:4318). Unset: off.",
     hallucination_threshold: float = _doc(
         "Groundedness below which an answer that used sources counts as possibly made up: it goes to "
         "the review queue, and an alert is raised when the window's median falls below it.", 0.5
@@ -274,6 +272,8 @@ class Settings:
         "Stop an answer that starts repeating itself (the same run of words three times) and keep it "
         "up to the first repeat.", True
     )
+    otlp_endpoint: str | None = _doc(
+        "Send traces to an OpenTelemetry collector (OTLP over HTTP, e.g. http://localhost:4318). Unset: off.",
         None,
     )
     eval_judge: str | None = _doc(

@@ -53,7 +53,10 @@ class History:
         rows = await self._db(lambda s: s.messages(conversation_id))
         answered = [r["response_id"] for r in rows if r.get("response_id") is not None]
         spans = await self._db(lambda s: {i: s.spans(i) for i in answered})
+        question = ""  # the one an answer follows: its evidence marks the same words as live
         for row in rows:
+            if row.get("role") == "user":
+                question = row["content"]
             if row.get("response_id") is not None:
                 row["tool_steps"] = tool_steps(spans[row["response_id"]])
             if row.get("retrieved_chunk_ids"):
@@ -201,14 +204,14 @@ def tool_steps(spans: list[dict[str, Any]]) -> tuple[ToolStep, ...]:
     return tuple(steps)
 
 
-def _forget_states(conversation_id: int) -> None:
-    """Delete the model states kept on disk for the conversation (engine/backends/disk_states.py)."""
-    from engine.backends import disk_states
 def _attributed(row: dict[str, Any]) -> list[int]:
     """The source numbers whose `[n]` attribution added to a saved answer (not the model)."""
     record = row.get("attribution")
     return list(json.loads(record).get("attributed", ())) if record else []
 
 
+def _forget_states(conversation_id: int) -> None:
+    """Delete the model states kept on disk for the conversation (engine/backends/disk_states.py)."""
+    from engine.backends import disk_states
 
     disk_states.forget(disk_states.states_folder(), str(conversation_id))

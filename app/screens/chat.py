@@ -239,9 +239,9 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
                             await answer.markdown.update(event.text)
                         answer.text, answer.response_id = event.text, event.response_id
                         answer.cached_from = event.cached_from
+                        answer.groundedness = event.groundedness
                         await answer.show_sources(event.sources)
                         answer.refresh_footer()
-                        answer.groundedness = event.groundedness
                         self.status.ttft_ms = event.timings.ttft_ms
                         self.status.tokens_per_s = event.timings.tokens_per_s
                         used = event.usage.prompt_tokens + event.usage.completion_tokens
