@@ -490,7 +490,8 @@ def fmt(value: float | None, unit: str = "") -> str:
 
 
 def table(results: Path) -> str:
-    saved = {p.stem: json.loads(p.read_text()) for p in sorted(results.glob("contention-*.json"))}
+    saved = {p.stem: json.loads(p.read_text()) for p in sorted(results.glob("contention-*.json"))
+             if p.stem.split("-")[1] in ("before", "after")}
     rows = ["| scenario | measure | " + " | ".join(t for t in ("before", "after")) + " | target |",
             "|---|---|---|---|---|"]
 
@@ -543,7 +544,9 @@ def table(results: Path) -> str:
     for name, result in saved.items():
         notes.append(f"- `{name}`: {result['date']}, load average {result['load_before']} before, "
                      f"{result['load_after']} after; `{result['command']}`")
-    return "\n".join(rows) + "\n\nRuns:\n\n" + "\n".join(notes)
+    sweep = saved.get("contention-before-sweep")
+    return ("\n".join(rows) + ("\n\nHow waiting threads wait, raw llama-cpp-python, two processes at once "
+            "(`sweep`):\n\n" + sweep_table(sweep) if sweep else "") + "\n\nRuns:\n\n" + "\n".join(notes))
 
 
 def sweep_table(result: dict[str, Any]) -> str:

@@ -37,7 +37,10 @@ T = TypeVar("T")
 # libgomp's settings for waiting threads (llama.cpp's CPU backend and torch both use OpenMP).
 # Left unset (see above); `assistant doctor` warns when PASSIVE is set in the environment.
 WAIT_ENV_NAMES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-BACKGROUND_NICE = 10  # CFS weight 110 against 1024: background work gets ~10% of a contended core
+# CFS weight 655 against 1024: the answer's threads win a contended core, background work keeps
+# ~40% of it. +10 (weight 110) starved `assistant index` on a machine busy with other programs:
+# 0.0 files/s beside a raw llama-cpp-python answer (docs/benchmarks.md, Contention).
+BACKGROUND_NICE = 2
 NOISE_MARGIN = 0.3  # a core counts as taken by other processes once they keep 0.7 of it busy
 MAX_PAUSE_S = 30.0  # background work waits at most this long for one answer, then goes on (niced)
 
