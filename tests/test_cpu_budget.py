@@ -122,7 +122,8 @@ def test_the_meter_sees_another_process_busy_and_not_its_own_work(tmp_path: Path
     finally:
         spinner.kill()
         spinner.wait()
-    assert other - own >= 0.5  # the spinner keeps about one core busy (less on a crowded machine)
+    # The spinner keeps about a core busy: seen, unless the machine was full already.
+    assert other >= min(own + 0.5, len(cpus) - 0.3), (own, other)
 
 
 def test_the_engine_leaves_libgomps_wait_policy_alone() -> None:
