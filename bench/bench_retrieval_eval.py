@@ -154,11 +154,15 @@ def score(questions: list[Question], fusion, files_of: dict[int, str], top_k: in
     return out
 
 
-def variants(sweep: bool) -> dict:
-    """Name -> Fusion (None: `retrieve()` itself, which checks the replay against the real thing)."""
+BEFORE_FLOOR = 0.35  # rag_min_similarity before it was measured here
+
+
+def variants(sweep: bool, floor: float) -> dict:
+    """Name -> (Fusion, floor); Fusion None: `retrieve()` itself (with the settings), which checks
+    the replay against the real thing."""
     from memory.retriever import DEFAULT_FUSION, EQUAL_RRF, Fusion
 
-    found: dict = {"RRF equal, 30 each (before)": EQUAL_RRF}
+    found: dict = {f"RRF equal, 30 each, floor {BEFORE_FLOOR} (before)": EQUAL_RRF}
     if sweep:
         for depth in (30, 50):
             found[f"RRF lexical 1 / vectors 2, {depth} each"] = Fusion(depth=depth, semantic_weight=2.0)
@@ -168,8 +172,14 @@ def variants(sweep: bool) -> dict:
             for depth in (30, 50):
                 found[f"cosine + {bonus:g}/(10+BM25 rank), {depth} each"] = Fusion(
                     "similarity", depth=depth, rrf_k=10, lexical_bonus=bonus)
-    found["retriever default (after)"] = DEFAULT_FUSION
-    found["retrieve() itself"] = None
+    found = {name if "floor" in name else f"{name}, floor {BEFORE_FLOOR}": (fusion, BEFORE_FLOOR)
+             for name, fusion in found.items()}
+    found[f"retriever default, floor {BEFORE_FLOOR}"] = (DEFAULT_FUSION, BEFORE_FLOOR)
+    if sweep:
+        found[f"RRF equal, 30 each, floor {floor}"] = (EQUAL_RRF, floor)
+        found[f"RRF equal, vectors' first kept, floor {floor}"] = (Fusion(keep_semantic=1), floor)
+    found[f"retriever default, floor {floor} (after)"] = (DEFAULT_FUSION, floor)
+    found["retrieve() itself"] = (None, floor)
     return found
 
 
@@ -188,8 +198,8 @@ def measure(corpus: Path, dataset: Path, chunkings: list[str], sweep: bool = Fal
                "over_limit": sum(n > limit for n in lengths), "longest": max(lengths),
                "median": sorted(lengths)[len(lengths) // 2], "top_k": settings.rag_top_k,
                "floor": settings.rag_min_similarity, "fusions": {}}
-        for name, fusion in variants(sweep).items():
-            run["fusions"][name] = score(questions, fusion, files_of, settings.rag_top_k, settings.rag_min_similarity)
+        for name, (fusion, floor) in variants(sweep, settings.rag_min_similarity).items():
+            run["fusions"][name] = score(questions, fusion, files_of, settings.rag_top_k, floor)
         results["runs"][chunking] = run
         if dump is not None:  # the candidate lists, to try other fusions without indexing again
             import pickle
@@ -204,10 +214,10 @@ def report(results: dict) -> str:
     for chunking, run in results["runs"].items():
         lines.append(f"\nchunks by {chunking}: {run['files']} files, {run['chunks']} chunks, "
                      f"{run['over_limit']} over 256 word pieces (longest {run['longest']}, median "
-                     f"{run['median']}), indexed in {run['index_s']} s; top {run['top_k']}, floor {run['floor']}")
-        lines.append(f"  {'fusion':48} easy top1 top5   hard top1 top5   unrelated no sources")
+                     f"{run['median']}), indexed in {run['index_s']} s; top {run['top_k']}")
+        lines.append(f"  {'fusion, similarity floor':52} easy top1 top5   hard top1 top5   unrelated no sources")
         for name, s in run["fusions"].items():
-            lines.append(f"  {name:48} {s['easy']['top1']:9.2f} {s['easy']['top5']:4.2f}"
+            lines.append(f"  {name:52} {s['easy']['top1']:9.2f} {s['easy']['top5']:4.2f}"
                          f"  {s['hard']['top1']:9.2f} {s['hard']['top5']:4.2f}"
                          f"   {s['unrelated']['no_sources']:.2f}  misses: {s['easy']['misses'] + s['hard']['misses']}")
     return "\n".join(lines)

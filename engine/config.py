@@ -158,8 +158,8 @@ class Settings:
     rag_min_similarity: float = _doc(
         "How similar (cosine of the embeddings) a passage must be to the question to be used and shown "
         "as a source; a question no indexed file is about gets none. Measured in docs/benchmarks.md "
-        "(\"Which sources are shown\"); -1 keeps every passage found.",
-        0.35,
+        "(\"Retrieval on a real corpus\"); -1 keeps every passage found.",
+        0.30,
     )
     sources_placement: str = _doc(
         "Where retrieved passages go. `system`: in the system prompt, where instructions planted in "
@@ -169,7 +169,9 @@ class Settings:
         "planted instructions were followed more often there.",
         "system",
     )
-    chunk_tokens: int = _doc("Size of an indexed chunk in tokens (estimated).", 200)
+    chunk_tokens: int = _doc(
+        "Size of an indexed chunk in the embedding model's word pieces (at most 254, what it reads whole); "
+        "a change re-chunks each folder on its next index.", 200)
     chunk_overlap: int = _doc("Tokens shared by consecutive chunks, so no sentence is cut off.", 40)
     index_max_file_mb: float = _doc("Files larger than this are skipped when indexing.", 20.0)
     index_follow_outside_links: bool = _doc(

@@ -18,7 +18,7 @@ from engine.paths import data_dir, ensure_private_dir
 from engine.plugin_host import default_plugins
 from memory.corpus import Corpus
 from memory.embedder import Embedder
-from memory.indexer import Indexer, LoaderLookup, Progress, Summary
+from memory.indexer import Indexer, LoaderLookup, Progress, Summary, chunking, outdated_folders
 from memory.retriever import Passage, retrieve
 from memory.store import Store
 from memory.vectors import VectorIndex
@@ -122,6 +122,11 @@ class Knowledge:
 
     def folders(self) -> list[dict[str, Any]]:
         return self.corpus.folders()
+
+    def outdated_folders(self) -> list[str]:
+        """Folders whose chunks were cut before the chunker changed (their next index cuts them again)."""
+        current = chunking(self.embedder, self.settings.chunk_tokens, self.settings.chunk_overlap)
+        return outdated_folders(self.corpus, current)
 
     def skipped_files(self, folder_id: int) -> list[dict[str, Any]]:
         """The files of a folder that were skipped or failed, each with its reason."""

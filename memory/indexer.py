@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import filelock
 
-from memory.chunker import chunk_lines
+from memory.chunker import CHUNKER_VERSION, TokenCounter, chunk_lines
 from memory.corpus import Corpus
 from memory.documents import Chunk, Line, LoaderError
 from memory.embedder import Embedder
@@ -37,6 +37,9 @@ PACE_CHUNKS = 32
 # index_meta key while every vector is being redone: "reset" (drop them all first), then "refill"
 # (dropped; embed what is missing). Absent: no rebuild in progress.
 REBUILD_KEY = "vector_rebuild"
+# index_meta key per folder: how its chunks were cut (`Indexer.chunking`). A folder cut another way
+# (an older chunker, other sizes, chunks counted otherwise) is re-chunked whole on its next index.
+CHUNKING_KEY = "chunking:{folder_id}"
 
 
 class LoaderLookup(Protocol):
@@ -91,6 +94,7 @@ class Summary:
     chunks_added: int = 0
     chunks_removed: int = 0
     resumed_chunks: int = 0  # chunks re-embedded from an interrupted run
+    rechunked: bool = False  # every file was chunked again: its chunks had been cut another way
     seconds: float = 0.0
     skips: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
@@ -115,6 +119,7 @@ class Indexer:
         chunk_overlap: int = 40,
         follow_outside_links: bool = False,
         pace: Callable[[], int | None] | None = None,
+        count_tokens: TokenCounter | None = None,
     ) -> None:
         self.corpus = corpus
         self.vectors = vectors
@@ -128,6 +133,26 @@ class Indexer:
         # Called between small batches of embedding: it may wait (an answer is streaming: the
         # user's wait comes first) and returns the torch threads to use now (None: as they are).
         self.pace = pace
+        # Chunks are counted in the embedder's own word pieces and kept within what it reads
+        # (the word estimate undercounted code: 128 of 794 chunks of Textual's docs were cut off
+        # unseen). Another counter (benchmarks) sizes chunks by `chunk_tokens` alone.
+        self.count_tokens = count_tokens
+
+    @property
+    def chunking(self) -> str:
+        """How chunks are cut now, as recorded per folder (CHUNKING_KEY)."""
+        return chunking(self.embedder, self.chunk_tokens, self.chunk_overlap, self.count_tokens)
+
+    def _chunk_budget(self) -> int:
+        return chunk_budget(self.embedder, self.chunk_tokens, self.count_tokens)
+
+    def chunk(self, lines: list[Line], kind: str) -> list[Chunk]:
+        """A loaded file's chunks, as indexing cuts them."""
+        return chunk_lines(lines, kind, self._chunk_budget(), self.chunk_overlap,
+                           self.count_tokens or self.embedder.count_tokens)
+
+    def outdated_folders(self) -> list[str]:
+        return outdated_folders(self.corpus, self.chunking)
 
     # the single writer ---------------------------------------------------------------------------
 
@@ -154,17 +179,21 @@ class Indexer:
             summary.resumed_chunks = self.reconcile()
             folder_id = self.corpus.add_folder(root)
             known = self.corpus.files(folder_id)
+            chunking = self.chunking
+            summary.rechunked = bool(known) and self.corpus.meta(
+                CHUNKING_KEY.format(folder_id=folder_id)) != chunking
             found = list(scan(root, self.loaders.kind_of, self.max_file_bytes, self.follow_outside_links))
             progress.files_total = len(found)
             seen: set[str] = set()
             batch = _Batch()
-            renames = self._renames(known, found)
+            renames = {} if summary.rechunked else self._renames(known, found)
             for result in found:
                 if stop is not None and stop.is_set():
                     break
                 seen.add(result.relative)
                 progress.current = result.relative
-                self._index_file(folder_id, result, known.get(result.relative), renames, batch, summary)
+                self._index_file(folder_id, result, known.get(result.relative), renames, batch, summary,
+                                 summary.rechunked)
                 if batch.chunks >= BATCH_CHUNKS:
                     self._flush(folder_id, batch, summary, progress)
                 progress.files_done += 1
@@ -176,6 +205,7 @@ class Indexer:
                     self._drop(self.corpus.remove_file(folder_id, path), summary)
                     summary.removed += 1
                 self.corpus.set_folder_indexed(folder_id)
+                self.corpus.set_meta(CHUNKING_KEY.format(folder_id=folder_id), chunking)
             progress.files_done = progress.files_total
             if callback:
                 callback(progress)
@@ -189,6 +219,7 @@ class Indexer:
             ids = self.corpus.chunk_ids_of_folder(folder["id"])
             self.vectors.delete(ids)
             self.corpus.remove_folder(folder["id"])
+            self.corpus.clear_meta(CHUNKING_KEY.format(folder_id=folder["id"]))
         return len(ids)
 
     def rebuild(self, callback: ProgressCallback | None = None) -> int:
@@ -258,7 +289,7 @@ class Indexer:
         return renames
 
     def _index_file(self, folder_id: int, result: Any, row: dict[str, Any] | None,
-                    renames: dict[str, str], batch: _Batch, summary: Summary) -> None:
+                    renames: dict[str, str], batch: _Batch, summary: Summary, rechunk: bool = False) -> None:
         if result.skip_reason:
             summary.skipped += 1
             summary.skips.append((result.relative, result.skip_reason))
@@ -273,7 +304,7 @@ class Indexer:
             return
         # Fast path: same size and modification time as when it was indexed.
         same_stat = row is not None and (row["size"], row["mtime_ns"]) == (result.size, result.mtime_ns)
-        if row and row["state"] == "indexed" and same_stat:
+        if row and row["state"] == "indexed" and same_stat and not rechunk:
             summary.unchanged += 1
             return
         try:
@@ -282,7 +313,7 @@ class Indexer:
             self._fail(folder_id, result, f"unreadable: {exc.strerror or exc}", summary)
             return
         digest = hashlib.sha256(data).hexdigest()
-        if row and row["state"] == "indexed" and row["sha256"] == digest:  # touched, not changed
+        if row and row["state"] == "indexed" and row["sha256"] == digest and not rechunk:  # touched only
             self.corpus.mark_file(folder_id, result.relative, result.size, result.mtime_ns, "indexed",
                                   sha256=digest)
             summary.unchanged += 1
@@ -293,7 +324,7 @@ class Indexer:
         except LoaderError as exc:
             self._fail(folder_id, result, exc.message, summary)
             return
-        chunks = chunk_lines(lines, kind, self.chunk_tokens, self.chunk_overlap)
+        chunks = self.chunk(lines, kind)
         if not chunks:
             self._drop(self.corpus.mark_file(folder_id, result.relative, result.size, result.mtime_ns,
                                              "skipped", "no text", sha256=digest), summary)
@@ -343,6 +374,27 @@ class Indexer:
                                  strict=True):
                 vectors[i] = vector
         return vectors
+
+
+def chunk_budget(embedder: Embedder, chunk_tokens: int, count_tokens: TokenCounter | None = None) -> int:
+    """Tokens per chunk: `chunk_tokens`, and never more than the embedder reads when counted by it."""
+    return min(chunk_tokens, embedder.max_tokens) if count_tokens is None else chunk_tokens
+
+
+def chunking(embedder: Embedder, chunk_tokens: int, chunk_overlap: int,
+             count_tokens: TokenCounter | None = None) -> str:
+    """How an indexer with these settings cuts chunks: recorded per folder (CHUNKING_KEY)."""
+    counter = embedder.model_id if count_tokens is None else getattr(count_tokens, "__name__", "custom")
+    return (f"chunker {CHUNKER_VERSION}, {chunk_budget(embedder, chunk_tokens, count_tokens)} tokens by "
+            f"{counter}, overlap {chunk_overlap}")
+
+
+def outdated_folders(corpus: Corpus, current: str) -> list[str]:
+    """Folders with chunks cut otherwise than `current` (indexed before a chunker change, or with
+    other chunk settings): their next index cuts them again; until then a chunk may be longer than
+    the embedder reads. Reads SQLite only."""
+    return [f["path"] for f in corpus.folders()
+            if f["chunks"] and corpus.meta(CHUNKING_KEY.format(folder_id=f["id"])) != current]
 
 
 class _Batch:

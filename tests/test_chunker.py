@@ -240,3 +240,19 @@ def test_two_thousand_small_files_chunk_fast() -> None:
     elapsed = time.perf_counter() - started
     assert total >= 2000
     assert elapsed < 1.0, f"{elapsed:.2f} s for 2,000 files"
+
+
+def test_code_heavy_text_is_cut_by_the_embedders_word_pieces_not_the_estimate() -> None:
+    from memory.embedder import Embedder
+
+    embedder = Embedder()
+    # One "word" per line to the estimate, a dozen word pieces or more to the model.
+    code = [f"self.query_one('#panel-{n}', Button).styles.background='rgba(0,0,{n},0.5)'" for n in range(60)]
+    lines = [Line(text, number) for number, text in enumerate(["```python", *code, "```"], 1)]
+    budget = embedder.max_tokens
+    by_estimate = chunk_lines(lines, "markdown", budget, 40)
+    by_pieces = chunk_lines(lines, "markdown", budget, 40, embedder.count_tokens)
+    assert max(embedder.count_tokens(c.text) for c in by_estimate) > budget  # the end would go unseen
+    assert max(embedder.count_tokens(c.text) for c in by_pieces) <= budget
+    assert len(by_pieces) > len(by_estimate)
+    assert by_pieces[0].start_line == 1 and by_pieces[-1].end_line == len(lines)

