@@ -34,7 +34,8 @@ async def test_streams_tokens(backend: LocalBackend) -> None:
     assert result.finish_reason in ("stop", "length")
     assert backend.model_name == "SmolLM2-135M-Instruct.Q4_1"
     assert backend.n_gpu_layers == 0  # this llama.cpp build has no GPU offload
-    assert backend.n_threads == default_threads()
+    # the cores free when it decoded (engine/cpu_budget.py): fewer on a busy machine, never more
+    assert 1 <= backend.n_threads <= default_threads()
 
 
 async def test_temperature_zero_is_deterministic(backend: LocalBackend) -> None:
