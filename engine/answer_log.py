@@ -179,6 +179,7 @@ class Draft:
             self._collect()
         return self.message_id
 
+
 class ModelHash:
     """The SHA-256 of the local model file, for the response rows: computed once, in the
     background, after the model loads (cached in the store by path, size and mtime)."""

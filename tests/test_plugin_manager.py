@@ -56,3 +56,26 @@ def test_the_app_hands_in_the_one_manager(settings: Settings) -> None:
     engine = Engine(settings, plugins=manager)
     assert engine.plugins() is manager
     assert engine.plugin_host.manager() is manager
+
+
+def test_a_plugin_backend_that_is_not_a_backend_is_refused_by_name(settings: Settings) -> None:
+    """The engine asks every backend the same questions (remote? trusted? endpoint?), answered by
+    the Backend base class's defaults: an object without them is refused when the engine is built."""
+    from engine.config import Provider
+    from engine.errors import ConfigError
+
+    class Legacy:  # the old protocol: load, fit, stream, and nothing else
+        def __init__(self, provider: Provider) -> None:
+            self.name, self.model_name, self.n_ctx = provider.name, provider.model, 4096
+
+    manager = plugins.manager.get_plugin_manager(load_entry_points=False)
+
+    class Kinds:
+        @hookimpl
+        def register_backends(self, register):  # noqa: ANN001, ANN202
+            register("legacy", Legacy)
+
+    manager.register(Kinds(), name="legacy-kinds")
+    old = Provider(name="old", kind="legacy", base_url="http://127.0.0.1:9/v1", model="m")
+    with pytest.raises(ConfigError, match=r"Provider 'old'.*made a Legacy, not an engine\.backends\.base\.Backend"):
+        Engine(settings.replace(providers={"old": old}), plugins=manager)

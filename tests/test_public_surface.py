@@ -32,7 +32,7 @@ ENGINE_PARTS = ["answers", "cache", "commands", "database", "guardrails", "histo
                 "model_hash", "observers", "plugin_host", "plugins", "router", "settings", "store", "summaries",
                 "tool_loop", "tools"]
 ENGINE_MEMBERS = ["ask", "backend", "backends_report", "close", "embed", "embedding_model", "knowledge",
-                  "load_model", "prefill_next_turn", "set_conversation_backend", "switch_model",
+                  "load_model", "prefill_next_turn", "reopened", "set_conversation_backend", "switch_model",
                   "template_version", "warm_up"]
 HISTORY = ["alerts", "answer_to", "backup", "comment", "conversation", "conversations", "delete_conversation",
            "export_conversations", "export_markdown", "fork", "import_conversations", "mark_reviewed", "messages", "rate",

@@ -44,12 +44,12 @@ async def test_export_then_import_round_trips_with_citations_ratings_and_timings
     # Back in on another machine (another database), then exported again: the same but for ids.
     await engine.close()
     other = Engine(settings, database=tmp_path / "other" / "assistant.db")
-    await other.import_conversations([json.dumps({"format": "assistant.conversation/1", "conversation": {
+    await other.history.import_conversations([json.dumps({"format": "assistant.conversation/1", "conversation": {
         "title": "Already here"}, "messages": []})], "earlier.jsonl")
-    imported = await other.import_conversations([json.dumps(exported)], "export.jsonl")
+    imported = await other.history.import_conversations([json.dumps(exported)], "export.jsonl")
     [new_id] = imported.ids
     assert new_id != first.conversation_id and imported.already_there == []
-    [again] = await other.export_conversations([new_id])
+    [again] = await other.history.export_conversations([new_id])
     assert without_ids(again) == without_ids(exported)
     # The imported conversation goes on like any other.
     more = (await events_of(other, "Thanks!", new_id))[-1]

@@ -112,10 +112,8 @@ class Judge:
                      result.completion_tokens)
 
     async def close(self) -> None:
-        if self._owned and (close := getattr(self.backend, "close", None)) is not None:
-            import asyncio
-
-            await asyncio.to_thread(close)
+        if self._owned:  # the judge's own model file: its model and thread
+            await self.backend.aclose()
 
 
 def _ms(started: float) -> float:
