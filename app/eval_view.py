@@ -64,7 +64,7 @@ def worse_table(comparison: Comparison) -> Table:
 
 SHORT = {"exact": "exact", "contains": "cont.", "rouge_l": "R-L", "cosine": "cos", "hit": "hit",
          "mrr": "MRR", "recall": "recall", "citation_valid": "cit.ok", "citation_correct": "cit.exp",
-         "format_valid": "format", "judge": "judge", "consistency": "same"}
+         "groundedness": "ground.", "format_valid": "format", "judge": "judge", "consistency": "same"}
 
 
 def cases_table(results: list[dict[str, Any]]) -> Table:

@@ -356,15 +356,17 @@ class Answerer:
         parts, settings, turn, trace, route = self.parts, self.settings, a.turn, a.trace, a.route
         hit = a.lookup.hit
         router, conversation_id = parts.router, turn.conversation_id
-        text, sources = resolve_citations("".join(a.pieces), a.passages, question=a.question)
-        attributed: list[int] = []
-        if a.status == "ok" and a.passages and a.params.json_schema is None:
-            a.attribution = await self._attribute(a, text) if not hit else None
-            if a.attribution is not None:
-                text, attributed = a.attribution.text, list(a.attribution.attributed)
-            elif hit:  # a cached answer: the attribution of the answer it repeats
-                a.attribution, attributed = await self._cached_attribution(a.store, hit["response_id"])
-            text, sources = resolve_citations(text, a.passages, attributed, a.question)
+        # One span for the citations, their evidence and the attribution: the trace adds up.
+        with trace.span("attribution") if a.passages else contextlib.nullcontext() as span:
+            text, sources = resolve_citations("".join(a.pieces), a.passages, question=a.question)
+            attributed: list[int] = []
+            if a.status == "ok" and a.passages and a.params.json_schema is None:
+                a.attribution = await self._attribute(a, text, span.attrs) if not hit else None
+                if a.attribution is not None:
+                    text, attributed = a.attribution.text, list(a.attribution.attributed)
+                elif hit:  # a cached answer: the attribution of the answer it repeats
+                    a.attribution, attributed = await self._cached_attribution(a.store, hit["response_id"])
+                text, sources = resolve_citations(text, a.passages, attributed, a.question)
         logging_started = time.perf_counter()
         if route is not None:
             generation_spans(trace, route, a.timing.last_at, a.timing.generated_at or logging_started)
@@ -421,9 +423,10 @@ class Answerer:
             self._keep_state(route, turn)
         return text, sources, cost, message_id, response_id, row
 
-    async def _attribute(self, a: _Answer, text: str) -> Attribution | None:
+    async def _attribute(self, a: _Answer, text: str, attrs: dict[str, Any]) -> Attribution | None:
         """Which passage supports each sentence (engine.attribution), with the embedding model of
-        the index and the passages' stored vectors; None when turned off or the index cannot say."""
+        the index and the passages' stored vectors; None when turned off or the index cannot say.
+        `attrs`: the span's, for what it found and its own time."""
         if not self.settings.attribution:
             return None
         knowledge = await self.parts.library.knowledge()
@@ -434,15 +437,14 @@ class Answerer:
             return attribute(text, passages, knowledge.embedder.embed,
                              [stored.get(p.chunk_id) for p in passages], a.question)
 
-        with a.trace.span("attribution") as span:
-            try:
-                result = await asyncio.to_thread(work)
-            except AssistantError as exc:  # the vector store or the embedder failed: no citations added
-                log.warning("attribution failed: %s", exc)
-                span.attrs["error"] = str(exc)
-                return None
-            span.attrs.update(groundedness=result.groundedness, attributed=list(result.attributed),
-                              written=list(result.written), ms=round(result.ms, 1))
+        try:
+            result = await asyncio.to_thread(work)
+        except AssistantError as exc:  # the vector store or the embedder failed: no citations added
+            log.warning("attribution failed: %s", exc)
+            attrs["error"] = str(exc)
+            return None
+        attrs.update(groundedness=result.groundedness, attributed=list(result.attributed),
+                     written=list(result.written), ms=round(result.ms, 1))
         return result
 
     async def _cached_attribution(self, store: Store, response_id: int

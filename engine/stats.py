@@ -70,6 +70,8 @@ def percentiles(store: Store, column: str, where: str = "", args: tuple = (), co
         values = sorted(row[0] for row in store.conn.execute(
             f"SELECT r.{column} FROM responses r {by_time} WHERE {filters}", args))
         return {f"p{q}": percentile(values, q) for q in qs}
+    if count == 0:
+        return dict.fromkeys((f"p{q}" for q in qs), None)
     result: dict[str, float | None] = {}
     for q in qs:
         k = (count - 1) * q / 100
