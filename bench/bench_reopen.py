@@ -369,9 +369,20 @@ def main() -> None:
     parser.add_argument("--lookup-tokens", type=int, default=128)
     parser.add_argument("--results", type=Path, default=Path(tempfile.gettempdir()) / "bench_reopen.json")
     parser.add_argument("--write", type=Path)
+    parser.add_argument("--render", action="store_true", help="Only write the section from --results.")
+    parser.add_argument("--notes", type=Path, help="A Markdown file whose text goes under the table.")
     args = parser.parse_args()
     parts = set(args.only.split(","))
     results = json.loads(args.results.read_text()) if args.results.exists() else {}
+    if args.notes:
+        results["notes"] = args.notes.read_text()
+    if args.render:
+        if args.write:
+            from sections import write_section
+
+            write_section(args.write, "reopen", render(results))
+        print(render(results))
+        return
     load_before = open("/proc/loadavg").read().split()[:3]
     if parts & {"cli", "tui", "bad", "disk"}:
         template, conversation, n_tokens = make_template(args.tokens)
