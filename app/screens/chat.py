@@ -116,6 +116,8 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
             self.status.state = "model failed to load"
             show_error(self, exc, "Model", timeout=15)
             return
+        if not self.is_attached:
+            return  # the app closed while the model loaded: there is no status bar to update
         if not self.answering:
             self.show_backend()
             self.status.state = "ready"
@@ -289,10 +291,6 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
         rows = await self.engine.history.messages(self.conversation_id)
         row = next((r for r in rows if r.get("response_id") == response["id"]), {})
         if answer.is_attached:
-            saved_text = row.get("content")
-            if saved_text and saved_text != answer.markdown.source:  # words decoded as Esc landed:
-                answer.text = saved_text  # shown as saved, the way reopening shows them
-                await answer.markdown.update(saved_text)
             await answer.show_sources(row.get("sources", ()))
         answer.refresh_footer()
 
