@@ -291,6 +291,10 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
         rows = await self.engine.history.messages(self.conversation_id)
         row = next((r for r in rows if r.get("response_id") == response["id"]), {})
         if answer.is_attached:
+            saved_text = row.get("content")
+            if saved_text and saved_text != answer.markdown.source:  # words decoded as Esc landed:
+                answer.text = saved_text  # shown as saved, the way reopening shows them
+                await answer.markdown.update(saved_text)
             await answer.show_sources(row.get("sources", ()))
         answer.refresh_footer()
 
