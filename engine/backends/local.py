@@ -162,6 +162,7 @@ class LocalBackend(Backend):
         self.state_cache_disk_mb = state_cache_disk_mb
         self._cache: Any = None
         self._writer: Any = None
+        self._context_fingerprint: dict[str, Any] | None = None
         self._keep_tag: str | None = None  # the state after the last answer goes to disk under this
         self.info: GGUFInfo | None = None
         self._llm: Any = None
@@ -255,6 +256,7 @@ class LocalBackend(Backend):
         # With the model file's hash remembered, states are ready for the first question;
         # otherwise it is computed on another thread (seconds for gigabytes) and meanwhile
         # no state is read or written.
+        self._context_fingerprint = None  # of the model just loaded
         if self.states_dir is not None and not self._open_disk_states(compute_hash=False):
             threading.Thread(target=self._open_disk_states, name="state-fingerprint", daemon=True).start()
 
@@ -274,12 +276,19 @@ class LocalBackend(Backend):
             llm, cache = self._llm, self._cache
             if llm is None or cache is None:  # prompt_cache_mb = 0: no states kept at all
                 return True
+            if self._context_fingerprint is None:
+                # Read from llama.cpp on the loading thread only: the hashing thread may still
+                # run after close() has freed the model, and touching it then crashes the process.
+                self._context_fingerprint = fingerprint(llm, "")
             ensure_private_dir(self.states_dir)
             digest = disk_states.file_sha256(self.model_path, self.states_dir / "model-hashes.json",
                                              compute=compute_hash)
             if digest is None:
                 return False
-            disk = disk_states.DiskStates(self.states_dir, capacity << 20, fingerprint(llm, digest))
+            if self._llm is not llm:  # closed or switched while hashing
+                return True
+            disk = disk_states.DiskStates(self.states_dir, capacity << 20,
+                                          {**self._context_fingerprint, "model_sha256": digest})
             self._writer = disk_states.StateWriter(disk.write)
             cache.disk = disk
         except Exception:  # states on disk are a head start: without them, history is evaluated
