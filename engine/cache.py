@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from engine.backends.base import Backend, SamplingParams
@@ -39,6 +41,12 @@ class Lookup:
     def kind(self) -> str | bool:
         """For the trace: "semantic", True (exact) or False (a miss)."""
         return "semantic" if self.hit and "similar_question" in self.hit else bool(self.hit)
+
+
+def _model_file(backend: LocalBackend) -> tuple[Path, os.stat_result]:
+    """The model's file and its size and time, in one trip to a thread (a lookup waits for it)."""
+    path = resolve_model(backend.model, backend.models_dir)
+    return path, path.stat()
 
 
 def exact_key(context_key: str, question: str) -> str:
@@ -90,8 +98,7 @@ class ResponseCache:
         finds the same passages, so nothing needs embedding. None: cannot tell (no model file)."""
         if isinstance(backend, LocalBackend):
             try:
-                path = await asyncio.to_thread(resolve_model, backend.model, backend.models_dir)
-                stat = await asyncio.to_thread(path.stat)
+                path, stat = await asyncio.to_thread(_model_file, backend)
             except (AssistantError, OSError):
                 return None  # the answer path reports it
             model = [str(path), stat.st_size, stat.st_mtime_ns]

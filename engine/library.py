@@ -74,8 +74,11 @@ class Library:
         return passages
 
     async def index_state(self, conversation_id: int) -> list[Any]:
-        """What `search` would search for this conversation, read without embedding anything."""
-        if self.settings.rag_top_k <= 0 or not await self.anything_indexed():
+        """What `search` would search for this conversation, read without embedding anything.
+        Once the folders are open, one trip to a thread: every cache lookup asks this."""
+        if self.settings.rag_top_k <= 0:
+            return []
+        if self._knowledge is None and not await self.anything_indexed():
             return []
         return await asyncio.to_thread((await self.knowledge()).state, conversation_id)
 
