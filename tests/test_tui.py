@@ -70,7 +70,8 @@ async def test_question_streams_an_answer_and_thumbs_up_is_stored(settings: Sett
 
 
 async def test_escape_stops_the_answer_and_typing_never_stalls(settings: Settings) -> None:
-    app = AssistantApp(Engine(settings.replace(max_tokens=1500)))
+    # stop_loops off: the embedded model loops on this essay and would end before Esc is pressed.
+    app = AssistantApp(Engine(settings.replace(max_tokens=1500, stop_loops=False)))
     async with app.run_test(size=(120, 40)) as pilot:
         screen = chat(app)
         await ask(pilot, "Write a very long essay about the history of Rome.")
@@ -443,7 +444,8 @@ async def test_typing_after_a_search_lands_in_the_prompt(settings: Settings) -> 
 
 
 async def test_a_stopped_answer_is_an_answer_and_reopens_as_it_was(settings: Settings) -> None:
-    app = AssistantApp(Engine(settings.replace(max_tokens=400)))
+    # stop_loops off: the embedded model loops on the essay and would end before Esc is pressed.
+    app = AssistantApp(Engine(settings.replace(max_tokens=400, stop_loops=False)))
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await ready(app)
         await ask(pilot, "Say hello.")
