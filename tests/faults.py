@@ -313,7 +313,7 @@ class RebuildScenario:
     row = "SIGKILL during a rebuild of the vector store"  # its row in docs/reliability.md
     what = "SIGKILL during `assistant index --rebuild` (start-up, dropping, re-embedding), then `assistant index`"
 
-    def __init__(self, work: Path, files: int = 30, measure: bool = True) -> None:
+    def __init__(self, work: Path, files: int = 40, measure: bool = True) -> None:
         """`measure`: time a clean rebuild, to spread random kills over it (trials that kill at a
         moment of their own choosing need none)."""
         self.work = work
