@@ -6,6 +6,7 @@ everything else stays in SQLite, so the collection can always be rebuilt.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 from memory.errors import StoreError
 
 COLLECTION = "chunks"
+log = logging.getLogger(__name__)
 
 
 class VectorStoreError(StoreError):
@@ -106,7 +108,14 @@ class VectorIndex:
             return {}
         import numpy
 
-        result = self._call("read vectors", "get", ids=[str(i) for i in ids], include=["embeddings"])
+        try:
+            result = self._call("read vectors", "get", ids=[str(i) for i in ids], include=["embeddings"])
+        except VectorStoreError:
+            # Another process indexing the folder may be replacing these very vectors (Chroma:
+            # "Error finding id"); the scores only refine a ranking, so go on without them.
+            log.warning("Vectors being rewritten could not be read; ranking without their scores",
+                        exc_info=True)
+            return {}
         if not result["ids"]:
             return {}
         stored = numpy.asarray(result["embeddings"], dtype=numpy.float32)
