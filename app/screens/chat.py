@@ -103,6 +103,8 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
         # loads in its thread left it unpainted in real terminals (seen in tmux, not in Pilot).
         await self.show_conversations()
         await self.load_model()
+        if not self.is_attached:
+            return
         self.check_alerts()
         try:
             await self.engine.warm_up()
@@ -113,6 +115,8 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
         try:
             await self.engine.load_model()
         except AssistantError as exc:
+            if not self.is_attached:
+                return  # the app closed while the model loaded: there is no status bar to update
             self.status.state = "model failed to load"
             show_error(self, exc, "Model", timeout=15)
             return
