@@ -105,7 +105,6 @@ class ChatConversations(EngineScreen):
             answer.cached_from = response.get("cached_from")
             answer.memories = len(json.loads(response.get("memory_ids") or "[]"))
             answer.tool_steps = tuple(row.get("tool_steps", ()))  # its 🔧 line, as shown live
-            answer.tool_steps = tuple(row.get("tool_steps", ()))  # its 🔧 line, as shown live
         answer.set_reactive(AnswerMessage.state, state)
         return answer
 
