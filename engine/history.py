@@ -49,8 +49,11 @@ class History:
 
     async def messages(self, conversation_id: int) -> list[dict[str, Any]]:
         """The conversation's messages; answers that used sources carry them under "sources", and
-        every answer the tools it called under "tool_steps" (as its 🔧 line showed them live)."""
-        rows = await self._db(lambda s: s.messages(conversation_id))
+        every answer the tools it called under "tool_steps" (as its 🔧 line showed them live). An
+        answer stopped before any text has no message: it comes as an empty assistant row with no
+        "id", so a reopened conversation shows it as it was shown live (its #id, rating, "stopped")."""
+        rows = await self._db(lambda s: _with_unwritten_answers(s.messages(conversation_id),
+                                                                 s.answers_without_text(conversation_id)))
         answered = [r["response_id"] for r in rows if r.get("response_id") is not None]
         spans = await self._db(lambda s: {i: s.spans(i) for i in answered})
         question = ""  # the one an answer follows: its evidence marks the same words as live
@@ -189,6 +192,23 @@ class History:
     async def backup(self, target: Path) -> None:
         """A consistent copy of the database, even while answering (the vectors are rebuilt on restore)."""
         await self._db(lambda s: s.backup(target))
+
+
+def _with_unwritten_answers(rows: list[dict[str, Any]], unwritten: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rows` with an empty assistant row after each question whose answer has no message."""
+    merged: list[dict[str, Any]] = []
+    for index, row in enumerate(rows):
+        merged.append(row)
+        following = rows[index + 1]["role"] if index + 1 < len(rows) else None
+        answer = unwritten.get(row["id"]) if row["role"] == "user" else None
+        if answer is not None and following != "assistant":
+            merged.append({"id": None, "conversation_id": row["conversation_id"], "role": "assistant",
+                           "content": "", "status": "partial", "created_at": answer["created_at"],
+                           "response_id": answer["response_id"], "retrieved_chunk_ids": None,
+                           "backend": answer["backend"], "model": answer["model"],
+                           "remote": answer["remote"], "groundedness": None, "attribution": None,
+                           "rating": answer["rating"], "answer_status": answer["response_status"]})
+    return merged
 
 
 def tool_steps(spans: list[dict[str, Any]]) -> tuple[ToolStep, ...]:

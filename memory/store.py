@@ -269,6 +269,20 @@ class Store:
         return list(self.db.query(sql, [conversation_id]))
 
     @translated
+    def answers_without_text(self, conversation_id: int) -> dict[int, dict[str, Any]]:
+        """The latest answer to each question of the conversation that has a response row but no
+        message (stopped or failed before any text), by question message id."""
+        sql = """
+            SELECT r.id AS response_id, r.prompt_message_id, r.status AS response_status, r.backend,
+                r.model, r.remote, r.created_at,
+                (SELECT f.rating FROM feedback f WHERE f.response_id = r.id
+                 ORDER BY f.id DESC LIMIT 1) AS rating
+            FROM responses r JOIN messages m ON m.id = r.prompt_message_id
+            WHERE m.conversation_id = ? AND r.message_id IS NULL ORDER BY r.id
+        """
+        return {row["prompt_message_id"]: row for row in self.db.query(sql, [conversation_id])}
+
+    @translated
     def set_incognito(self, conversation_id: int, on: bool) -> None:
         self._get("conversations", conversation_id, "conversation")
         self.conn.execute("UPDATE conversations SET incognito = ? WHERE id = ?", [int(on), conversation_id])

@@ -95,5 +95,11 @@ async def test_a_question_stopped_before_the_first_event_has_a_stopped_answer_wi
         assert response is not None and response["status"] == "cancelled", (conversation_id, response)
         assert response["conversation_id"] == conversation_id and response["backend"] == "local"
         await engine.history.rate(response["id"], 1)  # it is an answer: it can be rated
+        # Reopened, the question is followed by that answer, as it was shown live: no text, its
+        # id and rating; it is no message (no number for `fork --at`).
+        rows = await engine.history.messages(conversation_id)
+        assert [(r["role"], r["id"] is None) for r in rows] == [("user", False), ("assistant", True)]
+        assert rows[1]["response_id"] == response["id"] and rows[1]["rating"] == 1
+        assert rows[1]["content"] == "" and rows[1]["answer_status"] == "cancelled"
     await engine.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,11 @@ def history(limit: int, conversation: int | None, search: str | None, as_json: b
 
     rows = run(read())
     if conversation is not None:
-        for number, row in enumerate(rows, 1):
+        numbers = itertools.count(1)
+        for row in rows:
             # The number within the conversation: what `fork --at N` takes (message ids are global).
-            row["number"] = number
+            # An answer stopped before any text is no message: it has no number.
+            row["number"] = next(numbers) if row["id"] is not None else None
             if "sources" in row:
                 row["sources"] = [source_dict(s) for s in row["sources"]]
     if as_json:
@@ -71,6 +74,10 @@ def history(limit: int, conversation: int | None, search: str | None, as_json: b
         for row in rows:
             tag = " (partial)" if row["status"] == "partial" else ""
             rid = f" [response {row['response_id']}]" if row["response_id"] else ""
+            if row["number"] is None:
+                why = "failed" if row.get("answer_status") == "error" else "stopped"
+                click.secho(f"{row['role']}{rid}: ({why} before any text)\n", bold=True)
+                continue
             click.secho(f"#{row['number']} {row['role']}{tag}{rid}:", bold=True)
             click.echo(terminal_text(row["content"]) + "\n")  # answers from servers, as stored
         if rows:
