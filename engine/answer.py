@@ -475,8 +475,7 @@ class Answerer:
         state holds the conversation's text: none with `log_content` off or when incognito."""
         if not (self.keep_states and self.settings.log_content and not turn.incognito):
             return
-        if hasattr(route.backend, "keep_state"):
-            route.backend.keep_state(str(turn.conversation_id))
+        route.backend.keep_state(str(turn.conversation_id))
 
     def _prefill_next_turn(self, route: Route, passages: list[Passage], question: str, answer: str) -> None:
         """Have the local model evaluate the next question's prompt up to its own words, while the

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from engine.backends.llama_runtime import gpu_offload_supported  # asks llama.cpp; cheap to import
 from engine.fit import Hardware
 
 MiB = 1 << 20
@@ -133,12 +134,6 @@ def _meminfo(path: Path = Path("/proc/meminfo")) -> tuple[int | None, int | None
     except (OSError, ValueError, IndexError):
         return None, None
     return values.get("MemAvailable"), values.get("MemTotal")
-
-
-def gpu_offload_supported() -> bool:
-    from engine.backends.local import gpu_offload_supported  # the local backend owns llama_cpp
-
-    return gpu_offload_supported()
 
 
 def detect(gpu_offload: bool | None = None, gpus: list[GPU] | None = None) -> Hardware:

@@ -84,5 +84,12 @@ class Backend:
     def prefill(self, messages: list[Message]) -> None:
         """Evaluate the next turn's prompt ahead, while the user reads (the local model)."""
 
+    def keep_state(self, tag: str) -> None:
+        """Keep the model's state after this answer of the conversation `tag` (on disk, for the
+        local model), so the conversation goes on later without evaluating its history."""
+
+    def restore(self, tag: str) -> None:
+        """The conversation `tag` was opened again: get its kept state ready, in the background."""
+
     async def aclose(self) -> None:
         """Free what the backend holds: a model and its thread, an HTTP client."""
