@@ -18,13 +18,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
     folder = tmp_path / "home"
     monkeypatch.setenv("ASSISTANT_HOME", str(folder))
     monkeypatch.delenv("ASSISTANT_CONFIG", raising=False)
     for name in list(os.environ):
         if name.startswith("ASSISTANT_") and name not in ("ASSISTANT_HOME",):
             monkeypatch.delenv(name)
+    if request.module.__name__.rsplit(".", 1)[-1] != "test_disk_states":
+        # Every local answer would write its model state (5-45 MB) to disk: time and disk that
+        # only the tests of that feature need. The journeys run as a user would, with them.
+        monkeypatch.setenv("ASSISTANT_STATE_CACHE_DISK_MB", "0")
     return folder
 
 
