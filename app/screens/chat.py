@@ -131,7 +131,7 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
         backend = self.engine.router.primary(self.backend_choice)
         self.status.model = backend.model_name
         self.status.backend = backend.name
-        self.status.remote = bool(getattr(backend, "remote", False))
+        self.status.remote = backend.remote
         self.status.open_breakers = self.engine.router.open_breakers()
 
     @on(PromptInput.Submitted)

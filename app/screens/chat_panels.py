@@ -82,7 +82,7 @@ class ChatPanels(EngineScreen):
         self.backend_choice = choice
         self.show_backend()
         backend = self.engine.router.primary(choice)
-        if getattr(backend, "remote", False) and not self.engine.settings.allow_cloud:
+        if backend.remote and not self.engine.settings.allow_cloud:
             self.notify("Cloud is off: questions stay local until allow_cloud = true is set.",
                         severity="warning", timeout=8)
         else:
