@@ -193,8 +193,10 @@ class Answerer:
         turn.memories = a.recalled
         turn.question = with_memories(a.question, a.recalled, a.templates.memories)
         turn.notices += notes
-        tools = await parts.tool_loop.tools_for(router.primary(preferred), json_schema) \
-            if options.knowledge else {}
+        with trace.span("tools") as span:  # which tools this answer may call (the chat template is read)
+            tools = await parts.tool_loop.tools_for(router.primary(preferred), json_schema) \
+                if options.knowledge else {}
+            span.attrs["tools"] = len(tools)
         # Regenerating skips the lookup, and its answer replaces the entry; tool results vary.
         # Looked up before retrieval: a repeated question is answered without embedding it
         # (seconds on a busy CPU), since the key holds the folders' version, not what was found.
