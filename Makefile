@@ -65,7 +65,7 @@ package: install
 	$(BIN)/python -m pip install --quiet -c constraints.txt '.[package]'
 	PYTHON=$(BIN)/python packaging/build.sh
 
-# The settings tables in README.md and docs/configuration.md, from engine/config.py.
+# The settings tables in README.md and docs/configuration.md, from engine/settings.py.
 docs: install
 	$(BIN)/python -m engine.config_docs
 

@@ -1,4 +1,4 @@
-"""The settings tables of the docs, generated from the config model in engine/config.py.
+"""The settings tables of the docs, generated from the settings model in engine/settings.py.
 
     python -m engine.config_docs          rewrites them in README.md and docs/configuration.md
     python -m engine.config_docs --check  fails when they are out of date (tests/test_docs.py)
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.config import FIELDS, MCP_FIELDS, PRICE_FIELDS, PROVIDER_FIELDS
+from engine.settings import FIELDS, MCP_FIELDS, PRICE_FIELDS, PROVIDER_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = (ROOT / "README.md", ROOT / "docs" / "configuration.md")
