@@ -34,9 +34,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy loads with llama_cpp, in the loading thread: not on every command's start
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ class _Entry:
 
 def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
     """How many leading tokens `a` and `b` share."""
+    import numpy as np
+
     n = min(len(a), len(b))
     differ = np.flatnonzero(a[:n] != b[:n])
     return int(differ[0]) if len(differ) else n
@@ -199,6 +202,8 @@ class DiskStates:
     def longest(self, tokens: Sequence[int], longer_than: int = 0) -> tuple[Path, int] | None:
         """The file whose tokens share the longest prefix with `tokens`, if over `longer_than`;
         with how many tokens it shares. A state covering all of `tokens` is as good as it gets."""
+        import numpy as np
+
         wanted = np.asarray(tokens, dtype=np.int32)
         best: tuple[Path, int] | None = None
         for name, entry in self._scan().items():
@@ -243,6 +248,8 @@ class DiskStates:
         n_tokens, n_bytes = int(header["n_tokens"]), int(header["state_bytes"])
         if offset + 4 * n_tokens + n_bytes != len(body):
             raise ValueError("its sizes do not add up")
+        import numpy as np
+
         tokens = np.frombuffer(blob, dtype="<i4", count=n_tokens, offset=offset).astype(np.int32)
         data = body[offset + 4 * n_tokens :]
         return SavedState(tokens, data, int(header.get("seed", 0)), header.get("tag"))
@@ -252,6 +259,8 @@ class DiskStates:
     def write(self, state: SavedState) -> Path | None:
         """Write `state` atomically, drop the states it extends, and evict down to the bound.
         Returns the file, or None when it could not be written (too big, disk full)."""
+        import numpy as np
+
         tokens = np.ascontiguousarray(state.tokens, dtype="<i4")
         data = memoryview(state.data).cast("B")
         header = json.dumps({"fingerprint": self.fingerprint, "n_tokens": len(tokens),
@@ -356,6 +365,8 @@ class DiskStates:
                 log.warning("Ignored the model state %s: %s", path.name, exc)
                 self._remove(path)
             return None
+        import numpy as np
+
         return _Entry(key, np.frombuffer(raw, dtype="<i4").astype(np.int32), header.get("tag"))
 
     @staticmethod
