@@ -34,6 +34,23 @@ def test_version_and_help() -> None:
         assert "Usage: " in run(*command, "--help").stdout
 
 
+def test_each_command_is_found_in_its_module_and_only_its_module_is_imported() -> None:
+    import importlib
+
+    from app.cli import COMMAND_MODULES
+
+    listed = {}
+    for topic in set(COMMAND_MODULES.values()):
+        listed |= {c.name: topic for c in importlib.import_module(f"app.cli.{topic}").COMMANDS}
+    assert listed == COMMAND_MODULES
+    # `assistant ask` (and the chat app) do not pay for the other commands' imports.
+    probe = ("import sys; from click.testing import CliRunner; from app.cli import main;"
+             "CliRunner().invoke(main, ['ask', '--help']);"
+             "print(sorted(m for m in sys.modules if m.startswith('app.cli.')))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "['app.cli.ask', 'app.cli.common']"
+
+
 def test_ask_streams_and_logs(home: Path) -> None:
     done = run("ask", "--stats", "What is the capital of France?")
     assert done.stdout.strip()

@@ -5,7 +5,7 @@ a coroutine, errors as clean exits, the log file) is in common.py:
 
     ask.py            ask
     conversations.py  history, feedback, fork, import, export, review, trace
-    data.py           index, folders, forget, backup, restore
+    data.py           index, folders, forget, backup, restore, prune
     system.py         doctor, backends, stats, prompts, plugins
     memory.py         memory ...
     models.py         models ...
@@ -19,11 +19,41 @@ import os
 
 import click
 
-from app.cli import ask, conversations, data, evals, memory, models, serve, system
+import importlib
+
 from app.cli.common import get_settings, log_to_file
 
+# Which module holds each command: a command's module is imported only when it runs (or for
+# --help), so `assistant` and `assistant ask` do not pay for the other commands' imports.
+# tests/test_cli.py checks this against each module's COMMANDS.
+COMMAND_MODULES = {
+    "ask": "ask",
+    **dict.fromkeys(("history", "feedback", "fork", "import", "export", "review", "trace"), "conversations"),
+    **dict.fromkeys(("index", "folders", "forget", "backup", "restore", "prune"), "data"),
+    **dict.fromkeys(("doctor", "backends", "stats", "prompts", "plugins"), "system"),
+    "memory": "memory",
+    "models": "models",
+    "eval": "evals",
+    **dict.fromkeys(("serve", "mcp", "web"), "serve"),
+}
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """click's documented pattern for subcommands loaded on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        topic = COMMAND_MODULES.get(cmd_name)
+        if topic is None:
+            return None
+        module = importlib.import_module(f"app.cli.{topic}")
+        return next(c for c in module.COMMANDS if c.name == cmd_name)
+
+
+@click.group(cls=LazyGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="assistant", prog_name="assistant")
 @click.option("--model", "-m", help="GGUF file path, or a model name in models_dir.")
 @click.option("--no-plugins", is_flag=True, help="Start without third-party plugins.")
@@ -44,8 +74,3 @@ def main(ctx: click.Context, model: str | None, no_plugins: bool) -> None:
         from engine import Engine
 
         AssistantApp(Engine(get_settings(model=model))).run()
-
-
-for _topic in (ask, conversations, data, system, memory, models, evals, serve):
-    for _command in _topic.COMMANDS:
-        main.add_command(_command)
