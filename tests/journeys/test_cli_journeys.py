@@ -5,6 +5,7 @@ at a shell uses it: the same answer twice, a stopped answer exported, history as
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -128,3 +129,31 @@ def test_a_text_file_as_the_model_exits_1_naming_it_and_leaves_no_conversation(u
     assert asked.returncode == 1
     assert str(notes) in asked.stderr
     assert "No conversations yet" in run(user, "history").stdout
+
+
+def evaluated(env: dict[str, str], response_id: int) -> tuple[int, int]:
+    """(prompt tokens llama.cpp evaluated, prompt tokens in all) for an answer, from its trace."""
+    trace = run(env, "trace", str(response_id)).stdout
+    evaluated_now = re.search(r"prompt evaluation .*tokens=(\d+)", trace)
+    total = re.search(r"tokens (\d+) in", trace)
+    assert evaluated_now and total, trace
+    return int(evaluated_now.group(1)), int(total.group(1))
+
+
+def test_after_a_restart_a_conversation_goes_on_from_its_state_on_disk_until_pruned(user):
+    """Each `ask` is a new process: `-c` evaluates only the new words while the conversation's
+    model state is on disk; doctor shows that disk and the CPU's thread plan; prune clears it."""
+    assert run(user, "ask", "-t", "0", "Tell me about cats.").returncode == 0
+    assert run(user, "ask", "-t", "0", "-c", "1", "And dogs?").returncode == 0
+    now, total = evaluated(user, 2)
+    assert now < total / 2, (now, total)  # the first turn came back from disk
+    doctor = run(user, "doctor").stdout  # 80 columns
+    states = next(line for line in doctor.splitlines() if "model states" in line)
+    assert " in 1 file" in states and str(Path(user["ASSISTANT_HOME"]) / "states") in states, doctor
+    assert re.search(r"thread plan +llama\.cpp \d+ decode", doctor), doctor
+    pruned = run(user, "prune")
+    assert pruned.returncode == 0 and pruned.stdout.startswith("Deleted 1 model state"), pruned.stdout
+    assert " in 0 files" in run(user, "doctor").stdout
+    assert run(user, "ask", "-t", "0", "-c", "1", "And birds?").returncode == 0
+    now, total = evaluated(user, 3)
+    assert now == total  # nothing kept: the whole history is evaluated again, and answered
