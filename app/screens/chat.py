@@ -61,6 +61,9 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
         self.searching = False  # the sidebar shows search results, not the latest conversations
         self.incognito = False  # this conversation writes no long-term memory
         self.commands: dict[str, Command] = {}  # slash commands, built in and the plugins'
+        # Held, not queried: a worker still finishing while the app closes sets it harmlessly,
+        # where a query would raise NoMatches once the screen's children are gone.
+        self.status = StatusBar(id="status")
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -69,7 +72,7 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
                 yield ChatLog(Welcome(), id="log")
                 yield Static("", id="slash-hint", markup=False)
                 yield PromptInput(id="prompt")
-        yield StatusBar(id="status")
+        yield self.status
         yield Footer()
 
     def on_mount(self) -> None:
@@ -82,10 +85,6 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
     @property
     def prompt(self) -> PromptInput:
         return self.query_one(PromptInput)
-
-    @property
-    def status(self) -> StatusBar:
-        return self.query_one(StatusBar)
 
     @property
     def log_view(self) -> ChatLog:
