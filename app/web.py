@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app.serve import bind, is_loopback
-from engine.errors import ConfigError
+from engine import ConfigError
 
 COOKIE = "assistant_token"
 REMOTE_FONT = re.compile(r"<link[^>]*fonts\.googleapis\.com[^>]*>")

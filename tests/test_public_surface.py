@@ -6,26 +6,34 @@ The TUI, the CLI and the HTTP API use `engine` through what its `__init__` expor
 
 from __future__ import annotations
 
+import ast
 import inspect
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 import engine
 from engine import Engine
 from engine.history import History
 
-EXPORTED = [
-    "AskOptions",
-    "AssistantError",
-    "Engine",
-    "Event",
-    "Failed",
-    "Finished",
-    "Settings",
-    "Started",
-    "Timings",
-    "Token",
-    "Usage",
-    "load_settings",
-]
+# Imported with the package: the engine, its settings, its events, its error base.
+EAGER = ["AskOptions", "AssistantError", "Engine", "Event", "Failed", "Finished", "Settings", "Started",
+         "Timings", "Token", "Usage", "load_settings"]
+# The rest of what the app uses, each imported on first use (`_LAZY` in engine/__init__.py).
+LAZY = ["ConfigError", "ContextOverflowError", "DEFAULT_MODEL_FILE", "EVAL_METRICS", "EVAL_SCORES",
+        "EvalComparison", "EvalHistory", "EvalOptions", "GenerationError", "InvalidOutputError", "ModelError",
+        "ModelShape", "NotFoundError", "RedactingFilter", "Registry", "StoreError", "all_templates",
+        "built_in_template", "check_model_name", "check_schema", "clear_states", "data_dir", "describe_model",
+        "detect_hardware", "diagnose", "download_file_name", "download_model", "ensure_private_dir",
+        "eval_regressions", "evidence_segments", "expand_source", "fit_for", "flat_metrics", "format_metric",
+        "format_metric_change", "load_dataset", "load_template", "model_catalog", "open_knowledge",
+        "parse_eval_limits", "parse_since", "price_table_version", "printable_line", "printable_text",
+        "read_gguf", "resolve_model", "restore_database", "run_eval", "score_plot", "scores_below",
+        "size_text", "states_folder", "stats_plots", "template_diff", "templates_folder"]
+EXPORTED = sorted(EAGER + LAZY)
 
 # What a built Engine offers: its parts (attributes) and its own methods and properties.
 ENGINE_PARTS = ["answers", "cache", "commands", "database", "guardrails", "history", "library", "memories",
@@ -51,6 +59,31 @@ def test_the_package_exports_what_it_lists_and_nothing_else() -> None:
         assert getattr(engine, name) is not None
     modules = {n for n, v in vars(engine).items() if inspect.ismodule(v)}  # submodules, once imported
     assert _public([n for n in vars(engine) if n not in modules]) == EXPORTED
+    assert sorted(engine._LAZY) == sorted(LAZY)
+    submodules = {m.name for m in pkgutil.iter_modules(engine.__path__)}
+    assert not submodules & set(engine.__all__), "a submodule's name: `from engine import` may get the module"
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        engine.nothing_here  # noqa: B018
+
+
+def test_the_lazy_names_are_the_type_checkers_names_from_the_same_modules() -> None:
+    """`_LAZY` (what runs) and the `if TYPE_CHECKING:` imports (what a type checker reads) agree."""
+    tree = ast.parse(Path(engine.__file__).read_text(encoding="utf-8"))
+    block = next(node for node in tree.body if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test))
+    typed = {alias.asname or alias.name: f"{node.module}:{alias.name}"
+             for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert typed == {name: target if ":" in target else f"{target}:{name}" for name, target in engine._LAZY.items()}
+
+
+def test_import_engine_imports_none_of_the_lazy_names_modules() -> None:
+    """`import engine` costs what Engine, its settings and events cost: the modules only the lazy
+    names need (evals, downloads, the doctor, statistics...) wait for their first use."""
+    code = ("import sys, engine; "
+            "print(' '.join(m for m in ('engine.evals', 'engine.download', 'engine.doctor', 'engine.stats', "
+            "'engine.backup', 'engine.knowledge', 'engine.terminal_text') if m in sys.modules))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           cwd=Path(engine.__file__).parent.parent)
+    assert found.stdout.split() == []
 
 
 def test_an_engine_offers_its_parts_and_its_facade(settings: engine.Settings) -> None:

@@ -12,9 +12,17 @@ from typing import Any
 import click
 
 from app.cli.common import counted, get_settings, run, user_errors
-from engine import AssistantError, Engine, Failed, Finished, Started, Token
-from engine.evidence import segments
-from engine.terminal_text import terminal_line, terminal_text
+from engine import (
+    AssistantError,
+    Engine,
+    Failed,
+    Finished,
+    Started,
+    Token,
+    evidence_segments,
+    printable_line,
+    printable_text,
+)
 
 
 @click.command()
@@ -69,7 +77,7 @@ def ask(ctx: click.Context, question: str, model: str | None, conversation: int 
             schema = json.loads(schema_file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise click.ClickException(f"Cannot read the JSON schema {schema_file}: {exc}.") from exc
-        from engine.structured import check_schema
+        from engine import check_schema
 
         try:
             check_schema(schema)  # before the question is saved: a bad schema leaves nothing behind
@@ -94,8 +102,7 @@ def _check_model(settings: Any) -> None:
     """A --model that is not a usable GGUF file is refused before the question is saved: the
     engine saves it first (so nothing the user wrote is lost), which left a conversation of one
     unanswered question behind. Only the header is read; the weights load later, as usual."""
-    from engine.gguf import read_gguf
-    from engine.models import resolve_model
+    from engine import read_gguf, resolve_model
 
     with user_errors():
         read_gguf(resolve_model(settings.model, settings.models_dir))
@@ -110,9 +117,9 @@ def _sources_text(sources: Any, groundedness: float | None = None, styled: bool 
         # matched: the model did not cite it, the assistant found it supports a sentence.
         note = ("  (retrieved, not cited)" if not source.cited
                 else "  (matched)" if getattr(source, "kind", "") == "attributed" else "")
-        lines.append(f"  {mark} {terminal_line(source.passage.location)}{note}")
+        lines.append(f"  {mark} {printable_line(source.passage.location)}{note}")
         for line in getattr(source, "evidence", ()):
-            runs = [(terminal_line(run), matched and styled) for run, matched in segments(line)]
+            runs = [(printable_line(run), matched and styled) for run, matched in evidence_segments(line)]
             text = "".join(click.style(run, bold=True) if bold else run for run, bold in runs)
             lines.append(f"        {line.line}: {text}")
     if groundedness is not None:
@@ -132,7 +139,7 @@ async def _ask(engine: Engine, question: str, conversation: int | None, show_sta
         async with contextlib.aclosing(asking) as events:
             async for event in events:
                 if isinstance(event, Token):
-                    out.write(terminal_text(event.text))  # an answer is not allowed to drive the terminal
+                    out.write(printable_text(event.text))  # an answer is not allowed to drive the terminal
                     out.flush()
                 elif isinstance(event, Started):
                     _started_notes(event, len(question))
@@ -143,7 +150,7 @@ async def _ask(engine: Engine, question: str, conversation: int | None, show_sta
                     if event.sources and show_sources:
                         out.write(_sources_text(event.sources, event.groundedness, styled=out.isatty()))
                     for p in event.proposals:
-                        fact = terminal_line(p["text"])
+                        fact = printable_line(p["text"])
                         click.echo(f"Remember “{fact}”? `assistant memory accept {p['id']}` saves it, "
                                    f"`assistant memory reject {p['id']}` drops it.", err=True)
                     if show_stats:
@@ -162,7 +169,7 @@ async def _ask(engine: Engine, question: str, conversation: int | None, show_sta
                 elif isinstance(event, Failed):
                     if event.partial_text:
                         out.write("\n")
-                    click.echo(f"Error: {terminal_text(str(event.error))}", err=True)
+                    click.echo(f"Error: {printable_text(str(event.error))}", err=True)
                     return 1
         return 0
     finally:
@@ -173,7 +180,7 @@ async def _ask_json(engine: Engine, question: str, conversation: int | None, bac
                     regenerate: bool, schema: dict) -> int:
     """Structured output: printed only once valid; an invalid answer is asked again once (afresh,
     in the same place: a new conversation, or the one given)."""
-    from engine.structured import InvalidOutputError
+    from engine import InvalidOutputError
 
     try:
         first_problem = None
@@ -182,19 +189,19 @@ async def _ask_json(engine: Engine, question: str, conversation: int | None, bac
                                                   json_schema=schema)]
             last = events[-1]
             if isinstance(last, Finished):
-                click.echo(terminal_text(last.text))
+                click.echo(printable_text(last.text))
                 return 0
             error = last.error
             if isinstance(error, InvalidOutputError) and attempt == 0:
                 first_problem = error.message
-                click.echo(f"Note: {terminal_text(error.message)} Asking once more.", err=True)
+                click.echo(f"Note: {printable_text(error.message)} Asking once more.", err=True)
                 continue
             if isinstance(error, InvalidOutputError) and error.message == first_problem:
                 # The reason was printed once already.
                 click.echo(f"Error: the second answer was not valid either, for the same reason. "
                            f"{error.hint}", err=True)
             else:
-                click.echo(f"Error: {terminal_text(str(error))}", err=True)
+                click.echo(f"Error: {printable_text(str(error))}", err=True)
             return 1
         return 1
     finally:
@@ -203,7 +210,7 @@ async def _ask_json(engine: Engine, question: str, conversation: int | None, bac
 
 async def _confirm_tool(tool: Any, arguments: dict) -> bool:
     """Asked on the terminal before a tool with side effects runs (never when stdin is piped)."""
-    shown = terminal_line(json.dumps(arguments, ensure_ascii=False))
+    shown = printable_line(json.dumps(arguments, ensure_ascii=False))
     question = f"Let the model run {tool.name} with {shown}?"
     return await asyncio.to_thread(click.confirm, question, default=False, err=True)
 
@@ -213,22 +220,22 @@ def _started_notes(event: Started, question_chars: int = 0) -> None:
     Notes quote text from outside (servers' errors, file text in tool results, memories): one line
     each, with control characters shown escaped."""
     for note in event.notices:
-        click.echo(f"Note: {terminal_line(note)}", err=True)
+        click.echo(f"Note: {printable_line(note)}", err=True)
     if event.remote:
         click.echo(f"↗ Sent to {event.backend} ({event.model}) at {event.endpoint}.", err=True)
     if event.similar_question:
         click.echo(f"Note: answered from a similar earlier question (response {event.cached_from}): "
-                   f"“{terminal_line(event.similar_question[:80])}”. --no-cache answers this one anew.",
+                   f"“{printable_line(event.similar_question[:80])}”. --no-cache answers this one anew.",
                    err=True)
     if event.question_truncated:
         size = f" ({question_chars:,} characters)" if question_chars else ""
         click.echo(f"Note: the question{size} was shortened to fit the context window: the model does not "
                    "read all of it. Ask about a smaller part, or use a model with a larger n_ctx.", err=True)
     for step in event.tool_steps:
-        call = terminal_line(f"{step.call.name}({json.dumps(step.call.arguments, ensure_ascii=False)})")
-        click.echo(f"🔧 {call} → {step.status}: {terminal_line(step.result[:200])}", err=True)
+        call = printable_line(f"{step.call.name}({json.dumps(step.call.arguments, ensure_ascii=False)})")
+        click.echo(f"🔧 {call} → {step.status}: {printable_line(step.result[:200])}", err=True)
     if event.memories:
-        used = "; ".join(f"#{m.id} {terminal_line(m.text)}" for m in event.memories)
+        used = "; ".join(f"#{m.id} {printable_line(m.text)}" for m in event.memories)
         count = len(event.memories)
         click.echo(f"Note: used {count} memor{'y' if count == 1 else 'ies'}: {used}", err=True)
     if event.summarized_messages:

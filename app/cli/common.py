@@ -14,8 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from engine import AssistantError, Engine, Settings, load_settings
-from engine.secrets import RedactingFilter
+from engine import AssistantError, Engine, RedactingFilter, Settings, load_settings
 
 T = TypeVar("T")
 
@@ -74,7 +73,7 @@ class _PrivateLogFile(logging.handlers.RotatingFileHandler):
 def log_to_file() -> None:
     """Library warnings (pypdf, chromadb, ...) go to a file in the data folder: on stderr they
     would scribble over the TUI and the progress bars."""
-    from engine.paths import data_dir, ensure_private_dir
+    from engine import data_dir, ensure_private_dir
 
     try:
         folder = ensure_private_dir(data_dir() / "logs")

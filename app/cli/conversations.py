@@ -10,8 +10,7 @@ from typing import Any
 import click
 
 from app.cli.common import counted, get_settings, read_lines, run, user_errors, with_engine, write_lines
-from engine import Engine
-from engine.terminal_text import terminal_line, terminal_text
+from engine import Engine, printable_line, printable_text
 
 
 def source_dict(source: Any) -> dict[str, Any]:
@@ -79,7 +78,7 @@ def history(limit: int, conversation: int | None, search: str | None, as_json: b
                 click.secho(f"{row['role']}{rid}: ({why} before any text)\n", bold=True)
                 continue
             click.secho(f"#{row['number']} {row['role']}{tag}{rid}:", bold=True)
-            click.echo(terminal_text(row["content"]) + "\n")  # answers from servers, as stored
+            click.echo(printable_text(row["content"]) + "\n")  # answers from servers, as stored
         if rows:
             click.echo(f"`assistant fork {conversation} --at N` copies it up to message #N.")
         return
@@ -94,11 +93,11 @@ def history(limit: int, conversation: int | None, search: str | None, as_json: b
     for row in rows:
         msgs = f"{row['messages']} msg" + ("" if row["messages"] == 1 else "s")
         head = f"{row['id']:>5}  {row['updated_at'][:16].replace('T', ' ')}  {msgs:>8}  "
-        title = terminal_line(row["title"])
+        title = printable_line(row["title"])
         click.echo(textwrap.fill(title, width, initial_indent=head, subsequent_indent=" " * len(head),
                                  break_long_words=False, break_on_hyphens=False))
         if row.get("snippet"):
-            snippet = terminal_line(" ".join(row["snippet"].split()))
+            snippet = printable_line(" ".join(row["snippet"].split()))
             click.echo(textwrap.fill(snippet, width, initial_indent=" " * 7,
                                      subsequent_indent=" " * 7, break_long_words=False))
 
@@ -191,13 +190,12 @@ def export(what: str, output: Path, fmt: str, since: str | None, conversation_id
         export_conversations(output, fmt, list(conversation_ids))
         return
 
-    from engine import prompts
-    from engine.stats import parse_since
+    from engine import load_template, parse_since
 
     with user_errors():
         if what in ("sft", "dpo"):
             # SFT and DPO rows start with the same system message: the one answers are given with.
-            system = prompts.load("system", get_settings()).text
+            system = load_template("system", get_settings()).text
             rows = with_engine(lambda e: e.history.training_rows(what, system))
         else:
             after = parse_since(since)

@@ -46,7 +46,7 @@ def index(folder: Path | None, watch: bool, rebuild: bool, as_json: bool) -> Non
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def folders(skipped: bool, make_private: Path | None, make_public: Path | None, as_json: bool) -> None:
     """List indexed folders: files, chunks, last indexed, private, skipped files."""
-    from engine.knowledge import open_knowledge
+    from engine import open_knowledge
 
     try:
         for folder, private in ((make_private, True), (make_public, False)):
@@ -63,7 +63,7 @@ def folders(skipped: bool, make_private: Path | None, make_public: Path | None, 
 @click.argument("folder", type=click.Path(path_type=Path))
 def forget(folder: Path) -> None:
     """Remove FOLDER from the index (your files are not touched)."""
-    from engine.knowledge import open_knowledge
+    from engine import open_knowledge
 
     try:
         removed = open_knowledge(get_settings()).forget(folder)
@@ -77,18 +77,17 @@ def prune() -> None:
     """Delete the model states kept on disk (they let a conversation go on after a restart
     without evaluating its history; each holds a conversation's text). New ones are kept as
     you talk, unless state_cache_disk_mb = 0."""
-    from engine.backends import disk_states
-    from engine.fit import size_text
+    from engine import clear_states, size_text, states_folder
 
-    folder = disk_states.states_folder()
-    files, freed = disk_states.clear(folder)
+    folder = states_folder()
+    files, freed = clear_states(folder)
     click.echo(f"Deleted {counted(files, 'model state')} ({size_text(freed)}) from {folder}.")
 
 
 def _backup_name(prefix: str) -> Path:
     from datetime import UTC, datetime
 
-    from engine.paths import data_dir
+    from engine import data_dir
 
     return data_dir() / "backups" / f"{prefix}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S-%f')}.db"
 
@@ -115,7 +114,7 @@ def restore(source: Path, yes: bool, rebuild: bool) -> None:
     """Replace the database with a backup. The current one is backed up first."""
     if not yes:
         click.confirm(f"Replace the database with {source}? (the current one is backed up first)", abort=True)
-    from engine.backup import restore_database
+    from engine import restore_database
 
     safety = _backup_name("before-restore")
     try:
@@ -138,7 +137,7 @@ def index_command(settings: Settings, folder: Path | None, *, watch: bool, rebui
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from engine.knowledge import open_knowledge
+    from engine import open_knowledge
 
     knowledge = open_knowledge(settings)
     console = Console(stderr=True)
@@ -204,7 +203,7 @@ def _report(summary: Any, as_json: bool, watching: bool = False) -> None:
 
 
 def folders_command(settings: Settings, *, skipped: bool, as_json: bool) -> None:
-    from engine.knowledge import open_knowledge
+    from engine import open_knowledge
 
     knowledge = open_knowledge(settings)
     rows = knowledge.folders()

@@ -13,7 +13,7 @@ import click
 from app.cli.common import counted, get_settings, with_engine
 from engine import AssistantError
 
-# engine.evals is imported by each command, not here: `assistant` starts without it.
+# The evals (engine.evals) are imported by each command, not here: `assistant` starts without it.
 
 FAIL_UNDER_HELP = ("Exit 1 when a metric of the run is under this: 0.8 (the pass rate), 80%, or METRIC=MIN "
                    "(rouge_l=0.3). Repeatable.")
@@ -40,7 +40,7 @@ def _console(stderr: bool = False) -> Any:
 
 
 def _history() -> Any:
-    from engine.evals import EvalHistory
+    from engine import EvalHistory
 
     try:
         return EvalHistory()
@@ -94,17 +94,18 @@ def run_command(ctx: click.Context, dataset: Path, model: str | None, backend: s
                 baseline: str | None, fail_under: tuple[str, ...], max_regression: tuple[str, ...],
                 report_file: Path | None, as_json: bool) -> None:
     """Run every case of DATASET (JSON Lines) through the engine and record the run."""
-    from engine.evals import Options, below, load_dataset, parse_limits, regressions
+    from engine import EvalOptions, eval_regressions, load_dataset, parse_eval_limits, scores_below
     root = ctx.find_root().obj or {}
     try:
-        gates = parse_limits(fail_under, "--fail-under"), parse_limits(max_regression, "--max-regression")
+        gates = (parse_eval_limits(fail_under, "--fail-under"),
+                 parse_eval_limits(max_regression, "--max-regression"))
         data = load_dataset(dataset)
         settings = get_settings()
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc
-    options = Options(model=model or root.get("model"), backend=backend, template=template, folders=folders,
-                      repeats=repeats, max_tokens=max_tokens, temperature=temperature, judge=judge,
-                      rubric=rubric, limit=limit)
+    options = EvalOptions(model=model or root.get("model"), backend=backend, template=template,
+                          folders=folders, repeats=repeats, max_tokens=max_tokens, temperature=temperature,
+                          judge=judge, rubric=rubric, limit=limit)
     try:
         outcome = _run_with_progress(settings, data, options)
     except AssistantError as exc:
@@ -128,9 +129,9 @@ def run_command(ctx: click.Context, dataset: Path, model: str | None, backend: s
                 comparison = history.compare(base_id, run["id"])
         if report_file:
             _write(report_file, history.report(run["id"], comparison.run_a["id"] if comparison else None))
-    failures = below(run["summary"], gates[0])
+    failures = scores_below(run["summary"], gates[0])
     if comparison is not None:
-        failures += regressions(comparison, gates[1])
+        failures += eval_regressions(comparison, gates[1])
     elif gates[1]:
         click.echo("Note: --max-regression needs a baseline to compare with (--baseline NAME).", err=True)
     if as_json:
@@ -157,7 +158,7 @@ def _run_with_progress(settings: Any, data: Any, options: Any) -> Any:
     )
     from rich.progress import Progress as Bar
 
-    from engine.evals import run_eval
+    from engine import run_eval
 
     console = _console(stderr=True)
     if not console.is_terminal:
@@ -215,17 +216,19 @@ def compare_command(run_a: str, run_b: str, fail_under: tuple[str, ...], max_reg
     --max-regression gate fails.
     """
     from app.eval_view import compare_table, worse_table
-    from engine.evals import below, parse_limits, regressions
+    from engine import eval_regressions, parse_eval_limits, scores_below
 
     with _history() as history:
         try:
-            gates = parse_limits(fail_under, "--fail-under"), parse_limits(max_regression, "--max-regression")
+            gates = (parse_eval_limits(fail_under, "--fail-under"),
+                     parse_eval_limits(max_regression, "--max-regression"))
             comparison = history.compare(run_a, run_b, tolerance)
             if report_file:
                 _write(report_file, history.report(comparison.run_b["id"], comparison.run_a["id"]))
         except AssistantError as exc:
             raise click.ClickException(str(exc)) from exc
-    failures = below(comparison.run_b["summary"] or {}, gates[0]) + regressions(comparison, gates[1])
+    failures = scores_below(comparison.run_b["summary"] or {}, gates[0])
+    failures += eval_regressions(comparison, gates[1])
     if as_json:
         click.echo(json.dumps({
             "run_a": comparison.run_a["id"], "run_b": comparison.run_b["id"],
@@ -349,7 +352,7 @@ def from_review_command(output: Path, reviewed_only: bool, append: bool) -> None
     A reviewer's better answer becomes the reference; the conversation before the question comes
     along as history. Then: `assistant eval OUTPUT`.
     """
-    from engine.evals import load_dataset
+    from engine import load_dataset
 
     cases = with_engine(lambda e: e.history.review_cases(reviewed_only))
     if not append and output.exists():

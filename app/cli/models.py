@@ -10,8 +10,7 @@ from typing import Any
 import click
 
 from app.cli.common import get_settings, root_model
-from engine import AssistantError
-from engine.errors import ModelError
+from engine import AssistantError, ModelError
 
 
 def _size(n: int) -> str:
@@ -59,11 +58,11 @@ def models() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_models(as_json: bool) -> None:
     """Registered models, files in models_dir, and the embedded model; * marks the one used."""
-    from engine.models import catalog
+    from engine import model_catalog
 
     try:
         settings = get_settings(model=root_model())
-        rows = catalog(settings.model, settings.models_dir)
+        rows = model_catalog(settings.model, settings.models_dir)
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
@@ -96,13 +95,12 @@ def list_models(as_json: bool) -> None:
 @click.option("--use", "make_default", is_flag=True, help="Also make it the default model.")
 def add(path: Path, name: str | None, copy: bool, make_default: bool) -> None:
     """Register the GGUF file PATH (checked first; left where it is unless --copy)."""
-    from engine.gguf import read_gguf
-    from engine.registry import Registry, check_name
+    from engine import Registry, check_model_name, read_gguf
 
     registry = Registry()
     try:
         read_gguf(path)  # refuse a bad file, or a taken name, before copying gigabytes
-        taken = registry.get(check_name(name or path.stem))
+        taken = registry.get(check_model_name(name or path.stem))
         if taken is not None:
             raise ModelError(f"A model named {taken.name!r} is already registered ({taken.path}).",
                              hint="Choose another name with --name, or `assistant models remove` it first.")
@@ -156,13 +154,11 @@ def pull(source: str, name: str | None, sha256: str | None, make_default: bool) 
     https://huggingface.co/owner/repo/resolve/main/file.gguf (HF_ENDPOINT for a mirror; HF_TOKEN
     for gated models). The file goes to the models/ folder of the data folder.
     """
-    from engine.download import expand_source, file_name
-    from engine.download import pull as download
-    from engine.registry import Registry
+    from engine import Registry, download_file_name, download_model, expand_source
 
     try:
         url = expand_source(source)
-        label = file_name(url)
+        label = download_file_name(url)
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Downloading {url}", err=True)
@@ -180,7 +176,7 @@ def pull(source: str, name: str | None, sha256: str | None, make_default: bool) 
 
     try:
         with bar:
-            pulled = download(source, name=name, sha256=sha256, progress=progress)
+            pulled = download_model(source, name=name, sha256=sha256, progress=progress)
     except KeyboardInterrupt:
         click.echo(f"\nStopped after {_size(arrived[0])}. Run the same command again to resume from there."
                    if arrived[0] else "\nStopped before any of it arrived.", err=True)
@@ -210,7 +206,7 @@ def pull(source: str, name: str | None, sha256: str | None, make_default: bool) 
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before deleting a downloaded file.")
 def remove(name: str, keep_file: bool, yes: bool) -> None:
     """Unregister model NAME. Downloaded (and copied) files are deleted; added files stay."""
-    from engine.registry import Registry
+    from engine import Registry
 
     registry = Registry()
     try:
@@ -233,8 +229,7 @@ def remove(name: str, keep_file: bool, yes: bool) -> None:
 @click.argument("name")
 def use(name: str) -> None:
     """Make model NAME the default (the embedded model's name goes back to it)."""
-    from engine.models import DEFAULT_MODEL_FILE
-    from engine.registry import Registry
+    from engine import DEFAULT_MODEL_FILE, Registry
 
     registry = Registry()
     try:
@@ -255,12 +250,16 @@ def use(name: str) -> None:
 def info(model: str, n_ctx: int | None, as_json: bool) -> None:
     """The GGUF metadata of MODEL (a name or a path), read from its header without loading the
     weights, and what it needs in memory on this machine."""
-    from engine import hardware
-    from engine.doctor import fit_for
-    from engine.fit import ModelShape, size_text
-    from engine.gguf import read_gguf
-    from engine.models import resolve_model
-    from engine.registry import Registry, describe
+    from engine import (
+        ModelShape,
+        Registry,
+        describe_model,
+        detect_hardware,
+        fit_for,
+        read_gguf,
+        resolve_model,
+        size_text,
+    )
 
     settings = get_settings()
     if n_ctx is not None:
@@ -272,10 +271,10 @@ def info(model: str, n_ctx: int | None, as_json: bool) -> None:
         raise click.ClickException(str(exc)) from exc
     entry = Registry().by_path(path)
     shape = ModelShape.from_gguf(meta)
-    fit = fit_for(settings, meta, hardware.detect())
+    fit = fit_for(settings, meta, detect_hardware())
     result: dict[str, Any] = {
         "path": str(path),
-        **describe(meta),
+        **describe_model(meta),
         "registered_as": entry.name if entry else None,
         "sha256": entry.sha256 if entry else None,
         "source": entry.source if entry else None,

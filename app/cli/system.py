@@ -17,7 +17,7 @@ from engine import AssistantError, Engine
 @click.pass_context
 def doctor(ctx: click.Context, as_json: bool) -> None:
     """Check the installation: versions, llama.cpp build and GPU offload, model file, paths, database."""
-    from engine.doctor import diagnose
+    from engine import diagnose
 
     checks = diagnose(get_settings(model=ctx.obj["model"]))
     if as_json:
@@ -45,7 +45,7 @@ def backends(check: bool, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from engine.prices import table_version
+    from engine import price_table_version
 
     async def report() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         engine = Engine(get_settings())
@@ -58,7 +58,7 @@ def backends(check: bool, as_json: bool) -> None:
     settings = get_settings()
     if as_json:
         click.echo(json.dumps({"backends": rows, "allow_cloud": settings.allow_cloud,
-                               "price_table": table_version(),
+                               "price_table": price_table_version(),
                                "spending": {k: {"spent": v[0], "limit": v[1]} for k, v in spending.items()}},
                               indent=2))
         return
@@ -84,7 +84,7 @@ def backends(check: bool, as_json: bool) -> None:
     cloud = "allowed" if settings.allow_cloud else "off (set allow_cloud = true to use remote backends)"
     click.echo(f"Cloud: {cloud}.")
     overridden = f"; your [prices] for {', '.join(settings.prices)}" if settings.prices else ""
-    click.echo(f"Prices: the table of {table_version()}{overridden}.")
+    click.echo(f"Prices: the table of {price_table_version()}{overridden}.")
     for period, (spent, limit) in spending.items():
         click.echo(f"Budget this {period}: {spent:.2f} of {limit:.2f} USD.")
     for row in rows:
@@ -106,7 +106,7 @@ def stats(since: str | None, by: str | None, plots: bool, as_json: bool) -> None
     assistant stats --by model --no-plots
     assistant stats --json | jq .overall.ttft_ms
     """
-    from engine import stats as statistics
+    from engine import stats_plots
 
     async def read(engine: Engine) -> tuple[dict[str, Any], list[Any]]:
         return await engine.history.stats(since, by), await engine.history.alerts()
@@ -123,7 +123,7 @@ def stats(since: str | None, by: str | None, plots: bool, as_json: bool) -> None
     for table in stats_tables(result):
         print_table(table, out)
     if plots:
-        for _title, text in statistics.plots(result, width=min(out.width, 100)):
+        for _title, text in stats_plots(result, width=min(out.width, 100)):
             click.echo(text)
     for alert in found:
         click.secho(f"⚠ {alert.message}", fg="yellow")
@@ -143,7 +143,7 @@ def prompts(action: str, name: str | None, other: str | None) -> None:
     assistant prompts diff system system-b # two templates
     Override one by writing PROMPTS_FOLDER/NAME.md (the folder is printed by `list`).
     """
-    from engine import prompts as templates
+    from engine import all_templates, built_in_template, load_template, template_diff, templates_folder
 
     settings = get_settings()
     try:
@@ -151,25 +151,25 @@ def prompts(action: str, name: str | None, other: str | None) -> None:
             import shutil
 
             width = shutil.get_terminal_size().columns
-            for t in templates.all_templates(settings):
+            for t in all_templates(settings):
                 line = f"{t.name:<16} {t.version}  {t.origin:<28} "
                 # The first line is a preview, cut to the width; the name, version and origin never are.
                 room = max(width - len(line), 20)
                 first = t.text.splitlines()[0] if t.text else ""
                 click.echo(line + (first if len(first) <= room else first[: room - 1] + "…"))
-            click.echo(f"\nYour templates: {templates.user_folder()}")
+            click.echo(f"\nYour templates: {templates_folder()}")
             return
         if name is None:
             raise click.UsageError(f"`prompts {action}` needs a template NAME.")
-        current = templates.load(name, settings)
+        current = load_template(name, settings)
         if action == "show":
             click.secho(f"{current.name} {current.version} ({current.origin})", bold=True)
             click.echo(current.text)
             return
-        base = templates.load(other, settings) if other else templates.built_in(name)
+        base = load_template(other, settings) if other else built_in_template(name)
         if base is None:
             raise click.ClickException(f"{name!r} is not a shipped template; give a second NAME to compare.")
-        changes = templates.diff(base, current) if other is None else templates.diff(current, base)
+        changes = template_diff(base, current) if other is None else template_diff(current, base)
         click.echo(changes or f"No difference: {name} is the shipped text ({current.version}).")
     except AssistantError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -33,10 +33,10 @@ class ChatPanels(EngineScreen):
     @work(group="edit")
     async def action_pick_model(self) -> None:
         """Swap the local model: the old one is unloaded, the new one loads in the background."""
-        from engine.models import catalog
+        from engine import model_catalog
 
         settings = self.engine.settings
-        rows = await asyncio.to_thread(catalog, settings.model, settings.models_dir)
+        rows = await asyncio.to_thread(model_catalog, settings.model, settings.models_dir)
         local = self.engine.router.backends.get("local")
         current = getattr(local, "model_path", None)
         picked = await self.app.push_screen_wait(ModelDialog(rows, str(current) if current else None))

@@ -16,9 +16,7 @@ from textual.widgets import DataTable, Footer, Label, Static
 
 from app.eval_view import cases_table, compare_table, summary_table, worse_table
 from app.screens.base import row_at_cursor, shows_errors
-from engine.evals import EvalHistory
-from engine.evals.metrics import flat
-from engine.evals.report import fmt, score_plot
+from engine import EvalHistory, flat_metrics, format_metric, score_plot
 
 HELP = "b: compare others with this run · c: clear the comparison · r: refresh · Esc: back"
 # Only commands that work for an installed user: the sample dataset lives in a checkout, not in
@@ -80,11 +78,13 @@ class EvalsScreen(Screen):
         table = self.query_one(DataTable)
         table.clear()
         for run in self.runs:
-            values = flat(run.get("summary") or {})
+            values = flat_metrics(run.get("summary") or {})
             mark = " ★" if run["baselines"] else ""
             table.add_row(f"{run['id']}{mark}", run["started_at"][5:16].replace("T", " "),
-                          run["dataset_name"], run["model"][:24], fmt("passed", values["passed"]),
-                          fmt("rouge_l", values["rouge_l"]), fmt("total_p95_ms", values["total_p95_ms"]))
+                          run["dataset_name"], run["model"][:24],
+                          format_metric("passed", values["passed"]),
+                          format_metric("rouge_l", values["rouge_l"]),
+                          format_metric("total_p95_ms", values["total_p95_ms"]))
         if not self.runs:
             self.query_one("#eval-summary", Static).update(Text(NO_RUNS))
             return

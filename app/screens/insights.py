@@ -72,10 +72,10 @@ class StatsScreen(EngineScreen):
         self.query_one("#stats-title", Label).update(self._title("loading…"))
         self.result = await self.engine.history.stats(self.since, self.by)
         alerts = await self.engine.history.alerts()
-        from engine.stats import plots
+        from engine import stats_plots
 
         width = max(40, min(self.size.width - 4, 110))
-        drawn = await asyncio.to_thread(plots, self.result, width)  # plotext: import and drawing
+        drawn = await asyncio.to_thread(stats_plots, self.result, width)  # plotext: import and drawing
         answers = self.result["overall"]["answers"]
         self.query_one("#stats-title", Label).update(self._title(f"{answers} answers"))
         self.query_one("#alerts", Static).update(

@@ -18,16 +18,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from engine import AssistantError
-from engine.errors import (
+from engine import (
+    AssistantError,
     ConfigError,
     ContextOverflowError,
     GenerationError,
+    InvalidOutputError,
     ModelError,
     NotFoundError,
     StoreError,
 )
-from engine.structured import InvalidOutputError
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.serve.http import ApiError
-from engine import AskOptions
-from engine.errors import (
+from engine import (
+    AskOptions,
     ConfigError,
 )
 
@@ -135,7 +135,7 @@ def _schema(response_format: Any) -> dict | None:
         if not isinstance(schema, dict):
             raise ApiError(400, "response_format.json_schema.schema must be a JSON schema object.",
                            "invalid_value", "response_format")
-        from engine.structured import check_schema
+        from engine import check_schema
 
         try:
             return check_schema(schema)

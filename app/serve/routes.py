@@ -22,9 +22,10 @@ from starlette.routing import Route
 from app.serve.answer import REMEMBERED_IDS, ChatResponse, Service
 from app.serve.http import ApiError, BearerToken, ServeOptions, from_engine_error, read_json
 from app.serve.request import MODELS, bad_value, parse_chat
-from engine import AssistantError, Engine
-from engine.errors import (
+from engine import (
+    AssistantError,
     ConfigError,
+    Engine,
     NotFoundError,
 )
 

@@ -10,8 +10,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Button, Markdown, Static
 
-from engine.evidence import segments
-from engine.terminal_text import terminal_line, terminal_text
+from engine import evidence_segments, printable_line, printable_text
 
 RATING_MARKS = {1: "👍", -1: "👎", None: ""}
 
@@ -38,12 +37,12 @@ class SourceLine(Static):
         # the answer (engine.attribution), and a source that supports nothing in it.
         note = ("  (retrieved, not cited)" if not source.cited
                 else "  (matched)" if getattr(source, "kind", "") == "attributed" else "")
-        shown = Text(f"{mark} {terminal_line(passage.location)}{note}")
+        shown = Text(f"{mark} {printable_line(passage.location)}{note}")
         # The line(s) that matched, the question's and the answer's words marked: checkable at a glance.
         for line in getattr(source, "evidence", ()):
             shown.append(f"\n    {line.line}: ", style="dim")
-            for run, matched in segments(line):
-                shown.append(terminal_line(run), style="bold underline" if matched else "")
+            for run, matched in evidence_segments(line):
+                shown.append(printable_line(run), style="bold underline" if matched else "")
         super().__init__(shown, classes="source")
         self.source = source
 
@@ -63,13 +62,13 @@ class AnswerMarkdown(Markdown):
     (a remote server's, or one quoting a file) may hold some, so every way in is cleaned."""
 
     def __init__(self, markdown: str | None = None, **kwargs: Any) -> None:
-        super().__init__(terminal_text(markdown or ""), **kwargs)
+        super().__init__(printable_text(markdown or ""), **kwargs)
 
     def update(self, markdown: str):  # noqa: ANN201 - Textual's AwaitComplete
-        return super().update(terminal_text(markdown))
+        return super().update(printable_text(markdown))
 
     def append(self, markdown: str):  # noqa: ANN201 - what the answer's stream writes through
-        return super().append(terminal_text(markdown))
+        return super().append(printable_text(markdown))
 
 
 class AnswerMessage(Vertical, can_focus=False):
@@ -120,7 +119,7 @@ class AnswerMessage(Vertical, can_focus=False):
             parts.append(f"⚡ cached (#{self.cached_from}; F5 regenerates)")
         for step in self.tool_steps:
             mark = "→" if step.status == "ok" else f"✗ {step.status}:"
-            parts.append(f"🔧 {step.call.name} {mark} {terminal_line(step.result[:40])}")
+            parts.append(f"🔧 {step.call.name} {mark} {printable_line(step.result[:40])}")
         if self.memories:
             parts.append(f"🧠 used {self.memories} memor{'y' if self.memories == 1 else 'ies'}")
         if self.groundedness is not None:  # set only for answers that had sources
@@ -192,7 +191,7 @@ class ProposalCard(Horizontal):
         self.proposal = proposal
 
     def compose(self):
-        yield Static(f"🧠 Remember “{terminal_line(self.proposal['text'])}”?", markup=False,
+        yield Static(f"🧠 Remember “{printable_line(self.proposal['text'])}”?", markup=False,
                      classes="proposal-text")
         yield Button("Remember", id="remember", variant="success", compact=True)
         yield Button("Edit", id="edit", compact=True)
