@@ -1,106 +1,27 @@
-"""The app's structure, pinned: its layer rules over the source (ast, no extra tools), the chat
-screen's keys written once, and the helpers every screen and command shares."""
+"""The app's structure, pinned: one way for screens to reach the engine, modules of one job, the
+chat screen's keys written once, and the helpers every screen and command shares. (What the app
+may import: tests/test_layers.py.)"""
 
 from __future__ import annotations
-
-import ast
-from pathlib import Path
 
 import click
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-# The rooms inside Engine: the app reaches them through Engine (engine.history, engine.memories...).
-ENGINE_ROOMS = {"engine.engine", "engine.answer", "engine.cache", "engine.answer_log", "engine.history",
-                "engine.library", "engine.turn", "engine.toolloop", "engine.router"}
+from tests.test_layers import modules
 
 
-def _app_modules() -> dict[str, Path]:
-    modules = {}
-    for path in sorted((ROOT / "app").rglob("*.py")):
-        parts = path.relative_to(ROOT).with_suffix("").parts
-        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    return modules
+def test_screens_reach_the_engine_one_way() -> None:
+    """Handed in (EngineScreen), never `self.app.engine`."""
+    for module, path in modules().items():
+        if module.startswith("app"):
+            assert "app.engine" not in path.read_text(encoding="utf-8"), module
 
 
-def _imports(path: Path) -> list[str]:
-    """Every module `path` imports, also inside functions and `if TYPE_CHECKING` (a cycle there
-    is still a cycle to the reader)."""
-    names = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
-    return names
-
-
-def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components with more than one module (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    found: list[list[str]] = []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        for other in graph[node]:
-            if other not in index:
-                visit(other)
-                low[node] = min(low[node], low[other])
-            elif other in stack:
-                low[node] = min(low[node], index[other])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                other = stack.pop()
-                component.append(other)
-                if other == node:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for node in graph:
-        if node not in index:
-            visit(node)
-    return found
-
-
-def test_the_app_never_imports_memory_or_the_rooms_inside_engine() -> None:
-    crossing = [(module, name) for module, path in _app_modules().items() for name in _imports(path)
-                if name.split(".")[0] == "memory"
-                or any(name == room or name.startswith(room + ".") for room in ENGINE_ROOMS)]
-    assert crossing == [], f"app modules importing memory or Engine's insides: {crossing}"
-
-
-def test_app_modules_import_each_other_without_a_cycle() -> None:
-    modules = _app_modules()
-    graph = {module: {name for name in _imports(path) if name in modules and name != module}
-             for module, path in modules.items()}
-    assert _cycles(graph) == []
-
-
-def test_the_cycle_finder_finds_one() -> None:
-    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-
-
-def test_screens_reach_the_engine_one_way_and_no_module_is_huge() -> None:
-    """Handed in (EngineScreen), never `self.app.engine`; each module one job, ~500 lines at most."""
-    for module, path in _app_modules().items():
-        text = path.read_text(encoding="utf-8")
-        assert "app.engine" not in text, module
-        assert text.count("\n") <= 500, f"{module}: {text.count(chr(10))} lines"
-
-
-def test_cli_topic_modules_import_only_common() -> None:
-    """No private cross-imports between the commands' modules: what they share is in common.py."""
-    for module, path in _app_modules().items():
-        if module.startswith("app.cli.") and module != "app.cli.common":
-            others = {name for name in _imports(path)
-                      if name.startswith("app.cli") and not name.startswith("app.cli.common")}
-            assert others == set(), f"{module} imports {others}"
+def test_no_module_of_the_app_or_the_engine_is_huge() -> None:
+    """Each module one job, ~500 lines at most."""
+    lines = {module: path.read_text(encoding="utf-8").count("\n") for module, path in modules().items()
+             if module.split(".")[0] in ("app", "engine")}
+    assert {module: n for module, n in lines.items() if n > 500} == {}
 
 
 def test_every_chat_key_runs_an_action_of_the_screen() -> None:

@@ -4,7 +4,9 @@
 
 A module-level import is one Python runs when the module is imported (in `if`/`try` blocks too,
 not under `if TYPE_CHECKING:`); a deferred one sits inside a function. Both count for who may
-import a library or a layer; cycles are checked among module-level imports.
+import a library or a layer; cycles are checked among module-level imports. An import under
+`if TYPE_CHECKING:` (annotations only) never runs; the app's rules count it too (a reader still
+follows it).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class Import:
     target: str  # what it imports: a module of ours when it is one ("engine.prompts"), else the name
     line: int
     deferred: bool  # inside a function (runs when called, not at import)
+    annotations_only: bool = False  # under `if TYPE_CHECKING:`: never runs
+    name: str = ""  # the name a `from X import name` takes ("" for `import X`)
 
 
 def _module_name(path: Path) -> str:
@@ -42,38 +46,39 @@ def _imports_of(name: str, path: Path) -> list[Import]:
     found: list[Import] = []
     package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
 
-    def add(target: str, node: ast.stmt, deferred: bool) -> None:
-        found.append(Import(name, target, node.lineno, deferred))
-
-    def visit(body: list[ast.stmt], deferred: bool) -> None:
+    def visit(body: list[ast.stmt], deferred: bool, typing: bool) -> None:
         for node in body:
             if isinstance(node, ast.Import):
-                for alias in node.names:
-                    add(alias.name, node, deferred)
+                found.extend(Import(name, alias.name, node.lineno, deferred, typing) for alias in node.names)
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
                     base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
                 for alias in node.names:
                     full = f"{base}.{alias.name}"
-                    add(full if full in ours else base, node, deferred)
+                    found.append(Import(name, full if full in ours else base, node.lineno, deferred, typing,
+                                        alias.name))
             elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-                visit(node.orelse, deferred)  # annotations only: never run
+                visit(node.body, deferred, True)
+                visit(node.orelse, deferred, typing)
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-                visit(node.body, True)  # type: ignore[arg-type]
+                visit(node.body, True, typing)  # type: ignore[arg-type]
             else:
                 for field in ("body", "orelse", "finalbody", "handlers"):
                     inner = getattr(node, field, None)
                     if isinstance(inner, list):
-                        visit([n for n in inner if isinstance(n, ast.stmt | ast.excepthandler)], deferred)
+                        visit([n for n in inner if isinstance(n, ast.stmt | ast.excepthandler)], deferred, typing)
 
-    visit(ast.parse(path.read_text(encoding="utf-8")).body, False)
+    visit(ast.parse(path.read_text(encoding="utf-8")).body, False, False)
     return found
 
 
 @cache
-def all_imports() -> tuple[Import, ...]:
-    return tuple(i for name, path in modules().items() for i in _imports_of(name, path))
+def all_imports(annotations: bool = False) -> tuple[Import, ...]:
+    """Every import that runs, at import time or in a function; with `annotations`, also those
+    under `if TYPE_CHECKING:`."""
+    return tuple(i for name, path in modules().items() for i in _imports_of(name, path)
+                 if annotations or not i.annotations_only)
 
 
 def _layer(module: str) -> str:
@@ -91,6 +96,12 @@ def test_the_graph_sees_the_imports_we_know_are_there() -> None:
     assert ("memory.vectors", "chromadb", True) in seen or ("memory.vectors", "chromadb", False) in seen
     assert ("engine.plugin_host", "plugins.manager", True) in seen  # deferred, in a function
     assert len(modules()) > 50
+    typed = {(i.importer, i.target, i.name) for i in all_imports(annotations=True) if i.annotations_only}
+    assert ("engine", "engine.registry", "Registry") in typed  # engine/__init__.py, for type checkers
+    assert not any(i.annotations_only for i in all_imports())
+    named = {(i.importer, i.target, i.name) for i in all_imports()}
+    assert ("app.cli.common", "engine", "load_settings") in named
+    assert ("app.cli.ask", "app.cli.common", "user_errors") in named
 
 
 def test_no_import_cycles_at_module_level() -> None:
@@ -192,5 +203,52 @@ def test_each_library_is_imported_only_by_its_owners() -> None:
 
 
 # --- the app's rules -----------------------------------------------------------------------------
-# (app imports only engine's public surface, `engine/__init__.py`, and never memory): added by the
-# app side of the renovation, below.
+# The app uses `engine` through its `__init__` (the names in its `__all__`, tests/test_public_surface.py),
+# never a module inside it, and never `memory`. Of `plugins`, it builds the one manager
+# (plugins.manager) and writes slash commands (plugins.hookspecs). Deferred imports and those for
+# annotations count: a module imported in a function is still reached into.
+APP_MAY_IMPORT_FROM_PLUGINS = {"plugins.hookspecs", "plugins.manager"}
+
+
+def _engine_surface() -> set[str]:
+    tree = ast.parse((ROOT / "engine" / "__init__.py").read_text(encoding="utf-8"))
+    exported = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                    and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets))
+    return set(ast.literal_eval(exported))
+
+
+def _app_imports() -> list[Import]:
+    return [i for i in all_imports(annotations=True) if _layer(i.importer) == "app"]
+
+
+def test_the_app_imports_engine_only_through_its_public_surface() -> None:
+    surface = _engine_surface()
+    assert {"Engine", "AssistantError", "read_gguf"} <= surface
+    wrong = [f"{i.importer}:{i.line} {i.target} {i.name}".rstrip() for i in _app_imports()
+             if _layer(i.target) == "engine" and (i.target != "engine" or i.name and i.name not in surface)]
+    assert not wrong, f"the app reaches inside engine (import from `engine`, names in its __all__): {wrong}"
+
+
+def test_the_app_never_imports_memory_or_the_insides_of_plugins() -> None:
+    wrong = [f"{i.importer}:{i.line} {i.target}" for i in _app_imports()
+             if _layer(i.target) == "memory"
+             or (_layer(i.target) == "plugins" and i.target not in APP_MAY_IMPORT_FROM_PLUGINS)]
+    assert not wrong, wrong
+
+
+def test_app_modules_import_each_other_without_a_cycle() -> None:
+    """Deferred imports too: a cycle through a function is still a cycle to the reader."""
+    app = {name for name in modules() if _layer(name) == "app"}
+    graph: dict[str, set[str]] = {name: set() for name in app}
+    for i in _app_imports():
+        if i.target in app and i.target != i.importer:
+            graph[i.importer].add(i.target)
+    assert _cycles(graph) == []
+
+
+def test_cli_topic_modules_import_only_common() -> None:
+    """No private cross-imports between the commands' modules: what they share is in common.py."""
+    wrong = [f"{i.importer}:{i.line} {i.target}" for i in _app_imports()
+             if i.importer.startswith("app.cli.") and i.importer != "app.cli.common"
+             and _is(i.target, "app.cli") and not _is(i.target, "app.cli.common")]
+    assert not wrong, wrong
