@@ -533,7 +533,7 @@ async def test_same_titled_conversations_are_told_apart_in_the_sidebar(settings:
     app = AssistantApp(engine)
     async with app.run_test(size=(120, 40)):
         sidebar = chat(app).query_one(ConversationList)
-        await wait_for(lambda: len(sidebar.children) == 2, what="both listed")
+        await wait_for(lambda: len(sidebar.query(".conversation-meta")) == 2, what="both listed")
         metas = [str(item.query_one(".conversation-meta", Label).render()) for item in sidebar.children]
         assert [m.split(" · ")[0] for m in metas] == [f"#{i}" for i in reversed(ids)]
         assert all(len(m.split(" · ")) == 2 and ":" in m for m in metas)  # and when: "21:44"

@@ -79,8 +79,10 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
         self.watch(self.app, "indexing_text", lambda text: setattr(self.status, "indexing", text))
         self.show_backend()
         self.query_one("#slash-hint").display = False
-        self.start_up()
-        self.load_commands()
+        # After the first frame: the database, plugins and model load in threads that contend for
+        # the GIL, and started now they held back the first paint (~20% of launch on a busy CPU).
+        self.call_after_refresh(self.start_up)
+        self.call_after_refresh(self.load_commands)
 
     @property
     def prompt(self) -> PromptInput:
