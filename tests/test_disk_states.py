@@ -87,6 +87,35 @@ async def test_a_restart_continues_from_disk_with_the_same_answer(tmp_path: Path
     assert result.prompt_tokens_evaluated < 40
 
 
+def kv_bytes(backend: LocalBackend) -> bytes:
+    from engine.backends.state_cache import snapshot
+
+    return bytes(snapshot(backend._llm, None).data)
+
+
+async def test_the_restored_state_is_the_one_kept_and_answers_as_it_would_have(tmp_path: Path) -> None:
+    """A state read back is bit for bit the state the running model held: the answer after a
+    restart is the one the same process would have given from memory (whatever the history's
+    length; a fresh evaluation may differ from both on long histories, see docs/benchmarks.md)."""
+    states = tmp_path / "states"
+    first = backend_for(states)
+    text, _ = await answer(first, HISTORY[:-1])
+    first.keep_state("7")
+    kept = await first._run(kv_bytes, first)  # after the state was taken: what went to disk
+    messages = [*HISTORY[:-1], {"role": "assistant", "content": text}, NEXT]
+    live, _ = await answer(first, messages)  # the same process goes on, from the state in memory
+    await closed(first)
+
+    second = backend_for(states)
+    await second.load()
+    assert await second._run(second._restore_sync, "7") > 300
+    assert await second._run(kv_bytes, second) == kept
+    restored, result = await answer(second, messages)
+    await closed(second)
+    assert restored == live
+    assert result.prompt_tokens_evaluated < 40
+
+
 async def test_opening_a_conversation_restores_it_before_the_question(tmp_path: Path, conversation: tuple[list, str]) -> None:
     states = tmp_path / "states"
     await keep_conversation(states)
@@ -175,8 +204,11 @@ async def test_nothing_is_written_unless_asked_and_zero_clears(tmp_path: Path) -
     assert state_files(states)
     off = backend_for(states, mb=0)
     await off.load()
-    await closed(off)
     assert state_files(states) == []  # state_cache_disk_mb = 0 clears what was kept
+    await answer(off, QUESTION)
+    off.keep_state("7")
+    await closed(off)
+    assert state_files(states) == []  # ...and writes none
 
 
 QUESTION = [{"role": "user", "content": "Say hello."}]
@@ -276,6 +308,20 @@ async def test_incognito_and_unlogged_conversations_write_no_state(settings, hom
     async with Engine(settings) as engine:
         async with contextlib.aclosing(engine.ask("Tell me about cats.", incognito=private == "incognito")) as events:
             assert isinstance([e async for e in events][-1], Finished)
+    assert state_files(home / "states") == []
+
+
+async def test_a_disk_bound_of_zero_set_by_the_environment_writes_no_state(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What tests/conftest.py sets for every other test module: answers there write no state."""
+    from engine import Engine, load_settings
+    from tests.conftest import events_of
+
+    monkeypatch.setenv("ASSISTANT_STATE_CACHE_DISK_MB", "0")
+    settings = load_settings().replace(temperature=0.0, seed=42, max_tokens=8)
+    assert settings.state_cache_disk_mb == 0
+    async with Engine(settings) as engine:
+        await events_of(engine, "Tell me about cats.")
     assert state_files(home / "states") == []
 
 
