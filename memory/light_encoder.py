@@ -13,6 +13,7 @@ Batches of long chunks (indexing) stay on torch, which is several times faster t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -39,6 +40,7 @@ class LightEncoder:
                 or modules[-1:] != ["sentence_transformers.models.Normalize"]:
             raise LightEncoderError(f"{model_dir} is not a BERT model with mean pooling and normalization.")
         self.np = numpy
+        self._threads: Any = None  # threadpoolctl's controller, loaded on first use; False: none
         self.heads = int(config["num_attention_heads"])
         self.eps = float(config["layer_norm_eps"])
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
@@ -68,7 +70,26 @@ class LightEncoder:
             ))
 
     def encode(self, texts: list[str]) -> Any:
-        """Unit-length float32 vectors, one row per text."""
+        """Unit-length float32 vectors, one row per text. On one BLAS thread: for a few short
+        texts numpy's OpenBLAS gains little from a second thread on an idle machine (14 against
+        18 ms for two sentences), and on a busy one its threads wait on each other (p50 509 ms
+        against 72 ms at load 9.6 on 2 cores; docs/benchmarks.md, "Attribution time")."""
+        with self._one_thread():
+            return self._encode(texts)
+
+    def _one_thread(self) -> Any:
+        if self._threads is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+
+                self._threads = ThreadpoolController()
+            except Exception:  # noqa: BLE001 - not installed, or the libraries cannot be read
+                self._threads = False
+        if self._threads is False:
+            return contextlib.nullcontext()
+        return self._threads.limit(limits=1, user_api="blas")
+
+    def _encode(self, texts: list[str]) -> Any:
         np = self.np
         encodings = self.tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
