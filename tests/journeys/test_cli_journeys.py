@@ -91,16 +91,17 @@ def test_history_of_a_conversation_with_sources_is_json_and_an_unknown_id_is_an_
     shown = run(user, "history", "-c", "1", "--json")
     assert shown.returncode == 0, shown.stderr
     rows = json.loads(shown.stdout)
-    assert [r["role"] for r in rows] == ["user", "assistant"]
-    assert "pets.md" in json.dumps(rows[1]["sources"])
+    assert [(r["number"], r["role"]) for r in rows] == [(1, "user"), (2, "assistant")]
+    assert any("pets.md" in s["location"] and s["path"].endswith("pets.md") for s in rows[1]["sources"])
     missing = run(user, "history", "-c", "999")
-    assert missing.returncode == 1
-    assert "999" in missing.stderr
+    assert missing.returncode == 1 and not missing.stdout
+    assert "no conversation with id 999" in missing.stderr
 
 
 def test_tables_at_80_columns_show_whole_paths_and_numbers(user, tmp_path):
     # Asked before any folder is indexed: its answer needs no embedding (no torch import).
     assert run(user, "ask", "-t", "0", QUESTION).returncode == 0  # a row for `stats`
+    assert run(user, "feedback", "1", "down").returncode == 0  # and one for `review`
     folders = []
     for name in ("notes", "notes2"):
         folder = tmp_path / "a-rather-long-folder-name-for-the-notes-of-this-person" / name
@@ -114,12 +115,24 @@ def test_tables_at_80_columns_show_whole_paths_and_numbers(user, tmp_path):
     for folder in folders:
         assert "".join(str(folder).split()) in flat or str(folder).replace(str(Path.home()), "~") in flat
     model = str(default_model_path())
-    for command in (["stats"], ["backends", "--check"], ["history"], ["models", "list"], ["doctor"]):
-        shown = run(user, *command)
-        assert shown.returncode == 0, (command, shown.stderr)
-        assert "…" not in shown.stdout, f"`assistant {' '.join(command)}` cut something at 80 columns:\n{shown.stdout}"
+    assert all(str(folder) in listed.stdout.splitlines() for folder in folders)  # each whole, on a line of its own
+    shown = {}
+    for command in (["stats", "--no-plots"], ["backends", "--check"], ["history"], ["models", "list"], ["doctor"],
+                    ["review"], ["plugins"]):
+        done = run(user, *command)
+        assert done.returncode == 0, (command, done.stderr)
+        assert "…" not in done.stdout, f"`assistant {' '.join(command)}` cut something at 80 columns:\n{done.stdout}"
         if command[0] in ("backends", "doctor"):  # the model file's whole path, on one line
-            assert any(model in line for line in shown.stdout.splitlines()), shown.stdout
+            assert any(model in line for line in done.stdout.splitlines()), done.stdout
+        shown[command[0]] = done.stdout
+    assert "answers: 1" in shown["stats"] and "tokens in/out: " in shown["stats"]
+    assert "👍/👎 (up): 0/1 (0%)" in shown["stats"] and "health: ok:" in shown["backends"]
+    assert "SmolLM2-135M-Instruct.Q4_1" in shown["models"] and "thumbs_down" in shown["review"]
+    for command in ("history", "plugins"):
+        assert max(map(len, shown[command].splitlines())) <= 80, shown[command]
+    assert ".docx" in shown["plugins"]
+    # --json is unchanged: whole values, one object.
+    assert {f["path"] for f in json.loads(run(user, "folders", "--json").stdout)} == {str(f) for f in folders}
 
 
 def test_a_text_file_as_the_model_exits_1_naming_it_and_leaves_no_conversation(user, tmp_path):
