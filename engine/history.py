@@ -194,7 +194,8 @@ class History:
         await self._db(lambda s: s.backup(target))
 
 
-def _with_unwritten_answers(rows: list[dict[str, Any]], unwritten: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+def _with_unwritten_answers(rows: list[dict[str, Any]],
+                            unwritten: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
     """`rows` with an empty assistant row after each question whose answer has no message."""
     merged: list[dict[str, Any]] = []
     for index, row in enumerate(rows):

@@ -15,11 +15,10 @@ a coroutine, errors as clean exits, the log file) is in common.py:
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import click
-
-import importlib
 
 from app.cli.common import get_settings, log_to_file
 
