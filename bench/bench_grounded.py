@@ -113,9 +113,10 @@ async def _ask(engine: Any, case: Any, variant: str) -> dict[str, Any]:
         "groundedness": finished.groundedness, "attribution_ms": attribution_ms,
         "cited": [{"number": s.number, "path": s.passage.path, "kind": s.kind} for s in cited],
         "right_citation": any(_matches(s.passage.path, expected) for s in cited) if expected else None,
-        "retrieved": [s.passage.path for s in finished.sources],
+        # By passage number (the sources list the cited ones first).
+        "retrieved": [s.passage.path for s in sorted(finished.sources, key=lambda s: s.number)],
         "attribution": json.loads(response["attribution"]) if response.get("attribution") else None,
-        "passages": {s.number: s.passage.text for s in finished.sources},
+        "passages": {s.number: s.passage.text for s in finished.sources}, "retrieved_by_number": True,
     }
 
 
@@ -190,7 +191,7 @@ def reattribute(rows: list[dict[str, Any]], weights: Any = None) -> list[dict[st
         vectors = embed([p.text for p in passages])  # as the index holds them (not timed)
         result = attribute(without_citations(r["text"]), passages, embed, vectors, question=r["question"],
                            weights=weights or DEFAULT_WEIGHTS)
-        paths = dict(zip(numbers, r["retrieved"], strict=False))
+        paths = _paths(r, numbers)
         cited = [{"number": n, "path": paths.get(n, ""), "kind": "attributed"} for n in result.attributed]
         expected = expected_of.get(r["id"], [])
         out.append({**r, "text": result.text, "groundedness": result.groundedness, "cited": cited,
@@ -198,6 +199,16 @@ def reattribute(rows: list[dict[str, Any]], weights: Any = None) -> list[dict[st
                     "attribution": result.record(),
                     "right_citation": any(_matches(c["path"], expected) for c in cited) if expected else None})
     return out
+
+
+def _paths(row: dict[str, Any], numbers: list[int]) -> dict[int, str]:
+    """Each passage number's file. Rows recorded before 2026-12-02T04:40Z listed the sources as
+    the answer did, the cited ones first (in order of first citation), then the others by number."""
+    if row.get("retrieved_by_number", False):
+        return dict(zip(numbers, row["retrieved"], strict=False))
+    order = [c["number"] for c in row.get("cited", [])]
+    order += [n for n in numbers if n not in order]
+    return dict(zip(order, row["retrieved"], strict=False))
 
 
 def _median(values: list[float]) -> float | None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 Embed = Callable[[list[str]], list[list[float]]]
+EMBED_BATCH = 4  # texts per call to `embed` (memory.embedder.LIGHT_MAX_TEXTS: its numpy path)
 
 
 class HasText(Protocol):
@@ -72,6 +73,7 @@ class Claim:
     support: tuple[Support, ...] = ()  # passages above the threshold, best first
     written: tuple[int, ...] = ()  # citations the model wrote in it (numbers of real passages)
     best: Support | None = None  # the best passage, above the threshold or not (for inspection)
+    scored: tuple[Support, ...] = field(default=(), compare=False, repr=False)  # every passage, best first
 
     @property
     def supported(self) -> bool:
@@ -253,8 +255,11 @@ def attribute(
         rarity = math.log(1 + n / max(frequency[word], 1)) / math.log(1 + n)
         return rarity * (weights.question_words if word in asked else 1.0)
 
-    # A list item's "1." is no content word; nor is a citation's number.
-    unit_words = [content_words(_MARKUP.sub("", _CITATION.sub("", answer[s:e]))) for s, e, _ in units]
+    units = _with_lists(answer, units, weights.min_words)
+    # A list item's "1." is no content word; nor is a citation's number, nor a code block's fences
+    # ("```python" would be a word every Python passage has).
+    unit_words = [content_words(_code_body(answer[s:e]) if code else _MARKUP.sub("", _CITATION.sub("", answer[s:e])))
+                  for s, e, code in units]
     checked = [_worth_checking(answer[s:e], w, code, weights)
                for (s, e, code), w in zip(units, unit_words, strict=True)]
 
@@ -298,11 +303,11 @@ def attribute(
         best = scored[0]
         support = tuple(x for x in scored[:2] if x.score >= weights.threshold
                         and x.score >= best.score - weights.second_within)
-        claims.append(Claim(unit, s, e, True, support, written, best))
+        claims.append(Claim(unit, s, e, True, support, written, best, tuple(scored)))
 
     text = _annotated(answer, claims)
     written_all = _written_order(answer, n)
-    attributed = tuple(dict.fromkeys(x for c in claims if not c.written and not _is_code(c)
+    attributed = tuple(dict.fromkeys(x for c in claims if not c.written and not _unclosed_code(c)
                                      for x in c.cited if x not in written_all))
     checked_claims = [c for c in claims if c.checked]
     groundedness = sum(c.supported for c in checked_claims) / len(checked_claims) if checked_claims else None
@@ -323,7 +328,9 @@ def _semantic(answer: str, units: list[tuple[int, int, bool]], checked: list[boo
     missing = [i for i, v in enumerate(vectors) if v is None]
     texts = [_CITATION.sub("", answer[units[i][0]:units[i][1]]) for i in wanted]
     texts += [passages[i].text for i in missing]
-    embedded = embed(texts) if texts else []
+    # A few at a time: the embedder takes up to four texts through its numpy encoder, more go to
+    # torch (seconds to load in a process that has not, and slower than numpy for a few sentences).
+    embedded = [v for i in range(0, len(texts), EMBED_BATCH) for v in embed(texts[i:i + EMBED_BATCH])]
     for offset, i in enumerate(missing):
         vectors[i] = embedded[len(wanted) + offset]
     rows: list[list[float] | None] = [None for _ in units]
@@ -336,13 +343,58 @@ def _is_code(claim: Claim) -> bool:
     return claim.text.lstrip().startswith(("```", "~~~"))
 
 
+def _unclosed_code(claim: Claim) -> bool:
+    """A code block the answer stopped inside: a citation after it would read as code."""
+    if not _is_code(claim):
+        return False
+    lines = claim.text.strip().splitlines()
+    return len(lines) < 2 or not _FENCE.match(lines[-1])
+
+
+def _code_body(unit: str) -> str:
+    """A fenced block without its fence lines (the opening one holds the language, and mkdocs'
+    attributes such as title="app.py")."""
+    lines = unit.strip().splitlines()
+    if lines and _FENCE.match(lines[0]):
+        lines = lines[1:]
+    if lines and _FENCE.match(lines[-1]):
+        lines = lines[:-1]
+    return "\n".join(lines)
+
+
+def _with_lists(answer: str, units: list[tuple[int, int, bool]], min_words: int) -> list[tuple[int, int, bool]]:
+    """A lead-in ending with ":" and the short list items after it are one claim ("The classes
+    are:" / "- `-error`" / "- `-warning`"): neither says anything checkable alone."""
+    out: list[tuple[int, int, bool]] = []
+    i = 0
+    while i < len(units):
+        s, e, code = units[i]
+        j = i + 1
+        if not code and answer[s:e].rstrip().endswith(":"):
+            while j < len(units) and not units[j][2] and _MARKUP.match(answer[units[j][0]:units[j][1]]) \
+                    and len(set(content_words(answer[units[j][0]:units[j][1]]))) < min_words:
+                j += 1
+        if j > i + 1:
+            out.append((s, units[j - 1][1], False))
+        else:
+            out.append((s, e, code))
+        i = j
+    return out
+
+
 def _annotated(answer: str, claims: list[Claim]) -> str:
     """The answer with ` [n]` after each supported claim the model did not cite: before the
-    sentence's closing punctuation, so it reads like a written citation. Code blocks are left
-    as they are (a number inside or after one would read as code)."""
+    sentence's closing punctuation, so it reads like a written citation. A code block's goes on a
+    line of its own after the block (inside it, it would read as code); a block the answer stopped
+    inside gets none."""
     out, last = [], 0
     for c in claims:
-        if c.written or not c.support or _is_code(c):
+        if c.written or not c.support or _unclosed_code(c):
+            continue
+        if _is_code(c):
+            out.append(answer[last:c.end])
+            out.append(f"\n[{', '.join(map(str, sorted(c.cited)))}]")
+            last = c.end
             continue
         end = c.end
         while end > c.start and answer[end - 1] in ".!?;:,":

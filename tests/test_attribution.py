@@ -80,12 +80,41 @@ def test_filler_headings_and_questions_are_not_claims(embed) -> None:
     assert result.groundedness == 1.0
 
 
-def test_code_blocks_count_as_claims_but_get_no_inline_number(embed) -> None:
-    answer = "Here is how:\n\n```python\n@work(thread=True)\ndef load_data(self):\n    call_from_thread(self.refresh)\n```\n"
-    result = attribute(answer, PASSAGES, embed)
-    assert [(s, e, code) for s, e, code in split(answer)][1][2] is True
-    assert result.text == answer  # nothing added inside or after the block
-    assert result.claims[1].checked
+CODE = ("Fill the table in on_mount:\n\n```python\ndef on_mount(self) -> None:\n"
+        "    table = self.query_one(DataTable)\n    table.add_columns(\"lane\", \"swimmer\", \"country\")\n```")
+
+
+def test_a_code_block_from_a_passage_gets_its_number_on_a_line_after_it(embed) -> None:
+    answer = ("Here is how:\n\n```python\ndef on_mount(self) -> None:\n    table = self.query_one(DataTable)\n"
+              "    table.add_columns(\"lane\", \"swimmer\", \"country\")\n```\n\nThat is all.")
+    passages = [*PASSAGES, passage(4, CODE)]
+    result = attribute(answer, passages, embed)
+    assert [code for _, _, code in split(answer)] == [False, True, False]
+    assert result.claims[1].checked and result.claims[1].cited == (4,)
+    assert "```\n[4]\n\nThat is all." in result.text  # after the block, never inside it
+    assert result.attributed == (4,)
+    # The answer stopped inside the block: no number (it would read as code), nothing attributed.
+    unclosed = attribute(answer[:answer.rindex("```")], passages, embed)
+    assert unclosed.claims[1].supported and unclosed.attributed == ()
+    assert "[4]" not in unclosed.text
+
+
+def test_a_code_blocks_fence_and_language_are_no_evidence(embed) -> None:
+    """mkdocs' `title="app.py" hl_lines="3"` copied with no code is no claim; "python" is no word."""
+    empty = attribute('```python title="data_table.py" hl_lines="24-25"\n```', [passage(1, CODE)], embed)
+    assert not empty.claims[0].checked and empty.groundedness is None
+
+
+def test_a_lead_in_and_its_short_list_items_are_one_claim(embed) -> None:
+    classes = passage(1, "Toasts have a severity: information, warning or error. The CSS classes for "
+                         "each severity are `-information`, `-warning` and `-error`.")
+    answer = "The CSS classes for each severity are:\n\n- `-information`\n- `-warning`\n- `-error`"
+    result = attribute(answer, [classes, PASSAGES[1]], embed)
+    assert len(result.claims) == 1 and result.claims[0].checked and result.claims[0].cited == (1,)
+    assert result.text == answer + " [1]"
+    # Items that say something on their own stay claims of their own.
+    longer = "You fill a table in two steps:\n\n- Call add_columns to create the columns.\n- Call add_rows."
+    assert len(attribute(longer, PASSAGES, embed).claims) == 3
 
 
 def test_without_passages_or_embedder() -> None:
