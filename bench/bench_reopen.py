@@ -1,5 +1,5 @@
-"""Reopening a conversation after a restart: model states on disk against none; and prompt-lookup
-decoding on answers over sources. On the embedded SmolLM2-135M model, side by side in one run.
+"""Reopening a conversation after a restart: model states on disk against none. On the embedded
+SmolLM2-135M model, side by side in one run.
 
 1. cli: continue a ~2,000-token conversation in a fresh process (`Engine.ask` as `assistant ask
    -c ID` runs it), with the state the previous run left on disk against without it
@@ -10,11 +10,11 @@ decoding on answers over sources. On the embedded SmolLM2-135M model, side by si
    answer must be those of no state.
 4. disk: MB per state per 1,000 tokens of context, measured; estimated for 3B and 8B models
    from their shapes (KV bytes = 2 * n_layer * tokens * n_embd_k_gqa * 2 bytes for f16).
-5. lookup: llama-cpp-python's LlamaPromptLookupDecoding (draft_model=) against plain decoding,
-   on answers over sources from the real corpus ../shared/corpora/textual-docs: decode tok/s and
-   whether the output is identical at temperature 0; adopt if >= 1.2x.
 
-    python bench/bench_reopen.py [--only cli,tui,bad,disk,lookup] [--rounds 3] [--tokens 2000]
+Prompt-lookup decoding (the issue's last row) is measured by bench/bench_lookup.py; whether a
+restored state answers as the running app would, by bench/bench_state_numerics.py.
+
+    python bench/bench_reopen.py [--only cli,tui,bad,disk] [--rounds 3] [--tokens 2000]
                                  [--results /tmp/reopen.json] [--write docs/benchmarks.md]
 
 Parts run separately (each under ~8 minutes) add their figures to --results; --write renders the
@@ -43,7 +43,6 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
 CORPUS = ROOT.parent / "shared" / "corpora" / "textual-docs"
-DATASET = ROOT / "docs" / "evals" / "textual-docs.jsonl"
 PRIME = "Thanks. Which widget did we discuss first?"
 QUESTION = "Summarize in one sentence what we discussed about workers."
 MAX_TOKENS = 32
@@ -255,62 +254,6 @@ def part_disk(template: Path, n_tokens: int) -> dict[str, Any]:
             "estimates": {name: 2 * layers * 1000 * dims * 2 / 1e6 for name, (layers, dims) in SHAPES.items()}}
 
 
-def part_lookup(questions: int, max_tokens: int) -> dict[str, Any]:
-    """Plain decoding against prompt-lookup decoding on the same prompts, interleaved."""
-    import llama_cpp
-    from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
-
-    from engine.backends.local import default_threads, import_llama_cpp
-    from engine.models import default_model_path
-
-    import_llama_cpp()
-    common = dict(model_path=str(default_model_path()), n_ctx=4096, n_threads=default_threads(), n_batch=512,
-                  flash_attn=True, verbose=False, seed=42)
-    plain = llama_cpp.Llama(**common)
-    lookup = llama_cpp.Llama(**common, draft_model=LlamaPromptLookupDecoding(num_pred_tokens=10))
-    sources_prompt = (ROOT / "engine" / "data" / "prompts" / "sources.md").read_text().strip()
-    cases = [json.loads(line) for line in DATASET.read_text().splitlines()[1:]]
-    cases = [c for c in cases if c.get("expected_sources")][:questions]
-    rows = []
-    for case in cases:
-        text = (CORPUS / case["expected_sources"][0]).read_text()
-        source = plain.detokenize(plain.tokenize(text.encode(), add_bos=False)[:1500]).decode(errors="ignore")
-        messages = [{"role": "system", "content": "You are a helpful assistant."},
-                    {"role": "system", "content": f"{sources_prompt}\n\n[1] {case['expected_sources'][0]}\n{source}"},
-                    {"role": "user", "content": case["question"] + " Quote the source."}]
-        row = {"id": case["id"]}
-        for name, llm in (("plain", plain), ("lookup", lookup)):
-            llm.reset()
-            start = time.perf_counter()
-            first, pieces = None, []
-            for chunk in llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0,
-                                                    seed=42, stream=True):
-                piece = chunk["choices"][0]["delta"].get("content")
-                if piece:
-                    first = first or time.perf_counter()
-                    pieces.append(piece)
-            end = time.perf_counter()
-            answer = "".join(pieces)
-            n = len(llm.tokenize(answer.encode(), add_bos=False))
-            row[name] = {"text": answer, "tokens": n, "decode_tok_s": (n - 1) / (end - first) if n > 1 else 0,
-                         "total_s": end - start, "ttft_s": first - start if first else None}
-        row["identical"] = row["plain"]["text"] == row["lookup"]["text"]
-        row["ratio"] = row["lookup"]["decode_tok_s"] / row["plain"]["decode_tok_s"]
-        row["total_ratio"] = row["plain"]["total_s"] / row["lookup"]["total_s"]
-        rows.append(row)
-        print(f"  {case['id']}: {row['plain']['decode_tok_s']:.1f} -> {row['lookup']['decode_tok_s']:.1f} tok/s, "
-              f"identical={row['identical']}", file=sys.stderr)
-    plain.close()
-    lookup.close()
-    return {"rows": [{k: v for k, v in r.items() if k not in ("plain", "lookup")} |
-                     {"plain_tok_s": r["plain"]["decode_tok_s"], "lookup_tok_s": r["lookup"]["decode_tok_s"],
-                      "plain_ttft_s": r["plain"]["ttft_s"], "lookup_ttft_s": r["lookup"]["ttft_s"]}
-                     for r in rows],
-            "median_ratio": statistics.median(r["ratio"] for r in rows),
-            "median_total_ratio": statistics.median(r["total_ratio"] for r in rows),
-            "identical": sum(r["identical"] for r in rows), "cases": len(rows), "max_tokens": max_tokens}
-
-
 # The report -----------------------------------------------------------------------------------
 
 def render(results: dict[str, Any]) -> str:
@@ -341,20 +284,11 @@ def render(results: dict[str, Any]) -> str:
         estimates = "; ".join(f"{k} {v:,.0f}" for k, v in disk["estimates"].items())
         lines.append(f"| disk per state per 1,000 tokens | MB | embedded SmolLM2-135M: **{disk['mb_per_1k']:.1f}** "
                      f"measured{formula}; estimated (f16 KV): {estimates} | recorded |")
-    lookup = results.get("lookup")
-    if lookup:
-        lines.append(f"| prompt-lookup decoding on answers over sources ({lookup['cases']} questions, "
-                     f"{lookup['max_tokens']} tokens) | decode tok/s ratio; identical output | "
-                     f"**{lookup['median_ratio']:.2f}x** (end to end {lookup['median_total_ratio']:.2f}x); "
-                     f"identical {lookup['identical']}/{lookup['cases']} | adopt if ≥ 1.2x |")
     for kind in ("cli", "tui", "bad"):
         part = results.get(kind)
         if part:
             runs = ", ".join(f"{name}: {v['all_ms']}" for name, v in part.items())
             lines.append(f"\n{kind} runs (first token, ms): {runs}.")
-    if lookup:
-        lines.append("\nPrompt lookup per question (decode tok/s plain -> lookup, identical): " + "; ".join(
-            f"{r['id']} {r['plain_tok_s']:.1f} -> {r['lookup_tok_s']:.1f}, {r['identical']}" for r in lookup["rows"]))
     lines += ["", results.get("notes", "").strip(), "<!-- reopen:end -->"]
     return "\n".join(lines)
 
@@ -372,11 +306,9 @@ def main() -> None:
         print(json.dumps(result))
         return
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", default="cli,tui,bad,disk,lookup")
+    parser.add_argument("--only", default="cli,tui,bad,disk")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=2000)
-    parser.add_argument("--questions", type=int, default=6)
-    parser.add_argument("--lookup-tokens", type=int, default=128)
     parser.add_argument("--results", type=Path, default=Path(tempfile.gettempdir()) / "bench_reopen.json")
     parser.add_argument("--write", type=Path)
     parser.add_argument("--render", action="store_true", help="Only write the section from --results.")
@@ -414,8 +346,6 @@ def main() -> None:
                 print(exc, file=sys.stderr)
             args.results.write_text(json.dumps(results, indent=1))
         shutil.rmtree(template, ignore_errors=True)
-    if "lookup" in parts:
-        results["lookup"] = part_lookup(args.questions, args.lookup_tokens)
     command = "python bench/bench_reopen.py " + " ".join(sys.argv[1:])
     results.setdefault("runs", []).append({
         "command": command, "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M UTC"),
