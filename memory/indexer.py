@@ -370,8 +370,8 @@ class Indexer:
         for start in range(0, len(order), PACE_CHUNKS):
             part = order[start : start + PACE_CHUNKS]
             threads = self.pace()
-            for i, vector in zip(part, self.embedder.embed([texts[i] for i in part], threads=threads),
-                                 strict=True):
+            part_vectors = self.embedder.embed([texts[i] for i in part], threads=threads, job=len(texts))
+            for i, vector in zip(part, part_vectors, strict=True):
                 vectors[i] = vector
         return vectors
 

@@ -204,11 +204,11 @@ async def test_indexing_pauses_while_an_answer_streams_and_finishes_after(settin
         embed = knowledge.embedder.embed
         calls: list[tuple[float, int, int]] = []  # the indexer's: (started, chunks, its thread's nice)
 
-        def recorded(texts: list[str], threads: int | None = None) -> list[list[float]]:
+        def recorded(texts: list[str], threads: int | None = None, job: int | None = None) -> list[list[float]]:
             if threading.current_thread().name == "indexing":  # not the question's own embedding
                 calls.append((time.monotonic(), len(texts),
                               os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
-            return embed(texts, threads=threads)
+            return embed(texts, threads=threads, job=job)
 
         knowledge.embedder.embed = recorded  # type: ignore[method-assign]
         await engine.load_model()

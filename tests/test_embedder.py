@@ -85,6 +85,24 @@ def test_same_top_five_on_real_documents() -> None:
         assert set(numpy.argsort(-(passages @ ours))[:5]) == set(numpy.argsort(-(passages @ theirs))[:5]), question
 
 
+def test_a_small_folder_is_indexed_without_torch_and_a_large_job_goes_to_torch(tmp_path: Path) -> None:
+    """`assistant index` of a small folder: importing sentence-transformers took longer than the
+    numpy encoder needs for the whole folder. A larger job loads torch, faster per text."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for n in range(12):
+        (notes / f"n{n}.md").write_text(f"# Note {n}\n\nThe note number {n} is about topic {n * 7}.\n")
+    script = ("import sys; from app.cli import main; from memory.embedder import Embedder, LIGHT_JOB_TEXTS;"
+              "main(['index', sys.argv[1]], standalone_mode=False); print('torch' in sys.modules);"
+              "Embedder().embed(['text'] * (LIGHT_JOB_TEXTS + 1)); print('sentence_transformers' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script, str(notes)], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "ASSISTANT_HOME": str(tmp_path / "home")},
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "12 files" in done.stdout, done.stdout
+    assert done.stdout.split()[-2:] == ["False", "True"]
+
+
 def test_a_process_that_embeds_a_question_never_imports_torch() -> None:
     script = ("import sys; from memory.embedder import Embedder; v = Embedder().embed(['a question']); "
               "assert len(v[0]) == 384; print('torch' in sys.modules, 'sentence_transformers' in sys.modules)")

@@ -34,9 +34,9 @@ class CountingEmbedder(Embedder):
         super().__init__()
         self.texts: list[str] = []
 
-    def embed(self, texts: list[str], threads: int | None = None) -> list[list[float]]:
+    def embed(self, texts: list[str], threads: int | None = None, job: int | None = None) -> list[list[float]]:
         self.texts += texts
-        return super().embed(texts, threads)
+        return super().embed(texts, threads, job)
 
 
 @pytest.fixture

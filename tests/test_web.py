@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
@@ -97,11 +98,14 @@ def test_a_question_typed_in_the_browser_gets_a_streamed_answer(web: WebProcess,
         deadline = time.monotonic() + 120
         rows: list = []
         while not rows and time.monotonic() < deadline:
-            with sqlite3.connect(web.home / "assistant.db", timeout=10) as db:
+            time.sleep(0.2)
+            if not (web.home / "assistant.db").exists():
+                continue  # the app opens its database after its first frame
+            with sqlite3.connect(web.home / "assistant.db", timeout=10) as db, contextlib.suppress(
+                    sqlite3.OperationalError):  # no such table yet: it is being created
                 rows = db.execute(
                     "SELECT r.status, m.content, q.content FROM responses r JOIN messages m ON m.id = r.message_id"
                     " JOIN messages q ON q.id = r.prompt_message_id").fetchall()
-            time.sleep(0.2)
         assert rows, f"no answer was logged; the page showed: {browser.screen()[-1500:]!r}"
         status, answer, asked = rows[0]
         assert status == "ok" and asked == question and answer.strip()
