@@ -131,7 +131,8 @@ class Embedder:
                     ) from exc
             return _model
 
-    def embed(self, texts: list[str], threads: int | None = None, job: int | None = None) -> list[list[float]]:
+    def embed(self, texts: list[str], threads: int | None = None,
+              job: int | None = None) -> list[list[float]]:
         """Unit-length vectors, so cosine similarity is a dot product. `threads`: torch's
         thread count from now on (the caller's CPU budget: fewer while other work needs cores).
         `job`: how many texts the caller embeds in all, `texts` being a slice of them."""
