@@ -194,7 +194,8 @@ def reattribute(rows: list[dict[str, Any]], weights: Any = None) -> list[dict[st
         paths = _paths(r, numbers)
         cited = [{"number": n, "path": paths.get(n, ""), "kind": "attributed"} for n in result.attributed]
         expected = expected_of.get(r["id"], [])
-        out.append({**r, "text": result.text, "groundedness": result.groundedness, "cited": cited,
+        out.append({**r, "text": result.text, "answer": without_citations(r["text"]),
+                    "groundedness": result.groundedness, "cited": cited,
                     "attribution_ms": result.ms,
                     "attribution": result.record(),
                     "right_citation": any(_matches(c["path"], expected) for c in cited) if expected else None})
@@ -223,8 +224,9 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 def report(rows: list[dict[str, Any]]) -> str:
     lines = ["| variant | answers | median tokens (kept) | at max_tokens | fact rate | right file cited "
-             "(of answerable) | unrelated: no source cited | groundedness right / wrong (median) | "
-             "attribution ms p50 / p95 |", "|---|---|---|---|---|---|---|---|---|"]
+             "(of answerable) | easy / hard / answers with the fact | unrelated: no source cited | "
+             "groundedness right / wrong (median) | attribution ms p50 / p95 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for variant in dict.fromkeys(r["variant"] for r in rows):
         rs = [r for r in rows if r["variant"] == variant and "error" not in r]
         answerable = [r for r in rs if r["fact"] is not None]
@@ -238,10 +240,18 @@ def report(rows: list[dict[str, Any]]) -> str:
             f"| {sum(r['generated_tokens'] >= 512 for r in rs)} "
             f"| {sum(r['fact'] for r in answerable)}/{len(answerable)} "
             f"| {cite}/{len(answerable)} ({cite / max(len(answerable), 1):.2f}) "
+            f"| {_share(answerable, lambda r: r['kind'] == 'easy')} / {_share(answerable, lambda r: r['kind'] == 'hard')}"
+            f" / {_share(answerable, lambda r: r['fact'])} "
             f"| {sum(not r['cited'] for r in unrelated)}/{len(unrelated)} "
             f"| {_fmt(_median(right))} (n={len(right)}) / {_fmt(_median(wrong))} (n={len(wrong)}) "
             f"| {_fmt(_percentile(ms, 50), 1)} / {_fmt(_percentile(ms, 95), 1)} |")
     return "\n".join(lines)
+
+
+def _share(rows: list[dict[str, Any]], which: Any) -> str:
+    """Right file cited among the rows `which` picks."""
+    picked = [r for r in rows if which(r)]
+    return f"{sum(bool(r['right_citation']) for r in picked)}/{len(picked)}"
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -249,26 +259,30 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 def precision_sample(rows: list[dict[str, Any]], count: int = 20) -> str:
-    """Attributed citations to check by hand, the first of each answer: the sentence it follows
-    and the passage it names."""
-    import re
-
-    from engine.attribution import split
-
-    out = []
+    """Attributed citations to check by hand, spread across answers: the first cited claim of
+    each answer, then the second of each, and so on; each with the claim as the model wrote it
+    (a sentence, a code block, a lead-in with its list) and the passage it names. Needs rows from
+    --reattribute (they keep the answer as generated)."""
+    per_answer = []
     for r in rows:
-        if r["variant"] != "after" or not r.get("attribution") or not r["attribution"]["attributed"]:
+        record = r.get("attribution")
+        if r["variant"] != "after" or not record or not record["attributed"] or "answer" not in r:
             continue
-        for start, end, _code in split(r["text"]):
-            sentence = r["text"][start:end]
-            numbers = [int(n) for n in re.findall(r"\[(\d+)", sentence)]
-            attributed = [n for n in numbers if n in r["attribution"]["attributed"]]
-            if attributed and len(out) < count:
-                n = attributed[0]
-                passage = r["passages"].get(str(n)) or r["passages"].get(n) or ""
-                out.append(f"## {len(out) + 1}. {r['id']} [{n}]\n\nSentence: {sentence}\n\n"
-                           f"Passage [{n}]:\n\n> " + passage[:1500].replace("\n", "\n> ") + "\n")
-                break
+        claims = [c for c in record["claims"] if any(n in record["attributed"] for n in c["cited"])]
+        per_answer.append((r, claims))
+    picked: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    depth = 0
+    while len(picked) < count and any(len(c) > depth for _, c in per_answer):
+        picked += [(r, c[depth]) for r, c in per_answer if len(c) > depth][:count - len(picked)]
+        depth += 1
+    out = []
+    for i, (r, claim) in enumerate(picked, 1):
+        n = claim["cited"][0]
+        passage = r["passages"].get(str(n)) or r["passages"].get(n) or ""
+        sentence = r["answer"][claim["start"]:claim["end"]]
+        out.append(f"## {i}. {r['id']} [{n}] (score {claim['score']})\n\nQuestion: {r['question']}\n\n"
+                   f"Claim:\n\n> " + sentence.replace("\n", "\n> ") + f"\n\nPassage [{n}]:\n\n> "
+                   + passage[:1500].replace("\n", "\n> ") + "\n")
     return "\n".join(out)
 
 

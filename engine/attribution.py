@@ -212,12 +212,32 @@ def _pairs(words: list[str]) -> set[tuple[str, str]]:
 
 # Scoring --------------------------------------------------------------------------------------
 
+_INLINE_CODE = re.compile(r"`([^`\n]+)`")
+_COMMENT = re.compile(r"^\s*(?:#|//|--|/\*|\*|<!--)")
+
+
+def _code_spans(unit: str) -> list[str]:
+    """The names in backticks of a sentence, case-folded (`"cell"`, `add()`, `priority=True`)."""
+    return [m.group(1).strip().casefold() for m in _INLINE_CODE.finditer(unit) if m.group(1).strip()]
+
+
+_OPTION = re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*")
+
+
+def _options(block: str) -> list[str]:
+    """A command's options in a code block (`-x`, `--port`), case-folded: single letters are no
+    content words, yet `textual console -x debug` is not what a passage with `textual console` says."""
+    return [m.group(0).casefold() for m in _OPTION.finditer(_code_body(block))]
+
+
 def _worth_checking(unit: str, words: list[str], code: bool, weights: Weights) -> bool:
     if len(set(words)) < weights.min_words:
         return False
-    if code:
-        return True
+    if code:  # a block of comments only ("# Enable syntax highlighting") holds no code to check
+        return any(line.strip() and not _COMMENT.match(line) for line in _code_body(unit).splitlines())
     bare = _MARKUP.sub("", _CITATION.sub("", unit)).strip().strip("*_`")
+    if _MARKUP.match(unit) and _INLINE_CODE.fullmatch(_MARKUP.sub("", _CITATION.sub("", unit)).strip().rstrip(".,;")):
+        return False  # a list item that is one name ("- `mask_input.py`") claims nothing alone
     return not (_HEADING.match(unit) or bare.endswith((":", "?")) or _FILLER.match(bare))
 
 
@@ -244,6 +264,7 @@ def attribute(
                            _written_order(answer, len(passages)), (), None,
                            (time.perf_counter() - started) * 1000)
     passage_words = [content_words(p.text) for p in passages]
+    passage_texts = [p.text.casefold() for p in passages]
     passage_sets = [set(w) for w in passage_words]
     passage_pairs = [_pairs(w) for w in passage_words]
     frequency = Counter(w for words in passage_sets for w in words)
@@ -282,7 +303,7 @@ def attribute(
     semantic = _semantic(answer, units, unsettled, passages, embed, passage_vectors)
 
     claims = []
-    for index, ((s, e, _code), check) in enumerate(zip(units, checked, strict=True)):
+    for index, ((s, e, code), check) in enumerate(zip(units, checked, strict=True)):
         unit = answer[s:e]
         written = tuple(dict.fromkeys(int(x) for m in _CITATION.finditer(unit)
                                       for x in re.findall(r"\d+", m.group(0)) if 1 <= int(x) <= n))
@@ -301,8 +322,12 @@ def attribute(
                                   None if cosine is None else round(cosine, 4)))
         scored.sort(key=lambda x: -x.score)
         best = scored[0]
+        # A name in backticks is the sentence's most specific detail: a passage that does not
+        # have it (`WrongType` where the passage says NoMatches) does not support the sentence.
+        spans = _options(unit) if code else _code_spans(unit)
         support = tuple(x for x in scored[:2] if x.score >= weights.threshold
-                        and x.score >= best.score - weights.second_within)
+                        and x.score >= best.score - weights.second_within
+                        and all(span in passage_texts[x.number - 1] for span in spans))
         claims.append(Claim(unit, s, e, True, support, written, best, tuple(scored)))
 
     text = _annotated(answer, claims)

@@ -117,6 +117,21 @@ def test_a_lead_in_and_its_short_list_items_are_one_claim(embed) -> None:
     assert len(attribute(longer, PASSAGES, embed).claims) == 3
 
 
+def test_a_name_in_backticks_the_passage_lacks_is_not_supported_by_it(embed) -> None:
+    """The embedded model borrows a passage's words around a name it made up: `WrongType` where
+    the passage says NoMatches; a command's option the passage does not give."""
+    nomatch = passage(1, "If there are no matching widgets, query_one will raise a NoMatches exception.")
+    wrong = attribute("If there are no matching widgets, `query_one` will raise a `WrongType` exception.",
+                      [nomatch], embed)
+    right = attribute("If there are no matching widgets, `query_one` will raise a `NoMatches` exception.",
+                      [nomatch], embed)
+    assert wrong.claims[0].best.score >= 0.56 and not wrong.claims[0].supported
+    assert right.claims[0].cited == (1,)
+    console = passage(1, "Run the console:\n\n```bash\ntextual console --port 7342\n```\n")
+    flag = attribute("```bash\ntextual console --port 7342 -x debug\n```", [console], embed)
+    assert flag.claims[0].checked and not flag.claims[0].supported
+
+
 def test_without_passages_or_embedder() -> None:
     answer = "Paris is the capital of France."
     nothing = attribute(answer, [], None)
