@@ -28,6 +28,9 @@ class VectorIndex:
     ) -> None:
         self.where = url or str(path)
         self.name = collection
+        # The vectors the last `similarities` read (a retrieval's candidates), as read then, so the
+        # answer's attribution gets its passages' vectors without reading them again.
+        self._last_read: dict[int, Any] = {}
         os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
         try:
             import chromadb
@@ -70,6 +73,7 @@ class VectorIndex:
                 raise VectorStoreError(f"The vector store at {self.where} failed to {what}: {exc}.") from exc
 
     def add(self, ids: list[int], vectors: list[list[float]], folder_ids: list[int] | None = None) -> None:
+        self._last_read = {}
         for start in range(0, len(ids), self.max_batch):
             end = start + self.max_batch
             self._call(
@@ -81,6 +85,7 @@ class VectorIndex:
             )
 
     def delete(self, ids: list[int]) -> None:
+        self._last_read = {}
         for start in range(0, len(ids), self.max_batch):
             self._call("delete vectors", "delete",
                        ids=[str(i) for i in ids[start : start + self.max_batch]])
@@ -119,13 +124,19 @@ class VectorIndex:
         if not result["ids"]:
             return {}
         stored = numpy.asarray(result["embeddings"], dtype=numpy.float32)
+        self._last_read = dict(zip((int(i) for i in result["ids"]), stored, strict=True))
         scores = stored @ numpy.asarray(vector, dtype=numpy.float32)
         return {int(i): float(s) for i, s in zip(result["ids"], scores, strict=True)}
 
     def vectors(self, ids: list[int]) -> dict[int, list[float]]:
-        """The stored vector of each of `ids` (ids without one are left out)."""
+        """The stored vector of each of `ids` (ids without one are left out): as the last
+        `similarities` read them when it read them all (the passages an answer was given, read
+        with their text), else from the store."""
         if not ids:
             return {}
+        last = self._last_read
+        if all(i in last for i in ids):
+            return {i: last[i].tolist() for i in ids}
         result = self._call("read vectors", "get", ids=[str(i) for i in ids], include=["embeddings"])
         pairs = zip(result["ids"], result["embeddings"], strict=True)
         return {int(i): [float(x) for x in v] for i, v in pairs}
@@ -148,6 +159,7 @@ class VectorIndex:
 
     def reset(self) -> None:
         """Drop every vector (for a rebuild)."""
+        self._last_read = {}
         try:
             self.client.delete_collection(self.name)
         except Exception as exc:

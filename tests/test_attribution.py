@@ -344,3 +344,20 @@ async def test_the_footer_shows_groundedness_live_and_when_reopened(remote, tmp_
         await wait_for(lambda: len(app.screen.query(AnswerMessage)) == 1, what="reopened")
         again = app.screen.query_one(AnswerMessage)
         assert "grounded 33%" in again.footer_text() and again.text == answer.text
+
+
+def test_the_passages_vectors_come_from_retrievals_read_not_a_second_one(tmp_path) -> None:
+    """Attribution's cosine needs the passages' stored vectors: retrieval read them already (for
+    the fusion), with the passages' text; they are handed on, and dropped once the store changes."""
+    from memory.vectors import VectorIndex
+
+    index = VectorIndex(tmp_path / "chroma")
+    index.add([1, 2, 3], [[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    assert set(index.similarities([1.0, 0.0], [1, 2, 3])) == {1, 2, 3}
+    reads = []
+    original = index._call
+    index._call = lambda *a, **k: reads.append(a[1]) or original(*a, **k)  # type: ignore[method-assign]
+    assert index.vectors([3, 1]) == {3: pytest.approx([0.6, 0.8]), 1: pytest.approx([1.0, 0.0])}
+    assert reads == []
+    index.add([4], [[0.0, -1.0]])
+    assert index.vectors([1, 4])[4] == pytest.approx([0.0, -1.0]) and reads[-1] == "get"
