@@ -249,7 +249,8 @@ def _worth_checking(unit: str, words: list[str], code: bool, weights: Weights) -
     if code:  # a block of comments only ("# Enable syntax highlighting") holds no code to check
         return any(line.strip() and not _COMMENT.match(line) for line in _code_body(unit).splitlines())
     bare = _MARKUP.sub("", _CITATION.sub("", unit)).strip().strip("*_`")
-    if _MARKUP.match(unit) and _INLINE_CODE.fullmatch(_MARKUP.sub("", _CITATION.sub("", unit)).strip().rstrip(".,;")):
+    item = _MARKUP.sub("", _CITATION.sub("", unit)).strip().rstrip(".,;")
+    if _MARKUP.match(unit) and _INLINE_CODE.fullmatch(item):
         return False  # a list item that is one name ("- `mask_input.py`") claims nothing alone
     return not (_HEADING.match(unit) or bare.endswith((":", "?")) or _FILLER.match(bare))
 
@@ -292,7 +293,8 @@ def attribute(
     units = _with_lists(answer, units, weights.min_words)
     # A list item's "1." is no content word; nor is a citation's number, nor a code block's fences
     # ("```python" would be a word every Python passage has).
-    unit_words = [content_words(_code_body(answer[s:e]) if code else _MARKUP.sub("", _CITATION.sub("", answer[s:e])))
+    unit_words = [content_words(_code_body(answer[s:e]) if code
+                                else _MARKUP.sub("", _CITATION.sub("", answer[s:e])))
                   for s, e, code in units]
     checked = [_worth_checking(answer[s:e], w, code, weights)
                for (s, e, code), w in zip(units, unit_words, strict=True)]
@@ -400,7 +402,8 @@ def _code_body(unit: str) -> str:
     return "\n".join(lines)
 
 
-def _with_lists(answer: str, units: list[tuple[int, int, bool]], min_words: int) -> list[tuple[int, int, bool]]:
+def _with_lists(answer: str, units: list[tuple[int, int, bool]], min_words: int
+                ) -> list[tuple[int, int, bool]]:
     """A lead-in ending with ":" and the short list items after it are one claim ("The classes
     are:" / "- `-error`" / "- `-warning`"): neither says anything checkable alone."""
     out: list[tuple[int, int, bool]] = []
