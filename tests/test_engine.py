@@ -64,8 +64,12 @@ async def test_bad_model_fails_clearly_and_keeps_the_question(settings: Settings
     row = await engine.history.response(failed.response_id)
     assert row["status"] == "error" and "not a GGUF model" in row["error"]
     assert row["message_id"] is None
+    # The question is kept; its failed answer comes back as it was shown live: no text, no
+    # message of its own, its response id and status.
     messages = await engine.history.messages(failed.conversation_id)
-    assert [(m["role"], m["content"]) for m in messages] == [("user", "Are you there?")]
+    assert [(m["role"], m["content"], m["id"] is None) for m in messages] == [
+        ("user", "Are you there?", False), ("assistant", "", True)]
+    assert messages[1]["response_id"] == failed.response_id and messages[1]["answer_status"] == "error"
     await engine.close()
 
 

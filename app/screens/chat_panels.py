@@ -38,7 +38,7 @@ class ChatPanels(EngineScreen):
         settings = self.engine.settings
         rows = await asyncio.to_thread(model_catalog, settings.model, settings.models_dir)
         local = self.engine.router.backends.get("local")
-        current = getattr(local, "model_path", None)
+        current = local.model_path if local is not None else None
         picked = await self.app.push_screen_wait(ModelDialog(rows, str(current) if current else None))
         if picked is None or picked == str(current):
             return
