@@ -75,8 +75,15 @@ def time_to_input(command: str) -> tuple[float, float]:
     """(ms until the prompt is drawn, ms until a word typed then shows in it) for a TUI launched in
     tmux, a real terminal: Textual waits for a terminal's answers to its queries."""
     session = f"startup{os.getpid()}"
-    start = time.perf_counter()
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", command], check=True)
+    for _ in range(5):  # the server of the session just killed may still be exiting
+        start = time.perf_counter()
+        started = subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", command],
+                                 capture_output=True)
+        if started.returncode == 0:
+            break
+        time.sleep(0.2)
+    else:
+        raise RuntimeError(f"tmux could not start {command}: {started.stderr.decode()}")
     drawn = None
     try:
         while True:
