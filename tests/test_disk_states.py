@@ -29,9 +29,6 @@ NEXT = {"role": "user", "content": "Which of these did we talk about first?"}
 
 
 def backend_for(states: Path | None, **options) -> LocalBackend:
-    # Threads fixed: left to follow the free cores (engine/cpu_budget.py), two runs on a busy
-    # machine get different counts, and with them answers that differ at temperature 0.
-    options.setdefault("n_threads", 2)
     return LocalBackend(n_ctx=1024, states_dir=states, state_cache_disk_mb=options.pop("mb", 512), **options)
 
 
