@@ -36,8 +36,9 @@ class LightEncoder:
         pooling = json.loads((model_dir / "1_Pooling" / "config.json").read_text())
         modules = [m["type"] for m in json.loads((model_dir / "modules.json").read_text())]
         expected = {"model_type": "bert", "hidden_act": "gelu", "position_embedding_type": "absolute"}
-        if any(config.get(k) != v for k, v in expected.items()) or not pooling.get("pooling_mode_mean_tokens") \
-                or modules[-1:] != ["sentence_transformers.models.Normalize"]:
+        bert = all(config.get(k) == v for k, v in expected.items())
+        normalized = modules[-1:] == ["sentence_transformers.models.Normalize"]
+        if not (bert and pooling.get("pooling_mode_mean_tokens") and normalized):
             raise LightEncoderError(f"{model_dir} is not a BERT model with mean pooling and normalization.")
         self.np = numpy
         self._threads: Any = None  # threadpoolctl's controller, loaded on first use; False: none
@@ -50,7 +51,8 @@ class LightEncoder:
         self.tokenizer.enable_padding(pad_id=int(config.get("pad_token_id", 0)))
         with safe_open(str(model_dir / "model.safetensors"), framework="np") as weights:
             w = {name: weights.get_tensor(name) for name in weights.keys()}
-        self.word, self.position = w["embeddings.word_embeddings.weight"], w["embeddings.position_embeddings.weight"]
+        self.word = w["embeddings.word_embeddings.weight"]
+        self.position = w["embeddings.position_embeddings.weight"]
         self.token_type = w["embeddings.token_type_embeddings.weight"]
         self.norm = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
         self.layers = []
