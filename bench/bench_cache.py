@@ -30,14 +30,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-
 from bench_foundation import machine  # noqa: E402
+from corpora import TEXTUAL_DOCS  # noqa: E402
 from sections import write_section  # noqa: E402
 
 HISTORY = ("Here are my notes on the renovation: the kitchen needs new cabinets, the wiring in the hall is "
            "old, the bathroom tiles are cracked, and the windows leak in winter. ") * 28
 QUESTION = "What is the capital of France?"
-CORPUS = HERE.parent.parent / "shared" / "corpora" / "textual-docs" / "docs"
+CORPUS = TEXTUAL_DOCS / "docs"
 RAG_QUESTION = "How do I make a widget scroll?"
 
 

@@ -41,8 +41,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
-CORPUS = ROOT.parent / "shared" / "corpora" / "textual-docs"
-DATASET = ROOT / "docs" / "evals" / "textual-docs.jsonl"
+from corpora import TEXTUAL_DOCS, TEXTUAL_DOCS_QUESTIONS  # noqa: E402
+
+CORPUS, DATASET = TEXTUAL_DOCS, TEXTUAL_DOCS_QUESTIONS
 HOME = HERE / ".cache" / "grounded-home"  # the index is built once and kept
 
 VARIANTS: dict[str, dict[str, Any]] = {

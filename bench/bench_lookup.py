@@ -39,9 +39,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
+from corpora import TEXTUAL_DOCS, TEXTUAL_DOCS_QUESTIONS  # noqa: E402
 
-CORPUS = ROOT.parent / "shared" / "corpora" / "textual-docs"
-DATASET = ROOT / "docs" / "evals" / "textual-docs.jsonl"
+CORPUS, DATASET = TEXTUAL_DOCS, TEXTUAL_DOCS_QUESTIONS
 N_CTX = 2048
 PASSAGE_CHARS = 1200
 DRAFTS = (2, 5, 10)

@@ -42,8 +42,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
+from corpora import TEXTUAL_DOCS  # noqa: E402
 
-CORPUS = ROOT.parent / "shared" / "corpora" / "textual-docs"
+CORPUS = TEXTUAL_DOCS
 PRIME = "Thanks. Which widget did we discuss first?"
 QUESTION = "Summarize in one sentence what we discussed about workers."
 MAX_TOKENS = 32

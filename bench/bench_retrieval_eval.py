@@ -36,9 +36,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
+from corpora import TEXTUAL_DOCS, TEXTUAL_DOCS_QUESTIONS  # noqa: E402
 
-CORPUS = ROOT.parent / "shared" / "corpora" / "textual-docs"
-DATASET = ROOT / "docs" / "evals" / "textual-docs.jsonl"
+CORPUS, DATASET = TEXTUAL_DOCS, TEXTUAL_DOCS_QUESTIONS
 DEPTH = 100  # candidates kept per list, so every variant's depth can be replayed offline
 
 

@@ -36,12 +36,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-
 from bench_foundation import env, machine  # noqa: E402
+from corpora import TEXTUAL_DOCS  # noqa: E402
 from sections import write_section  # noqa: E402
 
 ASSISTANT = str(Path(sys.executable).with_name("assistant"))
-CORPUS = HERE.parent.parent / "shared" / "corpora" / "textual-docs" / "docs"
+CORPUS = TEXTUAL_DOCS / "docs"
 QUESTION = "How do I make a widget scroll?"
 MARKER = "Ask anything"
 TYPED = "zqxv"
