@@ -201,7 +201,7 @@ class Engine:
         """A conversation was opened again: the local model restores its state from disk while
         the user types (nothing to wait for; the next question is right either way)."""
         backend = self.router.backends.get("local")
-        if isinstance(backend, LocalBackend):
+        if backend is not None:  # Backend.restore: a no-op where nothing is kept
             backend.restore(str(conversation_id))
 
     async def switch_model(self, model: str) -> Backend:
