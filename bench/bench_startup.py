@@ -268,36 +268,31 @@ def main() -> None:
             r[f"vector_{runtime}"].append(ms)
         r["chroma_open"].append(chroma_open(rag_home))
     r["hit_in"] += asyncio.run(hits_in_process(rag_home, rounds * 4))
-    for _ in range(rounds):
+    def hit_and_launch(prefix: str) -> None:
+        """One round of the rows measured both idle and while indexing: a whole-process cache hit,
+        and launching ours and the bare app."""
         first, total = hits_whole_process(rag_home, 1)
-        r["hit_first"] += first
-        r["hit_total"] += total
+        r[f"{prefix}hit_first"] += first
+        r[f"{prefix}hit_total"] += total
+        for name, command in (("ours", tui), ("bare", bare)):
+            drawn, typed = time_to_input(command)
+            r[f"{prefix}{name}_drawn"].append(drawn)
+            r[f"{prefix}{name}_input"].append(typed)
+
+    for _ in range(rounds):
+        hit_and_launch("")
         # Without states on disk: the question asked every round would find its whole prompt
         # evaluated already, which a new question does not.
         r["rag_first"].append(first_token(rag_home, "--no-cache", *ask, QUESTION, states=False)[0])
         r["plain_first"].append(first_token(plain_home, "--no-cache", *ask, QUESTION, states=False)[0])
         r["plain_long_first"].append(first_token(plain_home, "--no-cache", *ask, long_question, states=False)[0])
-        drawn, typed = time_to_input(tui)
-        r["ours_drawn"].append(drawn)
-        r["ours_input"].append(typed)
-        drawn, typed = time_to_input(bare)
-        r["bare_drawn"].append(drawn)
-        r["bare_input"].append(typed)
     loads.append(Path("/proc/loadavg").read_text().split()[0])
 
     with indexing(str(work / "busy")):
         busy_load = []
         r["busy_hit_in"] += asyncio.run(hits_in_process(rag_home, rounds * 4))
         for _ in range(rounds):
-            first, total = hits_whole_process(rag_home, 1)
-            r["busy_hit_first"] += first
-            r["busy_hit_total"] += total
-            drawn, typed = time_to_input(tui)
-            r["busy_ours_drawn"].append(drawn)
-            r["busy_ours_input"].append(typed)
-            drawn, typed = time_to_input(bare)
-            r["busy_bare_drawn"].append(drawn)
-            r["busy_bare_input"].append(typed)
+            hit_and_launch("busy_")
             busy_load.append(Path("/proc/loadavg").read_text().split()[0])
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)

@@ -25,7 +25,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtur
     for name in list(os.environ):
         if name.startswith("ASSISTANT_") and name not in ("ASSISTANT_HOME",):
             monkeypatch.delenv(name)
-    if request.module.__name__.rsplit(".", 1)[-1] != "test_disk_states":
+    if request.node.get_closest_marker("disk_states") is None:
         # Every local answer would write its model state (5-45 MB) to disk: time and disk that
         # only the tests of that feature need. The journeys run as a user would, with them.
         monkeypatch.setenv("ASSISTANT_STATE_CACHE_DISK_MB", "0")

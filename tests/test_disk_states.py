@@ -18,6 +18,8 @@ from engine.backends.base import SamplingParams, StreamResult
 from engine.backends.disk_states import DiskStates, SavedState
 from engine.backends.local import LocalBackend
 
+pytestmark = pytest.mark.disk_states  # tests/conftest.py: states stay on for these
+
 PARAMS = SamplingParams(max_tokens=24, temperature=0.0, top_p=1.0, seed=42)
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
 # A conversation long enough that evaluating it again is plain in the counts (about 400 tokens).

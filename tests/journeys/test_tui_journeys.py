@@ -235,6 +235,12 @@ def test_first_launch_paints_within_5_seconds_and_a_question_stopped_while_the_m
     footer = footer_of(rate_up(app, number), number)  # the stopped answer is the latest: its own #id
     assert "stopped" in footer and "👍" in footer
     app.wait_for("ready", timeout=60)
+    # Reopened, that answer (no text: no message of its own) is there again, as it was shown.
+    app.press("ctrl+n")
+    app.wait_for(lambda s: not footers(s), timeout=10)
+    reopen(app, size, "Tell me about the history")
+    reopened = app.wait_for(lambda s: footer_of(s, number) and not toasts(s), timeout=30)
+    assert footer_of(reopened, number) == footer
 
 
 def test_stop_rate_ask_rate_new_chat_and_reopen_shows_the_same_footers(everyday, size):
