@@ -15,6 +15,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -142,7 +143,7 @@ class Store:
     def _setup(self) -> None:
         os.chmod(self.path, 0o600)
         self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        self.conn.execute("PRAGMA journal_mode = WAL")
+        self._switch_to_wal()
         self.conn.execute("PRAGMA foreign_keys = ON")
         # Safe with WAL: a power cut loses at most the last commit, never corrupts.
         self.conn.execute("PRAGMA synchronous = NORMAL")
@@ -155,6 +156,19 @@ class Store:
                 raise CorruptDatabaseError(f"The database {self.path} is not an assistant database: {why}.",
                                            hint=_way_back(self.path))
         self._migrate()
+
+    def _switch_to_wal(self) -> None:
+        # Switching a new file to WAL needs a moment's exclusive lock, and SQLite answers "locked"
+        # at once instead of calling the busy handler: processes starting together take turns.
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _migrate(self) -> None:
         for number in range(self.schema_version + 1, len(MIGRATIONS) + 1):
