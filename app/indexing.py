@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App
 
-from engine import AssistantError, Engine
+from engine import AssistantError
+
+if TYPE_CHECKING:
+    from engine import Engine
 
 
 class IndexingJobs:
     """One indexing run at a time per request, any number of watched folders; all stop with `stop()`.
 
-    `show(text)` gets what the indexer is doing ("" when idle), on the event loop."""
+    `engine()` is the App's engine, awaited (it may still be being built at launch); `show(text)`
+    gets what the indexer is doing ("" when idle), on the event loop."""
 
-    def __init__(self, app: App, engine: Engine, show: Callable[[str], None]) -> None:
+    def __init__(self, app: App, engine: Callable[[], Awaitable[Engine]],
+                 show: Callable[[str], None]) -> None:
         self.app = app
         self.engine = engine
         self.show = show
@@ -53,7 +58,7 @@ class IndexingJobs:
 
     async def _index(self, folder: Path) -> None:
         try:
-            knowledge = await self.engine.knowledge()
+            knowledge = await (await self.engine()).knowledge()
             summary = await asyncio.to_thread(knowledge.index, folder, self._progress, self._stop_indexing)
         except AssistantError as exc:
             self.app.notify(str(exc), title="Indexing", severity="error", timeout=15)
@@ -67,7 +72,7 @@ class IndexingJobs:
             self.app.call_from_thread(self._watched_summary, summary)
 
         try:
-            knowledge = await self.engine.knowledge()
+            knowledge = await (await self.engine()).knowledge()
             await asyncio.to_thread(knowledge.watch, folder, on_summary, self._progress, stop)
         except AssistantError as exc:
             self.app.notify(str(exc), title="Watching", severity="error", timeout=15)

@@ -1,11 +1,20 @@
 """The Textual app: the chat screen over the engine, folder indexing in the background (the App
-owns those jobs; screens ask for them with app.messages), and the command palette entries."""
+owns those jobs; screens ask for them with app.messages), and the command palette entries.
+
+`assistant` draws the chat screen before the engine exists: importing and building it (~110 ms,
+the answer pipeline's modules) would come before the first frame. The App builds it in a thread
+after that frame (`started`) while the prompt already takes keys; a chat screen key pressed that
+early runs once the engine is there (`run_action`), a question sent that early is answered then.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sys
 import threading
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from textual import on
 from textual.app import App, SystemCommand
@@ -16,8 +25,14 @@ from textual.screen import Screen
 from app.indexing import IndexingJobs
 from app.messages import FolderRemoved, IndexRequested, WatchToggled
 from app.screens.chat import ChatScreen
-from app.screens.chat_keys import palette_commands
-from engine import Engine
+from app.screens.chat_keys import palette_commands, waits_for_engine
+from engine import AssistantError
+
+if TYPE_CHECKING:
+    from textual.actions import ActionParseResult
+    from textual.dom import DOMNode
+
+    from engine import Engine
 
 
 class AssistantApp(App):
@@ -28,10 +43,30 @@ class AssistantApp(App):
 
     indexing_text: reactive[str] = reactive("")  # what the indexer is doing; "" when idle
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine | None = None, *, start: Callable[[], Engine] | None = None) -> None:
+        """`engine`, ready; or `start`, which builds it and is called in a thread after the first
+        frame (`assistant` itself)."""
         super().__init__()
+        if (engine is None) == (start is None):
+            raise ValueError("AssistantApp takes an engine or a way to start one, not both")
         self.engine = engine
-        self.jobs = IndexingJobs(self, engine, lambda text: setattr(self, "indexing_text", text))
+        self._start = start
+        self._building: asyncio.Future[Engine] | None = None
+        self.jobs = IndexingJobs(self, self.started, lambda text: setattr(self, "indexing_text", text))
+
+    async def started(self) -> Engine:
+        """The engine; the first call starts building it in a thread, the others wait for the same
+        one. If it cannot be built (a provider no plugin provides...), the app ends with the error."""
+        if self.engine is None:
+            if self._building is None:
+                assert self._start is not None
+                self._building = asyncio.ensure_future(asyncio.to_thread(self._start))
+            try:
+                self.engine = await asyncio.shield(self._building)
+            except AssistantError as exc:
+                self.exit(return_code=1, message=f"Error: {exc}")
+                await asyncio.Future()  # never: the app is closing, which cancels this wait
+        return self.engine
 
     @property
     def watched_folders(self) -> dict[str, threading.Event]:
@@ -39,6 +74,21 @@ class AssistantApp(App):
 
     def on_mount(self) -> None:
         self.push_screen(ChatScreen(self.engine, self.jobs))
+
+    async def run_action(self, action: str | ActionParseResult, default_namespace: DOMNode | None = None,
+                         namespaces: Any = None) -> bool:
+        """A chat screen key (or palette command) that needs the engine, pressed before it is
+        built, runs once it is, in the order pressed; the others (Esc, copy, F1...) run at once."""
+        screen = default_namespace
+        if isinstance(screen, ChatScreen) and screen.engine is None and waits_for_engine(action):
+            self.run_worker(self._run_when_started(screen, action, namespaces), group="early-keys")
+            return True
+        return await super().run_action(action, default_namespace, namespaces)
+
+    async def _run_when_started(self, screen: ChatScreen, action: str | ActionParseResult,
+                                namespaces: Any) -> None:
+        await screen.started()
+        await super().run_action(action, screen, namespaces)
 
     def notify(self, message: str, *, title: str = "", severity: Any = "information",
                timeout: float | None = None, markup: bool = True) -> None:
@@ -54,7 +104,11 @@ class AssistantApp(App):
 
     async def on_unmount(self) -> None:
         self.jobs.stop()
-        await self.engine.close()
+        if self.engine is None and self._building is not None:  # closed while it was being built
+            with contextlib.suppress(AssistantError):
+                self.engine = await self._building
+        if self.engine is not None:
+            await self.engine.close()
 
     @on(IndexRequested)
     def index_folder(self, message: IndexRequested) -> None:
@@ -72,3 +126,25 @@ class AssistantApp(App):
         yield from super().get_system_commands(screen)
         if isinstance(screen, ChatScreen):
             yield from palette_commands(screen)
+
+
+def run_chat(model: str | None) -> None:
+    """`assistant` (app/launch.py, or the CLI with no command): the settings are read first, so a
+    bad config file ends the command with its message before anything is drawn; the engine is
+    built after the first frame."""
+    from engine import load_settings
+
+    try:
+        settings = load_settings().replace(model=model)  # None: not given
+    except AssistantError as exc:
+        sys.exit(f"Error: {exc}")
+
+    def start() -> Engine:
+        from engine import Engine
+
+        return Engine(settings)
+
+    app = AssistantApp(start=start)
+    app.run()
+    if app.return_code:
+        sys.exit(app.return_code)

@@ -12,6 +12,7 @@
 changed under it and a hit stays a hit.
 
     python bench/bench_startup.py [--rounds 5] [--notes 300] [--write docs/benchmarks.md] [--label before]
+    python bench/bench_startup.py --work DIR --launch-only --rounds 10   # only the idle launch rows
 """
 
 from __future__ import annotations
@@ -233,6 +234,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="reuse this folder's corpora and data folders")
     parser.add_argument("--prepare-only", action="store_true",
                         help="only make --work ready (run it outside an exclusive CPU lock)")
+    parser.add_argument("--launch-only", action="store_true",
+                        help="only the idle launch rows (ours vs bare Textual), printed: for iterating on start-up")
     parser.add_argument("--write", type=Path)
     parser.add_argument("--label", default="after", help="which table of the section this run fills")
     args = parser.parse_args()
@@ -260,6 +263,9 @@ def main() -> None:
     tui = f"env {pythonpath}HF_HUB_OFFLINE=1 ASSISTANT_HOME={rag_home} {ASSISTANT}"
     bare = f"{sys.executable} {HERE / 'bare_textual.py'}"
 
+    if args.launch_only:
+        launch_only(tui, bare, rounds)
+        return
     loads.append(Path("/proc/loadavg").read_text().split()[0])
     for _ in range(rounds):
         for runtime in ("numpy", "torch"):
@@ -300,6 +306,19 @@ def main() -> None:
     print(section)
     if args.write:
         write_section(args.write, f"startup-{args.label}", section)
+
+
+def launch_only(tui: str, bare: str, rounds: int) -> None:
+    """Interleaved launches of ours and the bare app, idle: each one's medians and the ratios."""
+    load = Path("/proc/loadavg").read_text().split()[0]
+    times: dict[str, list[tuple[float, float]]] = {"ours": [], "bare": []}
+    for _ in range(rounds):
+        for name, command in (("ours", tui), ("bare", bare)):
+            times[name].append(time_to_input(command))
+    m = {name: (med([d for d, _ in t]), med([i for _, i in t])) for name, t in times.items()}
+    print(f"load {load} -> {Path('/proc/loadavg').read_text().split()[0]}; {rounds} rounds, medians (ms)")
+    print(f"drawn:  ours {m['ours'][0]:.0f} vs bare {m['bare'][0]:.0f}: {m['ours'][0] / m['bare'][0]:.2f}x")
+    print(f"input:  ours {m['ours'][1]:.0f} vs bare {m['bare'][1]:.0f}: {m['ours'][1] / m['bare'][1]:.2f}x")
 
 
 def report(r: dict[str, list[float]], rounds: int, label: str, loads: list[str], busy: list[str]) -> str:

@@ -1,23 +1,33 @@
 """The in-process engine of `assistant`: the one surface the TUI, the CLI and the HTTP API use.
 
-`Engine`, its settings, events and errors come with the package. Everything else here is imported
-on first use (PEP 562 `__getattr__`), so `import engine` costs no more than those, and a command
-that never reads a GGUF header or an eval never imports the modules that do.
+Only the error base comes with the package. Everything else here, `Engine` and its settings and
+events too, is imported on first use (PEP 562 `__getattr__`), so `import engine` costs next to
+nothing: the chat app draws its first frame with `AssistantError` alone and imports the engine
+(~100 ms: the answer pipeline's modules) in a thread after it; and a command that never reads a
+GGUF header or an eval never imports the modules that do.
 """
 
 import importlib
 import typing
 
-from engine.config import Settings, load_settings
-from engine.engine import Engine
 from engine.errors import AssistantError
-from engine.events import Event, Failed, Finished, Started, Timings, Token, Usage
-from engine.request import AskOptions
 
 # The names imported on first use: name -> "module", or "module:name" where the surface calls it
 # otherwise: a name too general here (`describe`, `fmt`, `load`...), or a submodule's name
 # (`terminal_text`: once the submodule is imported, the package's attribute is the module).
 _LAZY = {
+    # the engine, its settings, its events
+    "AskOptions": "engine.request",
+    "Engine": "engine.engine",
+    "Event": "engine.events",
+    "Failed": "engine.events",
+    "Finished": "engine.events",
+    "Settings": "engine.config",
+    "Started": "engine.events",
+    "Timings": "engine.events",
+    "Token": "engine.events",
+    "Usage": "engine.events",
+    "load_settings": "engine.config",
     # errors the app tells apart (each an AssistantError)
     "ConfigError": "engine.errors",
     "ContextOverflowError": "engine.errors",
@@ -85,10 +95,12 @@ if typing.TYPE_CHECKING:  # the same names, for type checkers (tests/test_public
     from engine.backends.disk_states import clear as clear_states
     from engine.backends.disk_states import states_folder
     from engine.backup import restore_database
+    from engine.config import Settings, load_settings
     from engine.doctor import diagnose, fit_for
     from engine.download import expand_source
     from engine.download import file_name as download_file_name
     from engine.download import pull as download_model
+    from engine.engine import Engine
     from engine.errors import (
         ConfigError,
         ContextOverflowError,
@@ -109,6 +121,7 @@ if typing.TYPE_CHECKING:  # the same names, for type checkers (tests/test_public
     from engine.evals.report import fmt as format_metric
     from engine.evals.report import fmt_change as format_metric_change
     from engine.evals.report import score_plot
+    from engine.events import Event, Failed, Finished, Started, Timings, Token, Usage
     from engine.evidence import segments as evidence_segments
     from engine.fit import ModelShape, size_text
     from engine.gguf import read_gguf
@@ -126,6 +139,7 @@ if typing.TYPE_CHECKING:  # the same names, for type checkers (tests/test_public
     from engine.registry import Registry
     from engine.registry import check_name as check_model_name
     from engine.registry import describe as describe_model
+    from engine.request import AskOptions
     from engine.secrets import RedactingFilter
     from engine.stats import parse_since
     from engine.stats import plots as stats_plots

@@ -2,7 +2,7 @@
 
 import multiprocessing
 
-from app.cli import main
+from app.launch import main
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()  # torch and chromadb may start helper processes

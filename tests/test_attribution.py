@@ -326,7 +326,7 @@ def test_groundedness_is_an_eval_metric_averaged_where_it_applies() -> None:
 
 async def test_the_footer_shows_groundedness_live_and_when_reopened(remote, tmp_path) -> None:
     from app.tui import AssistantApp
-    from app.widgets.chat_log import AnswerMessage, SourceLine
+    from app.widgets.answer import AnswerMessage, SourceLine
     from tests.conftest import wait_for
     from tests.test_tui import ask, finished_answer
 

@@ -66,7 +66,7 @@ def test_evidence_is_cheap() -> None:
 
 def test_the_screen_and_the_cli_show_each_source_with_its_matched_line() -> None:
     from app.cli.ask import _sources_text
-    from app.widgets.chat_log import SourceLine
+    from app.widgets.answer import SourceLine
 
     p = passage("Intro\nUse a worker for network requests.\nEnd", 10)
     _, [source] = resolve_citations("A worker [1].", [p], question="What about network requests?")

@@ -19,20 +19,21 @@ import engine
 from engine import Engine
 from engine.history import History
 
-# Imported with the package: the engine, its settings, its events, its error base.
-EAGER = ["AskOptions", "AssistantError", "Engine", "Event", "Failed", "Finished", "Settings", "Started",
-         "Timings", "Token", "Usage", "load_settings"]
-# The rest of what the app uses, each imported on first use (`_LAZY` in engine/__init__.py).
-LAZY = ["ConfigError", "ContextOverflowError", "DEFAULT_MODEL_FILE", "EVAL_METRICS", "EVAL_SCORES",
-        "EvalComparison", "EvalHistory", "EvalOptions", "GenerationError", "InvalidOutputError", "ModelError",
-        "ModelShape", "NotFoundError", "RedactingFilter", "Registry", "StoreError", "all_templates",
+# Imported with the package: the error base (the chat app's first frame needs no more).
+EAGER = ["AssistantError"]
+# The rest, each imported on first use (`_LAZY` in engine/__init__.py): the engine, its settings
+# and events, and what the app uses besides.
+LAZY = ["AskOptions", "ConfigError", "ContextOverflowError", "DEFAULT_MODEL_FILE", "EVAL_METRICS", "EVAL_SCORES",
+        "Engine", "EvalComparison", "EvalHistory", "EvalOptions", "Event", "Failed", "Finished", "GenerationError",
+        "InvalidOutputError", "ModelError", "ModelShape", "NotFoundError", "RedactingFilter", "Registry",
+        "Settings", "Started", "StoreError", "Timings", "Token", "Usage", "all_templates",
         "built_in_template", "check_model_name", "check_schema", "clear_states", "data_dir", "describe_model",
         "detect_hardware", "diagnose", "download_file_name", "download_model", "ensure_private_dir",
         "eval_regressions", "evidence_segments", "expand_source", "fit_for", "flat_metrics", "format_metric",
-        "format_metric_change", "load_dataset", "load_template", "model_catalog", "open_knowledge",
-        "parse_eval_limits", "parse_since", "price_table_version", "printable_line", "printable_text",
-        "read_gguf", "resolve_model", "restore_database", "run_eval", "score_plot", "scores_below",
-        "size_text", "states_folder", "stats_plots", "template_diff", "templates_folder"]
+        "format_metric_change", "load_dataset", "load_settings", "load_template", "model_catalog",
+        "open_knowledge", "parse_eval_limits", "parse_since", "price_table_version", "printable_line",
+        "printable_text", "read_gguf", "resolve_model", "restore_database", "run_eval", "score_plot",
+        "scores_below", "size_text", "states_folder", "stats_plots", "template_diff", "templates_folder"]
 EXPORTED = sorted(EAGER + LAZY)
 
 # What a built Engine offers: its parts (attributes) and its own methods and properties.
@@ -76,11 +77,12 @@ def test_the_lazy_names_are_the_type_checkers_names_from_the_same_modules() -> N
 
 
 def test_import_engine_imports_none_of_the_lazy_names_modules() -> None:
-    """`import engine` costs what Engine, its settings and events cost: the modules only the lazy
-    names need (evals, downloads, the doctor, statistics...) wait for their first use."""
+    """`import engine` costs what its error base costs: the modules only the lazy names need (the
+    engine itself, its settings, evals, downloads, the doctor, statistics...) wait for their first use."""
     code = ("import sys, engine; "
-            "print(' '.join(m for m in ('engine.evals', 'engine.download', 'engine.doctor', 'engine.stats', "
-            "'engine.backup', 'engine.knowledge', 'engine.terminal_text') if m in sys.modules))")
+            "print(' '.join(m for m in ('engine.engine', 'engine.config', 'engine.events', 'engine.evals', "
+            "'engine.download', 'engine.doctor', 'engine.stats', 'engine.backup', 'engine.knowledge', "
+            "'engine.terminal_text') if m in sys.modules))")
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            cwd=Path(engine.__file__).parent.parent)
     assert found.stdout.split() == []

@@ -15,7 +15,8 @@ import pytest
 from textual import events
 
 from app.tui import AssistantApp
-from app.widgets.chat_log import AnswerMessage, UserMessage
+from app.widgets.answer import AnswerMessage
+from app.widgets.chat_log import UserMessage
 from app.widgets.prompt import PromptInput
 from engine import Engine, Settings
 from tests.conftest import wait_for

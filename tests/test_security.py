@@ -222,7 +222,7 @@ async def test_the_chat_app_cleans_answers_sources_and_tool_lines() -> None:
     from textual.app import App
     from textual.widgets import Markdown
 
-    from app.widgets.chat_log import AnswerMessage, SourceLine
+    from app.widgets.answer import AnswerMessage, SourceLine
 
     evil = f"Answer {CLIPBOARD} with {HIDDEN}hidden{TITLE} text \u202eok"
     passage = types.SimpleNamespace(location=f"notes/a{TITLE}\u202e.md:1-2")

@@ -9,7 +9,8 @@ from textual.widgets import Label, Static
 from app.screens.chat import ChatScreen
 from app.screens.modals import ConfirmDialog, TextDialog
 from app.tui import AssistantApp
-from app.widgets.chat_log import AnswerMessage, UserMessage
+from app.widgets.answer import AnswerMessage
+from app.widgets.chat_log import UserMessage
 from app.widgets.conversation_list import ConversationItem, ConversationList
 from app.widgets.prompt import PromptInput
 from engine import Engine, Settings
@@ -211,7 +212,7 @@ async def test_newline_key_and_enter_sends(settings: Settings, key: str) -> None
 
 async def test_sources_panel_and_opening_a_source(settings: Settings, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.widgets.chat_log import SourceLine
+    from app.widgets.answer import SourceLine
     from tests.rag_corpus import write_mixed_folder
 
     folder = write_mixed_folder(tmp_path / "docs")

@@ -9,7 +9,8 @@ from app.screens.chat import ChatScreen
 from app.screens.memory import MemoryScreen
 from app.screens.modals import ConfirmDialog
 from app.tui import AssistantApp
-from app.widgets.chat_log import ProposalCard, UserMessage
+from app.widgets.answer import ProposalCard
+from app.widgets.chat_log import UserMessage
 from engine import Engine, Settings
 from tests.conftest import wait_for
 from tests.test_tui import ask, finished_answer, ready

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.tui import AssistantApp
-from app.widgets.chat_log import AnswerMessage
+from app.widgets.answer import AnswerMessage
 from app.widgets.prompt import PromptInput
 from engine import Engine, load_settings
 

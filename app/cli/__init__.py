@@ -1,4 +1,5 @@
-"""The `assistant` command: the chat app by default, and one subcommand per thing to do.
+"""The `assistant` command: the chat app by default, and one subcommand per thing to do. (Bare
+`assistant`, the chat app alone, starts without click: app/launch.py, the entry point.)
 
 Commands live by topic, each module listing its own in COMMANDS; what they share (settings, running
 a coroutine, errors as clean exits, the log file) is in common.py:
@@ -20,7 +21,7 @@ import os
 
 import click
 
-from app.cli.common import get_settings, log_to_file
+from app.logfile import log_to_file
 
 # Which module holds each command: a command's module is imported only when it runs (or for
 # --help), so `assistant` and `assistant ask` do not pay for the other commands' imports.
@@ -69,7 +70,6 @@ def main(ctx: click.Context, model: str | None, no_plugins: bool) -> None:
         os.environ["ASSISTANT_PLUGINS"] = "0"  # for every settings read in this run
     log_to_file()
     if ctx.invoked_subcommand is None:
-        from app.tui import AssistantApp  # Textual is only imported for the TUI
-        from engine import Engine
+        from app.tui import run_chat  # Textual is only imported for the TUI
 
-        AssistantApp(Engine(get_settings(model=model))).run()
+        run_chat(model)

@@ -1,20 +1,18 @@
 """What every `assistant` command shares: settings, running a coroutine, our errors as clean exits,
-the log file, and small text helpers. Topic modules import from here, never from each other."""
+and small text helpers (the log file: app/logfile.py). Topic modules import from here, never from
+each other."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import logging.handlers
-import os
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from engine import AssistantError, Engine, RedactingFilter, Settings, load_settings
+from engine import AssistantError, Engine, Settings, load_settings
 
 T = TypeVar("T")
 
@@ -58,33 +56,6 @@ def with_engine(work: Callable[[Engine], Awaitable[T]]) -> T:
             await engine.close()
 
     return run(run_work())
-
-
-class _PrivateLogFile(logging.handlers.RotatingFileHandler):
-    """Log files readable by the user only (0600), also the ones rotation starts anew."""
-
-    def _open(self):  # noqa: ANN202 - a text stream, as in logging.FileHandler
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        if hasattr(os, "fchmod"):  # not on Windows, where the mode means little anyway
-            os.fchmod(fd, 0o600)  # a file left by an older version, or created under another umask
-        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)  # noqa: SIM115
-
-
-def log_to_file() -> None:
-    """Library warnings (pypdf, chromadb, ...) go to a file in the data folder: on stderr they
-    would scribble over the TUI and the progress bars."""
-    from engine import data_dir, ensure_private_dir
-
-    try:
-        folder = ensure_private_dir(data_dir() / "logs")
-        handler: logging.Handler = _PrivateLogFile(
-            folder / "assistant.log", maxBytes=2_000_000, backupCount=2, encoding="utf-8"
-        )
-    except OSError:  # a read-only data folder must not stop the app; then logs are dropped
-        handler = logging.NullHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter())  # an API key in any library's message is masked
-    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
 
 
 def counted(n: int, word: str, words: str | None = None) -> str:

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from textual.dom import DOMNode
 from textual.screen import Screen
-from textual.widgets import DataTable
 
-from engine import AssistantError, Engine
+from engine import AssistantError
+
+if TYPE_CHECKING:  # the chat screen's first frame needs neither (DataTable alone is ~25 ms to import)
+    from textual.widgets import DataTable
+
+    from engine import Engine
 
 T = TypeVar("T")
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])

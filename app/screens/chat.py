@@ -2,20 +2,25 @@
 
 This module streams answers and acts on them (select, rate, copy, open a source); the screen's
 other jobs are its parts: chat_commands (slash commands), chat_conversations (the sidebar, opening,
-renaming, deleting), chat_panels (the screens and dialogs it opens); its keys are in chat_keys."""
+renaming, deleting), chat_panels (the screens and dialogs it opens); its keys are in chat_keys.
+
+Its first frame needs Textual and our light widgets only: the engine (built by the App in a thread,
+see `started`) and the answers' widgets (Markdown, app/widgets/answer.py) come a moment after it,
+while the prompt already takes keys; what needs them waits for them (issue 20: launch time)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import events, on, work
 from textual.app import ComposeResult, SuspendNotSupported
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Markdown, Static
+from textual.widgets import Footer, Static
 from textual.worker import WorkerCancelled, WorkerFailed
 
 from app.editor import editor_command, is_paged
@@ -27,22 +32,16 @@ from app.screens.chat_keys import chat_bindings
 from app.screens.chat_panels import ChatPanels
 from app.screens.modals import ConfirmDialog, TextDialog
 from app.slash import parse, unescape
-from app.widgets.chat_log import (
-    AnswerClicked,
-    AnswerMessage,
-    ChatLog,
-    ProposalAnswered,
-    ProposalCard,
-    SourceClicked,
-    UserMessage,
-    Welcome,
-    origin_text,
-)
+from app.widgets.chat_log import ChatLog, UserMessage, Welcome, origin_text
 from app.widgets.conversation_list import ConversationList
 from app.widgets.prompt import PromptInput
 from app.widgets.status_bar import StatusBar
-from engine import AssistantError, Engine, Failed, Finished, Started, Token
-from plugins.hookspecs import Command
+from engine import AssistantError
+
+if TYPE_CHECKING:
+    from app.widgets.answer import AnswerClicked, AnswerMessage, ProposalAnswered, SourceClicked
+    from engine import Engine, Started
+    from plugins.hookspecs import Command
 
 
 class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
@@ -51,8 +50,8 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     BINDINGS = chat_bindings()
 
-    def __init__(self, engine: Engine, jobs: IndexingJobs) -> None:
-        super().__init__(engine)
+    def __init__(self, engine: Engine | None, jobs: IndexingJobs) -> None:
+        super().__init__(engine)  # type: ignore[arg-type]  # None: the App's, once built (`started`)
         self.jobs = jobs  # the App's indexing and watching, read by the folders screen
         self.conversation_id: int | None = None
         self.selected: AnswerMessage | None = None
@@ -61,6 +60,7 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
         self.searching = False  # the sidebar shows search results, not the latest conversations
         self.incognito = False  # this conversation writes no long-term memory
         self.commands: dict[str, Command] = {}  # slash commands, built in and the plugins'
+        self.commands_loaded = asyncio.Event()  # a slash command sent earlier waits for them
         # Held, not queried: a worker still finishing while the app closes sets it harmlessly,
         # where a query would raise NoMatches once the screen's children are gone.
         self.status = StatusBar(id="status")
@@ -77,12 +77,12 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
 
     def on_mount(self) -> None:
         self.watch(self.app, "indexing_text", lambda text: setattr(self.status, "indexing", text))
-        self.show_backend()
+        if self.engine is not None:
+            self.show_backend()
         self.query_one("#slash-hint").display = False
-        # After the first frame: the database, plugins and model load in threads that contend for
-        # the GIL, and started now they held back the first paint (~20% of launch on a busy CPU).
+        # After the first frame: the engine, the database, plugins and model load in threads that
+        # contend for the GIL, and started now they held back the first paint.
         self.call_after_refresh(self.start_up)
-        self.call_after_refresh(self.load_commands)
 
     @property
     def prompt(self) -> PromptInput:
@@ -98,11 +98,25 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
 
     # background work ----------------------------------------------------------------------------
 
+    async def started(self) -> Engine:
+        """The engine. `assistant` has the App build it in a thread after the first frame, so the
+        prompt takes keys at once; whatever needs the engine waits for it here (at launch only,
+        a moment). The App runs a key pressed that early once it is there (AssistantApp.run_action)."""
+        if self.engine is None:
+            self.engine = await self.app.started()  # type: ignore[attr-defined]
+            self.show_backend()
+        return self.engine
+
     @work(group="load")
     async def start_up(self) -> None:
+        await self.started()
+        self.load_commands()
         # The sidebar is filled before the model starts loading: filling it while llama.cpp
         # loads in its thread left it unpainted in real terminals (seen in tmux, not in Pilot).
-        await self.show_conversations()
+        # Meanwhile the answers' widgets are imported in a thread, not on the event loop when the
+        # first answer (or a reopened conversation) needs them.
+        await asyncio.gather(self.show_conversations(),
+                             asyncio.to_thread(importlib.import_module, "app.widgets.answer"))
         await self.load_model()
         if not self.is_attached:
             return
@@ -169,7 +183,7 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
     @work(group="memory", exclusive=True)
     async def on_screen_resume(self) -> None:
         """Back from the memory screen: drop the cards of proposals answered there."""
-        cards = list(self.query(ProposalCard))
+        cards = list(self.query("ProposalCard"))  # by name: none before the answers' module is loaded
         if not cards:
             return
         try:
@@ -177,11 +191,10 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
         except AssistantError:
             return
         for card in cards:
-            if card.proposal["id"] not in pending:
+            if card.proposal["id"] not in pending:  # type: ignore[attr-defined]
                 await card.remove()
 
-    @on(ProposalAnswered)
-    async def proposal_answered(self, event: ProposalAnswered) -> None:
+    async def on_proposal_answered(self, event: ProposalAnswered) -> None:
         proposal, text = event.card.proposal, None
         if event.choice == "edit":
             text = await self.app.push_screen_wait(TextDialog("Remember", proposal["text"],
@@ -209,15 +222,24 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
 
     @work(group="answer", exclusive=True)
     async def answer(self, question: str, regenerate: bool = False) -> None:
+        from app.widgets.answer import AnswerMessage, ProposalCard
+        from engine import Failed, Finished, Started, Token
+
         log = self.log_view
         answer = AnswerMessage()
         await log.query(Welcome).remove()
         await log.mount_all([UserMessage(question), answer])
         log.anchor()  # follow the answer, until the user scrolls up to read
         self.select(None)
+        stream = answer.markdown_stream()
+        try:  # asked before the engine was there (typed at launch): shown at once, answered when it is
+            await self.started()
+        except asyncio.CancelledError:  # Esc or a new chat meanwhile: nothing was asked yet
+            answer.state = "stopped"
+            await stream.stop()
+            raise
         backend = self.engine.router.primary(self.backend_choice)
         self.status.state = "loading model…" if not backend.loaded else "answering…"
-        stream = Markdown.get_stream(answer.markdown)
         # A new chat's choice goes with its first question; later it is saved with the conversation.
         choice = self.backend_choice if self.conversation_id is None else None
         asked: list[int] = []  # the question's message id, once saved
@@ -366,8 +388,7 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
             index = len(answers) - 1
         self.select(answers[index])
 
-    @on(AnswerClicked)
-    def answer_clicked(self, event: AnswerClicked) -> None:
+    def on_answer_clicked(self, event: AnswerClicked) -> None:
         self.select(None if event.answer is self.selected else event.answer)
 
     def target_answer(self) -> AnswerMessage | None:
@@ -431,8 +452,7 @@ class ChatScreen(ChatCommands, ChatConversations, ChatPanels):
             return
         self.open_source(answer.sources[0])
 
-    @on(SourceClicked)
-    def source_clicked(self, event: SourceClicked) -> None:
+    def on_source_clicked(self, event: SourceClicked) -> None:
         self.open_source(event.source)
 
     def open_source(self, source: Any) -> None:

@@ -4,9 +4,9 @@ plugin's, in a thread), and what they ask the screen to do, in one table."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.widgets import Static
@@ -15,13 +15,18 @@ from app.screens.base import EngineScreen, show_error, shows_errors
 from app.slash import matches
 from app.widgets.prompt import PromptInput
 from engine import AssistantError
-from plugins.hookspecs import Command, CommandContext
+
+if TYPE_CHECKING:
+    from engine import Engine
+    from plugins.hookspecs import Command
 
 
 class ChatCommands(EngineScreen):
     """A part of ChatScreen (its conversation, prompt, status bar and actions are used here)."""
 
     commands: dict[str, Command]  # slash commands, built in and the plugins'
+    commands_loaded: asyncio.Event  # set once `commands` holds the plugins' too (or they failed)
+    started: Callable[[], Awaitable[Engine]]  # the engine, once the App has built it
     conversation_id: int | None
     incognito: bool
     selected: Any
@@ -54,11 +59,18 @@ class ChatCommands(EngineScreen):
             self.commands = await asyncio.to_thread(self.engine.commands)
         except AssistantError as exc:
             show_error(self, exc, "Plugins")
+        finally:
+            self.commands_loaded.set()
         self.prompt.commands = list(self.commands)
 
     @work(group="commands")
     async def run_command(self, name: str, args: str) -> None:
-        """A slash command, built in or a plugin's; it runs in a thread and may ask the app to act."""
+        """A slash command, built in or a plugin's; it runs in a thread and may ask the app to act.
+        One sent at launch, before the engine and the plugins were there, waits for them."""
+        from plugins.hookspecs import CommandContext
+
+        await self.started()
+        await self.commands_loaded.wait()
         command = self.commands.get(name)
         if command is None:
             known = ", ".join(f"/{n}" for n in sorted(self.commands))

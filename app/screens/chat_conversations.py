@@ -4,15 +4,18 @@ as it was left, a new chat, renaming and deleting."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 
 from app.screens.base import EngineScreen, show_error
 from app.screens.modals import ConfirmDialog, TextDialog
-from app.widgets.chat_log import AnswerMessage, UserMessage, origin_text
+from app.widgets.chat_log import UserMessage, origin_text
 from app.widgets.conversation_list import ConversationList
 from engine import AssistantError
+
+if TYPE_CHECKING:
+    from app.widgets.answer import AnswerMessage
 
 
 class ChatConversations(EngineScreen):
@@ -89,6 +92,8 @@ class ChatConversations(EngineScreen):
     async def _reopened_answer(self, row: dict[str, Any]) -> AnswerMessage:
         """An answer from the history, with the footer it had live: who wrote it, its id and
         rating, "stopped" or "failed", a cache hit, the memories it used."""
+        from app.widgets.answer import AnswerMessage  # after the first frame (Markdown): see ChatScreen
+
         origin = origin_text(row.get("model"), row.get("backend"), bool(row.get("remote")))
         answer = AnswerMessage(row["content"], row["response_id"], row.get("sources", ()), origin)
         answer.set_reactive(AnswerMessage.rating, row["rating"])

@@ -21,21 +21,25 @@ class ChatKey:
     title: str | None = None  # in the command palette (Ctrl+P); None: not there
     help: str = ""
     elsewhere: str = ""  # how to reach it without a key: "/fork"
+    # Reads the engine: pressed in the moment after launch before it is built, it waits for it
+    # (AssistantApp.run_action); the others act at once.
+    needs_engine: bool = True
 
 
 # In footer order: the footer lists what fits at 160 columns; the rest are in F1 (keys) and Ctrl+P.
 CHAT_KEYS = [
-    ChatKey("app.toggle_keys", "Keys", "f1"),  # first: still on screen when the footer is cut
-    ChatKey("stop", "Stop", "escape", title="Stop answer", help="Stop the answer in flight"),
+    ChatKey("app.toggle_keys", "Keys", "f1", needs_engine=False),  # first: on screen when the footer is cut
+    ChatKey("stop", "Stop", "escape", title="Stop answer", help="Stop the answer in flight",
+            needs_engine=False),
     ChatKey("new_chat", "New chat", "ctrl+n", title="New chat", help="Start a new conversation"),
     ChatKey("rate(1)", "👍", "ctrl+g", title="Thumbs up", help="Rate the selected or latest answer"),
     ChatKey("rate(-1)", "👎", "ctrl+b", title="Thumbs down", help="Rate the selected or latest answer"),
-    ChatKey("select_answer(-1)", "Select answer", "alt+up", show=False),
-    ChatKey("select_answer(1)", "Later answer", "alt+down", show=False),
+    ChatKey("select_answer(-1)", "Select answer", "alt+up", show=False, needs_engine=False),
+    ChatKey("select_answer(1)", "Later answer", "alt+down", show=False, needs_engine=False),
     ChatKey("copy_answer", "Copy answer", "ctrl+o", title="Copy answer",
-            help="Copy the selected or latest answer"),
+            help="Copy the selected or latest answer", needs_engine=False),
     ChatKey("open_source", "Open source", "ctrl+r", show=False, title="Open source",
-            help="Open the first source of the selected or latest answer"),
+            help="Open the first source of the selected or latest answer", needs_engine=False),
     ChatKey("folders", "Folders", "ctrl+f", title="Folders",
             help="Index folders, watch them, choose what this chat searches"),
     ChatKey("pick_backend", "Backend", "ctrl+l", show=False, title="Backend",
@@ -57,7 +61,7 @@ CHAT_KEYS = [
     ChatKey("memory", "Memory", "f10", title="Memory",
             help="What the assistant remembers about you: edit, pin, forget, proposals"),
     ChatKey("toggle_sidebar", "Sidebar", "ctrl+s", show=False, title="Toggle sidebar",
-            help="Show or hide past conversations"),
+            help="Show or hide past conversations", needs_engine=False),
     ChatKey("rename_conversation", "Rename", "f2", show=False, title="Rename conversation",
             help="Rename the current conversation"),
     ChatKey("incognito", title="Incognito", help="This conversation writes no long-term memory",
@@ -73,6 +77,18 @@ def key_name(key: str) -> str:
     """How a key is written in help texts: "ctrl+n" is Ctrl+N, "escape" is Esc, "f3" is F3."""
     return "+".join({"escape": "Esc"}.get(part, part.upper() if len(part) == 1 else part.capitalize())
                     for part in key.split("+"))
+
+
+def _name(action: str) -> str:
+    return action.split("(", 1)[0]  # "rate(1)": rate
+
+
+_WAITING = {_name(k.action) for k in CHAT_KEYS if k.needs_engine}
+
+
+def waits_for_engine(action: object) -> bool:
+    """Whether this chat screen action (a key's or a palette command's) needs the engine."""
+    return isinstance(action, str) and _name(action) in _WAITING
 
 
 def chat_bindings() -> list[Binding]:

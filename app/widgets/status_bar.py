@@ -29,7 +29,8 @@ class StatusBar(Static):
         where = f"{'↗ ' if self.remote else ''}{self.model} · {self.backend}"
         if short and not self.remote:
             where = self.model  # "local" goes without saying
-        parts = [where, self.state]
+        # No model yet: the first frame, drawn before the engine that names it (app/tui.py).
+        parts = [where, self.state] if self.model else [self.state]
         if self.ttft_ms is not None:
             parts.append(f"{'ttft' if short else 'first token'} {self.ttft_ms:.0f} ms")
         if self.tokens_per_s is not None:
