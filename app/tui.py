@@ -72,8 +72,10 @@ class AssistantApp(App):
     def watched_folders(self) -> dict[str, threading.Event]:
         return self.jobs.watched
 
-    def on_mount(self) -> None:
-        self.push_screen(ChatScreen(self.engine, self.jobs))
+    def get_default_screen(self) -> Screen:
+        # The chat screen is the bottom of the stack, drawn in the first frame: pushed over
+        # Textual's blank default screen, it came one refresh cycle later.
+        return ChatScreen(self.engine, self.jobs)
 
     async def run_action(self, action: str | ActionParseResult, default_namespace: DOMNode | None = None,
                          namespaces: Any = None) -> bool:

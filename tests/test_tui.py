@@ -562,7 +562,9 @@ async def test_at_80_columns_the_chat_gets_the_room_and_f1_stays_in_the_footer(s
         screen = chat(app)
         sidebar = screen.query_one(ConversationList)
         assert not sidebar.display and screen.log_view.size.width > 70
-        first = next(iter(screen.query_one(Footer).query("FooterKey")))
+        footer = screen.query_one(Footer)  # its keys come a refresh after the first frame, as in Textual's own
+        await wait_for(lambda: bool(footer.query("FooterKey")), what="the footer's keys")
+        first = next(iter(footer.query("FooterKey")))
         assert first.key == "f1" and first.region.right <= 80  # the way to every other key
         await pilot.press("ctrl+s")
         assert sidebar.display
