@@ -25,15 +25,105 @@ def clean(text: str) -> str:
     return kept.replace("<<<", "‹‹‹").replace(">>>", "›››")
 
 
-def sources_message(passages: list[Passage], instructions: str) -> str:
+# Documentation markup a reader never sees as such (MkDocs, pymdown-extensions): it costs a small
+# model's attention and gets copied into answers. What the model reads of a passage drops it
+# (`readable`); the index, the sources shown and attribution keep the text as it is in the file.
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(?:[\w-]+[ \t]*:.*\n|[ \t]+.*\n|-[ \t].*\n)+---[ \t]*(?:\n|\Z)")
+_HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+_SNIPPET = re.compile(r"^[ \t]*-{1,2}8<-{1,2}.*$")  # `--8<-- "file"`: a file included at build time
+_FENCE = re.compile(r"^([ \t]*)(`{3,}|~{3,})(.*)$")
+_ADMONITION = re.compile(r"^([ \t]*)(?:!!!|\?\?\?\+?)[ \t]+([\w-]+)(?:[ \t]+\"([^\"]*)\")?[ \t]*$")
+_TAB = re.compile(r"^([ \t]*)===\+?[ \t]+\"([^\"]*)\"[ \t]*$")
+_REF_LINK = re.compile(r"\[([^\[\]\n]+)\]\[[^\[\]\n]*\]")  # [text][target]
+_LINK = re.compile(r"(?<!!)\[([^\[\]\n]+)\]\([^()\s]*\)")  # [text](url)
+_KEYS = re.compile(r"\+\+([\w+-]+?)\+\+")  # ++ctrl+c++
+
+
+def readable(text: str) -> str:
+    """A passage as the model is given it: without what documentation tools read and people do
+    not see: front matter, HTML comments, snippet includes (`--8<--`) and the code blocks and tabs
+    they leave empty, admonition and tab markers (`!!! tip "Title"` reads `Tip: Title`, its body
+    no longer indented), link targets (`[text][target]` and `[text](url)` read `text`: no brackets
+    to mistake for citations) and code fences' options (`title=`, `hl_lines=`)."""
+    text = _HTML_COMMENT.sub("", _FRONT_MATTER.sub("", text))
+    out: list[str | None] = []
+    # The admonitions and tabs open around this line: where each heading is in `out`, and the
+    # indentation its body has in the file (removed here).
+    open_: list[tuple[int, int]] = []
+    fence: int | None = None  # where the open code fence is in `out`
+    fence_mark = ""
+    bare: set[str] = set()  # the kinds of admonitions without a title
+
+    def close(upto: int) -> None:  # headings whose bodies end here; one left empty goes too
+        while len(open_) > upto:
+            at, _ = open_.pop()
+            if not any(s and s.strip() for s in out[at + 1:]):
+                out[at] = None
+
+    for line in text.split("\n"):
+        if line.strip() and fence is None:
+            width = len(line) - len(line.lstrip())
+            close(sum(1 for _, body in open_ if width >= body))
+        if open_ and line.strip():
+            width = len(line) - len(line.lstrip())
+            line = line[min(width, open_[-1][1]):]
+        if _SNIPPET.match(line):
+            continue
+        match = _FENCE.match(line)
+        if match:
+            if fence is None:
+                fence, fence_mark = len(out), match.group(2)[0] * 3
+                info = match.group(3).strip().split()
+                language = info[0] if info and "=" not in info[0] and not info[0].startswith("{") else ""
+                out.append(f"{match.group(1)}{match.group(2)}{language}")
+            elif match.group(2).startswith(fence_mark) and not match.group(3).strip():
+                if not any(s and s.strip() for s in out[fence + 1:]):
+                    del out[fence:]  # a block left empty: its content was an include
+                else:
+                    out.append(line)
+                fence = None
+            else:
+                out.append(line)
+            continue
+        if fence is None:
+            head = _ADMONITION.match(line) or _TAB.match(line)
+            if head:
+                body = len(head.group(1)) + 4 + (open_[-1][1] if open_ else 0)
+                open_.append((len(out), body))
+                if head.re is _ADMONITION:
+                    kind, title = head.group(2).capitalize(), head.group(3)
+                    if not title:
+                        bare.add(kind)
+                    out.append(f"{head.group(1)}{kind}: {title}" if title else f"{head.group(1)}{kind}:")
+                else:
+                    out.append(f"{head.group(1)}{head.group(2)}:")
+                continue
+            line = _KEYS.sub(r"\1", _LINK.sub(r"\1", _REF_LINK.sub(r"\1", line)))
+        out.append(line)
+    close(0)
+    joined = "\n".join(s for s in out if s is not None)
+    # An admonition with no title reads as a lead-in to its first line: "Tip: The decorator...".
+    joined = re.sub(r"(?m)^([ \t]*(?:" + "|".join(map(re.escape, bare)) + r"):)\n(?:[ \t]*\n)*[ \t]*(?=\S)",
+                    r"\1 ", joined) if bare else joined
+    return re.sub(r"\n[ \t]*\n(?:[ \t]*\n)+", "\n\n", joined).strip("\n")
+
+
+def sources_message(passages: list[Passage], instructions: str, *, markup: bool = True,
+                    best_last: bool = False, closing: str = "") -> str:
     """The instructions for using sources (the `sources` prompt template), then the numbered
     sources, each inside clear delimiters: after the system prompt, or a message of its own right
-    before the question (`sources_placement`)."""
+    before the question (`sources_placement`). Each source is named by its file and lines as
+    the folder has it, and its text is `readable` (`markup`: as in the file); `best_last` lists
+    them from the last to [1], the best, so it ends nearest the question."""
     blocks = []
     for n, p in enumerate(passages, 1):
         heading = f" ({clean(p.heading)})" if p.heading else ""
-        blocks.append(f"[{n}] {p.location}{heading}\n<<<\n{clean(p.text)}\n>>>")
-    return f"{instructions}\n\nSources:\n\n" + "\n\n".join(blocks)
+        body = p.text if markup else readable(p.text)
+        blocks.append(f"[{n}] {p.location}{heading}\n<<<\n{clean(body)}\n>>>")
+    if best_last:
+        blocks.reverse()
+    text = f"{instructions}\n\nSources:\n\n" + "\n\n".join(blocks)
+    return f"{text}\n\n{closing}" if closing else text
 
 
 def cited_numbers(text: str) -> list[int]:
