@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -147,6 +148,10 @@ def run_chat(model: str | None) -> None:
         return Engine(settings)
 
     app = AssistantApp(start=start)
+    # What is loaded by now lives as long as the process: out of the collector's sight, the full
+    # collection that came right after the first frame (~20 ms on the main thread, scanning every
+    # module's objects) no longer holds back the first keys typed.
+    gc.freeze()
     app.run()
     if app.return_code:
         sys.exit(app.return_code)
