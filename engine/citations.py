@@ -108,13 +108,20 @@ def readable(text: str) -> str:
     return re.sub(r"\n[ \t]*\n(?:[ \t]*\n)+", "\n\n", joined).strip("\n")
 
 
-def sources_message(passages: list[Passage], instructions: str, *, markup: bool = True,
-                    best_last: bool = False, closing: str = "") -> str:
-    """The instructions for using sources (the `sources` prompt template), then the numbered
-    sources, each inside clear delimiters: after the system prompt, or a message of its own right
-    before the question (`sources_placement`). Each source is named by its file and lines as
-    the folder has it, and its text is `readable` (`markup`: as in the file); `best_last` lists
-    them from the last to [1], the best, so it ends nearest the question."""
+SOURCES_MARK = "{sources}"  # where the sources go in the `sources` template; without it, after it
+
+
+def sources_message(passages: list[Passage], instructions: str, *, markup: bool = False,
+                    best_last: bool = True, closing: str = "") -> str:
+    """The `sources` prompt template with the numbered sources in it, each inside clear
+    delimiters: after the system prompt, or a message of its own right before the question
+    (`sources_placement`). The template's text before `{sources}` introduces them, the text
+    after it (`closing`, when the template has no mark) follows them, nearest the question.
+    Each source's text is `readable` (`markup`: as in the file); `best_last` lists them from the
+    last to [1], the best."""
+    before, mark, after = instructions.partition(SOURCES_MARK)
+    if mark:
+        instructions, closing = before.strip(), after.strip()
     blocks = []
     for n, p in enumerate(passages, 1):
         heading = f" ({clean(p.heading)})" if p.heading else ""

@@ -149,7 +149,7 @@ class Settings:
         "other new conversation gets it, and `assistant stats --by template` compares the two.",
         None,
     )
-    rag_top_k: int = _doc("Passages from indexed folders placed in the prompt (0: never search).", 5)
+    rag_top_k: int = _doc("Passages from indexed folders placed in the prompt (0: never search).", 3)
     rag_min_similarity: float = _doc(
         "How similar (cosine of the embeddings) a passage must be to the question to be used and shown "
         "as a source; a question no indexed file is about gets none. Measured in docs/benchmarks.md "
