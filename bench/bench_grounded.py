@@ -7,7 +7,10 @@ question by question, so load changes hit both):
 
     before   what the app did before issue 21: no loop stop (answers run to max_tokens)
     after    the defaults now: the loop stop (`stop_loops`), attribution
-    (more with --variants: `rp1.1` = after + repeat_penalty 1.1, `rp1.1-noloop`)
+    (more with --variants: `rp1.1` = after + repeat_penalty 1.1, `rp1.1-noloop`; what the model is
+    given, docs/benchmarks.md "Session 8": `today` = the prompt before it (5 passages as in the
+    file, best first, the old template), and `clean`, `k3`, `k2`, `last`, `short`, `remind`,
+    `quote` combined as named in VARIANTS)
 
 Per variant: answers with >= 1 citation (written or attributed) pointing to the right file,
 median answer length in tokens (of the answer as kept), fact rate (the answer holds one of the
