@@ -28,8 +28,12 @@ install: $(STAMP)
 run: install
 	$(BIN)/assistant
 
+# Two workers: most tests wait on a subprocess, a pty or a model load, so two keep two cores busy
+# (15 min -> 8.5 min here); the CPU budget gives each worker's decoding the core it has.
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/python -m pytest -m "not soak"
+	$(BIN)/python -m pytest -m "not soak" -n $(TEST_WORKERS)
 
 bench: install
 	$(BIN)/python bench/bench_foundation.py --write docs/benchmarks.md
