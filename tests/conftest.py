@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,12 @@ from engine import Engine, Settings, load_settings
 from engine.models import default_model_path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# Started in the background (a CI runner, `make test &`), the shell hands us SIGINT ignored, and
+# an ignored signal stays ignored in every program we start: the Ctrl-C tests would send it to
+# commands that cannot hear it. Give them a terminal's Ctrl-C.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

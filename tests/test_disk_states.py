@@ -31,6 +31,10 @@ NEXT = {"role": "user", "content": "Which of these did we talk about first?"}
 
 
 def backend_for(states: Path | None, **options) -> LocalBackend:
+    # Fixed threads: the plan follows the free cores, and a sum split over one thread or two can
+    # round differently, so bit-equal answers are compared on equal threads (a busy machine, or
+    # the other test worker, would otherwise change the plan between two evaluations).
+    options.setdefault("n_threads", 2)
     return LocalBackend(n_ctx=1024, states_dir=states, state_cache_disk_mb=options.pop("mb", 512), **options)
 
 
