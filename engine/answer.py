@@ -22,7 +22,6 @@ from typing import Any
 
 from engine.answer_log import Draft, ModelHash, Observers, Timing, generation_spans, response_row
 from engine.attribution import Attribution, attribute
-from engine.attribution import warm_up_in_background as warm_up_attribution
 from engine.backends.base import Backend, SamplingParams, StreamResult
 from engine.cache import Lookup, ResponseCache
 from engine.citations import resolve_citations
@@ -211,8 +210,6 @@ class Answerer:
             with trace.span("retrieval") as span:
                 a.passages = await parts.library.search(a.question, turn.conversation_id, span.attrs) \
                     if options.knowledge else []
-            if a.passages and self.settings.attribution:
-                warm_up_attribution()  # while the answer is generated
             # What earlier turns left in the history: a private folder's words (then untrusted
             # backends may not see it), text that is not the user's (then no side effects).
             if turn.history or turn.summary:

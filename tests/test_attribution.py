@@ -157,7 +157,7 @@ def test_attribution_is_fast_once_loaded(embed) -> None:
     embedded setup (bench/bench_grounded.py measures it); here only that it is far from seconds."""
     answer = " ".join([WORKERS, TABLE, CSS, "The Eiffel Tower is in Paris.", "It was built in 1889."])
     vectors = embed([p.text for p in PASSAGES])
-    attribute(answer, PASSAGES, embed, vectors)  # warm: nltk, the model
+    attribute(answer, PASSAGES, embed, vectors)  # warm: the stemmer, the model
     result = attribute(answer, PASSAGES + [_Text("unrelated"), _Text("words")], embed,
                        vectors + [None, None])
     assert result.ms < 2000
@@ -361,3 +361,16 @@ def test_the_passages_vectors_come_from_retrievals_read_not_a_second_one(tmp_pat
     assert reads == []
     index.add([4], [[0.0, -1.0]])
     assert index.vectors([1, 4])[4] == pytest.approx([0.0, -1.0]) and reads[-1] == "get"
+
+
+def test_attribution_stems_words_without_importing_nltk() -> None:
+    """nltk's import (~1 s of CPU) ran beside the first answer's prompt evaluation: a one-shot
+    question over folders was ~0.9 s slower (docs/benchmarks.md, start-up, session 10)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from engine.attribution import content_words; "
+            "print(content_words('Displaying the rows'), 'nltk' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split()[-1] == "False", done.stdout
+    assert "'row'" in done.stdout  # stemmed: 'rows' -> 'row'
