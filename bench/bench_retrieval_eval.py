@@ -11,8 +11,9 @@ Side by side in one run, the way it was and the way it is: chunks sized by the w
 computed from the same candidate lists (equal-weight reciprocal rank fusion, the old default,
 against the retriever's current `Fusion` and the alternatives measured). For each:
 
-- right file top-1 / top-5 (easy, hard), with `rag_top_k` passages and the `rag_min_similarity` floor,
-  as the user gets them;
+- right file top-1 / top-5 (easy, hard), with the `rag_min_similarity` floor as the user gets it;
+  `--top-k` sets the k of "top-k" (default 5, the issue's measure; the model is given `rag_top_k`,
+  3, of them);
 - chunks longer than the embedder reads (256 word pieces with [CLS] and [SEP], counted with the
   model's tokenizer), and the longest;
 - unrelated questions that list no source.
@@ -102,7 +103,7 @@ def chunk_lengths(knowledge) -> list[int]:
     return [len(e.ids) for e in tokenizer.encode_batch(texts)]
 
 
-def gather(knowledge, settings, cases) -> list[Question]:
+def gather(knowledge, settings, cases, top_k: int) -> list[Question]:
     from memory.retriever import retrieve
 
     corpus, vectors, embedder = knowledge.corpus, knowledge.vectors, knowledge.embedder
@@ -113,7 +114,7 @@ def gather(knowledge, settings, cases) -> list[Question]:
         lexical = corpus.search_text(text, folder_ids, DEPTH)
         semantic = vectors.query(vector, DEPTH, None)
         similarity = vectors.similarities(vector, list(dict.fromkeys(lexical + semantic)))
-        passages = retrieve(corpus, vectors, embedder, text, folder_ids, k=settings.rag_top_k,
+        passages = retrieve(corpus, vectors, embedder, text, folder_ids, k=top_k,
                             min_similarity=settings.rag_min_similarity)
         found.append(Question(case_id, kind, text, files, lexical, semantic, similarity,
                               [p.chunk_id for p in passages]))
@@ -184,22 +185,22 @@ def variants(sweep: bool, floor: float) -> dict:
 
 
 def measure(corpus: Path, dataset: Path, chunkings: list[str], sweep: bool = False,
-            dump: Path | None = None) -> dict:
+            dump: Path | None = None, top_k: int = 5) -> dict:
     cases = questions_of(dataset)
     results: dict = {"corpus": str(corpus), "dataset": str(dataset), "runs": {}}
     for chunking in chunkings:
         knowledge, settings, summary, seconds = build(corpus, chunking)
         lengths = chunk_lengths(knowledge)
-        questions = gather(knowledge, settings, cases)
+        questions = gather(knowledge, settings, cases, top_k)
         rows = knowledge.corpus.chunk_rows(sorted(knowledge.corpus.chunk_ids()))
         files_of = {i: r["file"] for i, r in rows.items()}
         limit = 256
         run = {"files": summary.indexed, "chunks": len(lengths), "index_s": round(seconds, 1),
                "over_limit": sum(n > limit for n in lengths), "longest": max(lengths),
-               "median": sorted(lengths)[len(lengths) // 2], "top_k": settings.rag_top_k,
+               "median": sorted(lengths)[len(lengths) // 2], "top_k": top_k,
                "floor": settings.rag_min_similarity, "fusions": {}}
         for name, (fusion, floor) in variants(sweep, settings.rag_min_similarity).items():
-            run["fusions"][name] = score(questions, fusion, files_of, settings.rag_top_k, floor)
+            run["fusions"][name] = score(questions, fusion, files_of, top_k, floor)
         results["runs"][chunking] = run
         if dump is not None:  # the candidate lists, to try other fusions without indexing again
             import pickle
@@ -214,7 +215,7 @@ def report(results: dict) -> str:
     for chunking, run in results["runs"].items():
         lines.append(f"\nchunks by {chunking}: {run['files']} files, {run['chunks']} chunks, "
                      f"{run['over_limit']} over 256 word pieces (longest {run['longest']}, median "
-                     f"{run['median']}), indexed in {run['index_s']} s; top {run['top_k']}")
+                     f"{run['median']}), indexed in {run['index_s']} s; the \"top5\" columns: top {run['top_k']}")
         lines.append(f"  {'fusion, similarity floor':52} easy top1 top5   hard top1 top5   unrelated no sources")
         for name, s in run["fusions"].items():
             lines.append(f"  {name:52} {s['easy']['top1']:9.2f} {s['easy']['top5']:4.2f}"
@@ -230,6 +231,7 @@ def main() -> None:
     parser.add_argument("--chunking", action="append", choices=["estimate", "wordpiece"],
                         help="how chunks are sized (repeatable; default: both, side by side)")
     parser.add_argument("--sweep", action="store_true", help="also every fusion variant measured")
+    parser.add_argument("--top-k", type=int, default=5, help="passages counted as top-k (default 5)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     parser.add_argument("--dump", type=Path, help="also pickle the candidate lists next to this path")
     args = parser.parse_args()
@@ -240,7 +242,7 @@ def main() -> None:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     print(f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.2f}")
     results = measure(args.corpus, args.dataset, args.chunking or ["estimate", "wordpiece"], args.sweep,
-                      args.dump)
+                      args.dump, args.top_k)
     print(report(results))
     print(f"load at the end {os.getloadavg()[0]:.2f}")
     if args.json:
