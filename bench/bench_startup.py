@@ -3,7 +3,8 @@
 1. A response cache hit over an indexed folder: in-process (`Engine.ask` end to end, warm engine)
    and as a whole `assistant ask` process (launch to exit), idle and while indexing.
 2. A fresh `assistant ask --no-cache -t 0` with an indexed folder against the same with no folder at
-   all: time from launch to the first token on stdout (idle).
+   all: time from launch to the first token on stdout (idle); and its floor: the no-folder time plus
+   raw llama-cpp-python evaluating the folder prompt's extra tokens, measured in the same round.
 3. Launching the `assistant` TUI until its prompt is drawn and a typed word shows in it, against a
    bare Textual app with one TextArea (bench/bare_textual.py), idle and while indexing.
 
@@ -153,6 +154,44 @@ print((time.perf_counter() - start) * 1000)
 """
 
 
+# Raw llama-cpp-python (bench/raw_llama.py's settings) evaluating prompts of the lengths the two
+# answers had: what evaluating the passages costs on this machine, whatever the app does.
+PROMPT_EVAL = """
+import json, sys, time
+import llama_cpp
+from engine.backends.local import default_threads
+from engine.models import default_model_path
+llm = llama_cpp.Llama(model_path=str(default_model_path()), n_ctx=4096, n_threads=default_threads(),
+                      n_batch=512, flash_attn=True, n_gpu_layers=0, verbose=False)
+filler = llm.tokenize(b"The ScrollView class will do most of the work, but we need a virtual size. " * 200)
+times = {}
+for n in map(int, sys.argv[1:]):
+    runs = []
+    for _ in range(3):
+        llm.reset()
+        start = time.perf_counter()
+        llm.eval(filler[:n])
+        runs.append((time.perf_counter() - start) * 1000)
+    times[n] = sorted(runs)[1]
+print(json.dumps(times))
+"""
+
+
+def prompt_tokens(home: str) -> int:
+    """Prompt tokens of the last answer `home` generated (not a cache hit)."""
+    db = sqlite3.connect(Path(home) / "assistant.db")
+    return db.execute("SELECT input_tokens FROM responses WHERE cached_from IS NULL AND input_tokens > 0"
+                      " ORDER BY id DESC").fetchone()[0]
+
+
+def prompt_eval(*lengths: int) -> list[float]:
+    """ms raw llama-cpp-python takes to evaluate a prompt of each length (median of 3)."""
+    done = subprocess.run([sys.executable, "-c", PROMPT_EVAL, *map(str, lengths)], env=env(), capture_output=True,
+                          text=True, check=True, cwd=HERE.parent)
+    times = json.loads(done.stdout)
+    return [times[str(n)] for n in lengths]
+
+
 def chroma_open(home: str) -> float:
     """ms from a fresh interpreter to Chroma's collection of `home`, opened: what any question over
     folders pays in a new process before it can look for a passage (Chroma's own start-up)."""
@@ -257,7 +296,7 @@ def main() -> None:
         "hit_in", "hit_first", "hit_total", "rag_first", "plain_first", "plain_long_first", "ours_drawn", "ours_input",
         "bare_drawn", "bare_input", "busy_hit_in", "busy_hit_first", "busy_hit_total",
         "busy_ours_drawn", "busy_ours_input", "busy_bare_drawn", "busy_bare_input", "vector_numpy",
-        "vector_torch", "chroma_open")}
+        "vector_torch", "chroma_open", "floor_first", "rag_tokens", "plain_tokens")}
     # tmux starts the command in its server's environment, not this one: what it needs is named.
     pythonpath = f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else ""
     tui = f"env {pythonpath}HF_HUB_OFFLINE=1 ASSISTANT_HOME={rag_home} {ASSISTANT}"
@@ -291,7 +330,12 @@ def main() -> None:
         # evaluated already, which a new question does not.
         r["rag_first"].append(first_token(rag_home, "--no-cache", *ask, QUESTION, states=False)[0])
         r["plain_first"].append(first_token(plain_home, "--no-cache", *ask, QUESTION, states=False)[0])
+        rag_tokens, plain_tokens = prompt_tokens(rag_home), prompt_tokens(plain_home)
         r["plain_long_first"].append(first_token(plain_home, "--no-cache", *ask, long_question, states=False)[0])
+        rag_eval, plain_eval = prompt_eval(rag_tokens, plain_tokens)
+        r["floor_first"].append(r["plain_first"][-1] + rag_eval - plain_eval)
+        r["rag_tokens"].append(rag_tokens)
+        r["plain_tokens"].append(plain_tokens)
     loads.append(Path("/proc/loadavg").read_text().split()[0])
 
     with indexing(str(work / "busy")):
@@ -337,7 +381,8 @@ Load average (1 min) idle part: {' -> '.join(loads)}; while indexing: {', '.join
 | cache hit, whole `assistant ask` process | first token / exit, ms | {m['hit_first']:.0f} / {m['hit_total']:.0f} | {m['busy_hit_first']:.0f} / {m['busy_hit_total']:.0f} | |
 | Chroma's own start-up in a fresh process (import chromadb, open the client and the collection): a floor under every folder question | ms | {m['chroma_open']:.0f} | | |
 | `assistant ask --no-cache`, whole process, first token: indexed folder vs none (no states on disk) | ms, ratio | {m['rag_first']:.0f} vs {m['plain_first']:.0f}: **{m['rag_first'] / m['plain_first']:.2f}x** | | <= 1.5x |
-| the same, against no folder with the five retrieved passages pasted into the question (a prompt as long): what retrieval itself adds | ms, ratio | {m['rag_first']:.0f} vs {m['plain_long_first']:.0f}: **{m['rag_first'] / m['plain_long_first']:.2f}x** | | |
+| the floor under that ratio: no folder's first token plus raw llama-cpp-python evaluating the folder prompt's extra tokens ({m['rag_tokens']:.0f} against {m['plain_tokens']:.0f}), same run | ms, ratio | {m['floor_first']:.0f} vs {m['plain_first']:.0f}: **{m['floor_first'] / m['plain_first']:.2f}x**; ours {m['rag_first'] / m['floor_first']:.2f}x of the floor | | |
+| the same, against no folder with the retrieved passages pasted into the question (a prompt as long): what retrieval itself adds | ms, ratio | {m['rag_first']:.0f} vs {m['plain_long_first']:.0f}: **{m['rag_first'] / m['plain_long_first']:.2f}x** | | |
 | launch `assistant` until the prompt is drawn: ours vs bare Textual | ms, ratio | {m['ours_drawn']:.0f} vs {m['bare_drawn']:.0f}: **{m['ours_drawn'] / m['bare_drawn']:.2f}x** | {m['busy_ours_drawn']:.0f} vs {m['busy_bare_drawn']:.0f}: **{m['busy_ours_drawn'] / m['busy_bare_drawn']:.2f}x** | <= 1.5x idle |
 | launch until a typed word shows in the prompt (accepts input): ours vs bare | ms, ratio | {m['ours_input']:.0f} vs {m['bare_input']:.0f}: **{m['ours_input'] / m['bare_input']:.2f}x** | {m['busy_ours_input']:.0f} vs {m['busy_bare_input']:.0f}: **{m['busy_ours_input'] / m['busy_bare_input']:.2f}x** | <= 1.5x idle |
 <!-- startup-{label}:end -->"""
