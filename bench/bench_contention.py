@@ -353,7 +353,7 @@ def index_scenario(rounds: int, files: int, window: float, spin_env: dict[str, s
 
 async def tui_rounds(rounds: int, files: int, keys: int) -> dict[str, Any]:
     from app.tui import AssistantApp
-    from app.widgets.chat_log import AnswerMessage
+    from app.widgets.answer import AnswerMessage
     from app.widgets.prompt import PromptInput
     from engine import Engine, load_settings
 

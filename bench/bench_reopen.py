@@ -105,7 +105,7 @@ async def child_tui(conversation: int, question: str) -> dict[str, Any]:
 
 
 async def _drive_tui(app: Any, conversation: int, question: str, until: Any, measured: dict[str, Any]) -> None:
-    from app.widgets.chat_log import AnswerMessage
+    from app.widgets.answer import AnswerMessage
     from app.widgets.conversation_list import ConversationItem, ConversationList
     from app.widgets.prompt import PromptInput
 
