@@ -54,6 +54,12 @@ class AssistantApp(App):
         self._start = start
         self._building: asyncio.Future[Engine] | None = None
         self.jobs = IndexingJobs(self, self.started, lambda text: setattr(self, "indexing_text", text))
+        self._display_core = contextlib.ExitStack()
+
+    def on_mount(self) -> None:
+        from engine import keep_a_core_for_the_display  # a small module (engine/cpu_budget.py)
+
+        self._display_core.enter_context(keep_a_core_for_the_display())
 
     async def started(self) -> Engine:
         """The engine; the first call starts building it in a thread, the others wait for the same
@@ -106,6 +112,7 @@ class AssistantApp(App):
             self.action_show_help_panel()
 
     async def on_unmount(self) -> None:
+        self._display_core.close()
         self.jobs.stop()
         if self.engine is None and self._building is not None:  # closed while it was being built
             with contextlib.suppress(AssistantError):

@@ -41,6 +41,7 @@ _LAZY = {
     "clear_states": "engine.backends.disk_states:clear",
     "data_dir": "engine.paths",
     "ensure_private_dir": "engine.paths",
+    "keep_a_core_for_the_display": "engine.cpu_budget",
     "open_knowledge": "engine.knowledge",
     "restore_database": "engine.backup",
     "states_folder": "engine.backends.disk_states",
@@ -96,6 +97,7 @@ if typing.TYPE_CHECKING:  # the same names, for type checkers (tests/test_public
     from engine.backends.disk_states import states_folder
     from engine.backup import restore_database
     from engine.config import Settings, load_settings
+    from engine.cpu_budget import keep_a_core_for_the_display
     from engine.doctor import diagnose, fit_for
     from engine.download import expand_source
     from engine.download import file_name as download_file_name
@@ -202,6 +204,7 @@ __all__ = [
     "download_file_name",
     "download_model",
     "ensure_private_dir",
+    "keep_a_core_for_the_display",
     "eval_regressions",
     "evidence_segments",
     "expand_source",

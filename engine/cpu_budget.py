@@ -70,8 +70,10 @@ class ThreadPlan:
                 f"(of {self.usable} usable cores, {self.free} free now)")
 
 
-def plan(cores: Cores, configured: int | None = None) -> ThreadPlan:
-    """Thread counts for this machine now. `configured` (the n_threads setting) wins for llama.cpp.
+def plan(cores: Cores, configured: int | None = None, kept: int = 0) -> ThreadPlan:
+    """Thread counts for this machine now. `configured` (the n_threads setting) wins for llama.cpp;
+    `kept` cores are left to this process's own other work while it decodes (the chat app's event
+    loop, which draws the answer as it streams).
 
     Decoding is memory-bound: one thread per physical core is fastest, and a thread that shares
     its core with another process's waits at every barrier for its slower partner, so decode
@@ -91,6 +93,11 @@ def plan(cores: Cores, configured: int | None = None) -> ThreadPlan:
     if taken:
         reasons.append(f"{cores.others_busy:.1f} cores busy with other processes")
     decode = max(1, min(physical, free // max(1, cores.logical_per_core) or 1))
+    if kept:
+        # The display's thread took a share of a decode thread's core: every token then waited at
+        # each barrier for that thread (2 cores: 110 tok/s on 2 threads in the app, 133 on 1).
+        decode = max(1, min(decode, (free - kept * cores.logical_per_core) // max(1, cores.logical_per_core)))
+        reasons.append(f"{kept} core kept for the app's display")
     if configured:
         decode = configured
         reasons.append("n_threads set in the config")
@@ -303,9 +310,10 @@ class CpuBudget:
     def __init__(self, meter: CpuMeter | None = None) -> None:
         self.meter = meter or CpuMeter()
         self.foreground = Foreground()
+        self.kept = 0  # cores kept for the chat app's display while it runs (`keep_a_core_for_the_display`)
 
     def plan(self, configured: int | None = None) -> ThreadPlan:
-        return plan(measure(self.meter), configured)
+        return plan(measure(self.meter), configured, self.kept)
 
     def pace_background(self) -> int:
         """Called by background work between batches: waits while an answer streams, then says
@@ -324,3 +332,15 @@ def process_budget() -> CpuBudget:
         if _process_budget is None:
             _process_budget = CpuBudget()
         return _process_budget
+
+
+@contextlib.contextmanager
+def keep_a_core_for_the_display() -> Iterator[None]:
+    """While the chat app runs, decoding leaves one core to its event loop, which draws every
+    streamed piece of the answer (docs/benchmarks.md, "The chat app's decode speed")."""
+    budget = process_budget()
+    budget.kept += 1
+    try:
+        yield
+    finally:
+        budget.kept -= 1

@@ -59,6 +59,30 @@ def test_the_configured_n_threads_wins_for_decoding() -> None:
     assert "n_threads set in the config" in p.reasons
 
 
+def test_a_core_kept_for_the_display_comes_off_decoding_only() -> None:
+    two = plan(Cores(affinity=2), kept=1)
+    assert (two.decode, two.batch) == (1, 2)  # prompts evaluate while the display is idle
+    assert "1 core kept for the app's display" in two.reasons
+    assert plan(Cores(affinity=8), kept=1).decode == 7
+    assert plan(Cores(affinity=8, logical_per_core=2), kept=1).decode == 3  # a whole physical core
+    assert plan(Cores(affinity=1), kept=1).decode == 1  # never none
+    assert plan(Cores(affinity=2, others_busy=1.0), kept=1).decode == 1
+    assert plan(Cores(affinity=2), configured=2, kept=1).decode == 2  # n_threads set still wins
+
+
+async def test_the_chat_app_keeps_a_core_for_its_display_while_it_runs(settings) -> None:
+    from app.tui import AssistantApp
+    from engine import Engine
+
+    budget = cpu_budget.process_budget()
+    before = budget.kept
+    app = AssistantApp(Engine(settings))
+    async with app.run_test():
+        assert budget.kept == before + 1
+        assert "1 core kept for the app's display" in budget.plan().reasons
+    assert budget.kept == before
+
+
 def test_llama_and_torch_together_never_ask_for_more_threads_than_free_cores() -> None:
     for affinity in (1, 2, 4, 8):
         for busy in (0.0, 0.6, 1.0, 2.5, 9.0):
