@@ -118,7 +118,10 @@ class Settings:
         "Off: `n_ctx` and `n_gpu_layers` are used as set.",
         True,
     )
-    n_threads: int | None = _doc("CPU threads for decoding. Unset: chosen for this machine.", None)
+    n_threads: int | None = _doc(
+        "CPU threads for decoding. Unset: the cores this process may use (affinity, cgroup quota) that other "
+        "programs leave free, re-read while it decodes; the chat app leaves one to drawing the answer "
+        "(`assistant doctor` shows the plan).", None)
     n_batch: int = _doc("Prompt evaluation batch size.", 512)
     flash_attn: bool = _doc(
         "Flash attention: faster decoding (about +25% on CPU here) and a smaller KV cache.", True
