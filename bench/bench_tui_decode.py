@@ -7,6 +7,8 @@ stop off (every answer runs to --max-tokens):
   codes to a terminal) as it is: decoding leaves a core to the app's event loop
   (`keep_a_core_for_the_display`, engine/cpu_budget.py);
 - the same app with that core given back to decoding (what the app did before);
+- the installed `assistant` in a real terminal (tmux, 160x45), read from its status bar, as it is
+  and with `n_threads = 2` set (every core decoding: the setting wins over the kept core);
 - `assistant ask --no-cache` as a whole process (its `--stats` line), which has no display to draw.
 
     python bench/bench_tui_decode.py [--rounds 3] [--max-tokens 200] [--write docs/benchmarks.md]
@@ -74,6 +76,39 @@ async def tui_rounds(rounds: int, max_tokens: int, home: Path) -> dict[str, list
     return runs
 
 
+def terminal_round(max_tokens: int, extra_env: str = "") -> list[float]:
+    """tok/s of 3 answers in the installed app in tmux, from its status bar (a new app each round)."""
+    session, home = f"tui-decode-{os.getpid()}", tempfile.mkdtemp(prefix="tui-decode-term-")
+    command = (f"env HF_HUB_OFFLINE=1 ASSISTANT_HOME={home} ASSISTANT_STOP_LOOPS=false ASSISTANT_CACHE=false "
+               f"ASSISTANT_MAX_TOKENS={max_tokens} {extra_env} {ASSISTANT}")
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "45", command], check=True)
+
+    def screen() -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+
+    def wait(ready: object, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not ready(screen()):  # type: ignore[operator]
+            time.sleep(0.1)
+
+    speeds = []
+    try:
+        wait(lambda s: "Ask anything" in s, 30)
+        time.sleep(3)  # the engine and the model load after the first frame
+        for n in range(3):
+            subprocess.run(["tmux", "send-keys", "-t", session, f"{PROMPT} Number {n}.", "Enter"], check=True)
+            time.sleep(1)
+            wait(lambda s: "answering" not in s, 60)
+            time.sleep(0.5)
+            found = re.findall(r"([\d.]+) tok/s", screen())
+            speeds.append(float(found[-1]))
+            subprocess.run(["tmux", "send-keys", "-t", session, "C-n"], check=True)
+            time.sleep(0.5)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    return speeds
+
+
 def ask_round(max_tokens: int, home: Path) -> tuple[float, float]:
     done = subprocess.run([ASSISTANT, "ask", "--no-cache", "--stats", "-t", "0", "--max-tokens", str(max_tokens),
                            PROMPT], env=env(ASSISTANT_HOME=str(home), ASSISTANT_STOP_LOOPS="false"),
@@ -95,6 +130,9 @@ def main() -> None:
     load = [os.getloadavg()[0]]
     runs = asyncio.run(tui_rounds(args.rounds, args.max_tokens, work / "tui"))
     for _ in range(args.rounds):
+        runs.setdefault("terminal_every_tps", []).extend(terminal_round(args.max_tokens, "ASSISTANT_N_THREADS=2"))
+        runs.setdefault("terminal_kept_tps", []).extend(terminal_round(args.max_tokens))
+    for _ in range(args.rounds):
         tps, ttft = ask_round(args.max_tokens, work / "ask")
         runs.setdefault("ask_tps", []).append(tps)
         runs.setdefault("ask_ttft", []).append(ttft)
@@ -105,17 +143,21 @@ def main() -> None:
 
 `python bench/bench_tui_decode.py --rounds {args.rounds} --max-tokens {args.max_tokens}`, \
 {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}; {machine()}; load average {load[0]:.2f} -> {load[1]:.2f}.
-{args.rounds} interleaved rounds in one app (Pilot, headless), then {args.rounds} `assistant ask` processes;
+{args.rounds} interleaved rounds in one app (Pilot, headless), then {args.rounds} rounds of 3 answers in a new app in tmux each way
+(alternating), then {args.rounds} `assistant ask` processes;
 medians; the embedded model, temperature 0, {args.max_tokens} tokens, the loop stop off.
 
 | decoding in | tok/s | first token, ms | vs `assistant ask` |
 |---|---|---|---|
 | the TUI, a core kept for its display (now) | {m['kept_tps']:.1f} | {m['kept_ttft']:.0f} | **{m['kept_tps'] / m['ask_tps']:.2f}x** |
 | the TUI, every core decoding (before) | {m['given back_tps']:.1f} | {m['given back_ttft']:.0f} | {m['given back_tps'] / m['ask_tps']:.2f}x |
+| the app in a real terminal (tmux 160x45), a core kept (now) | {m['terminal_kept_tps']:.1f} | | **{m['terminal_kept_tps'] / m['ask_tps']:.2f}x** |
+| the app in a real terminal, `n_threads = 2` (every core) | {m['terminal_every_tps']:.1f} | | {m['terminal_every_tps'] / m['ask_tps']:.2f}x |
 | `assistant ask`, a whole process | {m['ask_tps']:.1f} | {m['ask_ttft']:.0f} | 1.00x |
 
 Runs (tok/s): kept {[round(x, 1) for x in runs['kept_tps']]}, every core {[round(x, 1) for x in runs['given back_tps']]}, \
-ask {[round(x, 1) for x in runs['ask_tps']]}.
+ask {[round(x, 1) for x in runs['ask_tps']]};
+terminal kept {[round(x, 1) for x in runs['terminal_kept_tps']]}, terminal every core {[round(x, 1) for x in runs['terminal_every_tps']]}.
 <!-- tui-decode:end -->"""
     print(section)
     if args.write:
