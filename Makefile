@@ -43,6 +43,8 @@ bench: install
 	$(BIN)/python bench/bench_eval.py --rounds 3 --write docs/benchmarks.md
 	$(BIN)/python bench/bench_memory.py --memories 10000 --queries 300 --turns 20 --write docs/benchmarks.md
 	$(BIN)/python bench/bench_serve.py --rounds 10 --write docs/benchmarks.md
+	# Needs tmux (the app in a real terminal).
+	$(BIN)/python bench/bench_tui_decode.py --rounds 3 --write docs/benchmarks.md
 	# About 40 min the first time (it builds a 100k-chunk index, cached in bench/.cache), then ~7 min.
 	$(BIN)/python bench/bench_rag.py --files 2000 --chunks 100000 --write docs/benchmarks.md
 
