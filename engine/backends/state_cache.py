@@ -116,11 +116,13 @@ def fingerprint(llm: Any, model_sha256: str) -> dict[str, Any]:
 
 @functools.cache
 def llama_build() -> str:
-    """llama-cpp-python's version and a hash of the llama.cpp libraries it ships (two wheels of
-    one version may be different builds: CPU, CUDA, Metal)."""
+    """llama-cpp-python's version and the identity of the llama.cpp libraries it ships (two wheels
+    of one version may be different builds: CPU, CUDA, Metal). Their names, sizes and modification
+    times: reading the libraries' bytes took ~30 ms of every model load, and a reinstall (another
+    build) writes new files, so a state from the old build is still told apart."""
     digest = hashlib.sha256()
     lib = Path(llama_cpp.__file__).parent / "lib"
     for path in sorted(p for p in lib.iterdir() if p.is_file() and not p.is_symlink()):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
+        stat = path.stat()
+        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
     return f"{llama_cpp.__version__}+{digest.hexdigest()[:16]}"
