@@ -95,7 +95,7 @@ def plan(cores: Cores, configured: int | None = None, kept: int = 0) -> ThreadPl
     decode = max(1, min(physical, free // max(1, cores.logical_per_core) or 1))
     if kept:
         # The display's thread took a share of a decode thread's core: every token then waited at
-        # each barrier for that thread (2 cores: 110 tok/s on 2 threads in the app, 133 on 1).
+        # each barrier for that thread (2 cores, bench_tui_decode: +5% in a terminal, +11% headless).
         decode = max(1, min(decode, (free - kept * cores.logical_per_core) // max(1, cores.logical_per_core)))
         reasons.append(f"{kept} core kept for the app's display")
     if configured:

@@ -29,8 +29,8 @@ LAZY = ["AskOptions", "ConfigError", "ContextOverflowError", "DEFAULT_MODEL_FILE
         "Settings", "Started", "StoreError", "Timings", "Token", "Usage", "all_templates",
         "built_in_template", "check_model_name", "check_schema", "clear_states", "data_dir", "describe_model",
         "detect_hardware", "diagnose", "download_file_name", "download_model", "ensure_private_dir",
-        "eval_regressions", "evidence_segments", "expand_source", "keep_a_core_for_the_display", "fit_for", "flat_metrics", "format_metric",
-        "format_metric_change", "load_dataset", "load_settings", "load_template", "model_catalog",
+        "eval_regressions", "evidence_segments", "expand_source", "fit_for", "flat_metrics", "format_metric",
+        "format_metric_change", "keep_a_core_for_the_display", "load_dataset", "load_settings", "load_template", "model_catalog",
         "open_knowledge", "parse_eval_limits", "parse_since", "price_table_version", "printable_line",
         "printable_text", "read_gguf", "resolve_model", "restore_database", "run_eval", "score_plot",
         "scores_below", "size_text", "states_folder", "stats_plots", "template_diff", "templates_folder"]
