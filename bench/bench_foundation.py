@@ -28,6 +28,8 @@ HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(HERE.parent))
 
+from terminal import Terminal  # noqa: E402
+
 from engine.config import DEFAULT_SYSTEM_PROMPT  # noqa: E402
 from engine.models import default_model_path  # noqa: E402
 
@@ -82,21 +84,10 @@ def timed(command: list[str], **extra: str) -> tuple[float, str]:
 
 def time_to_prompt(command: str, marker: str = "Ask anything") -> float:
     """Launch `command` in a real terminal (tmux, as a person would) and time until the prompt
-    is on screen. A bare pty is not enough: Textual waits for a terminal's answers to its queries."""
-    session = f"bench{os.getpid()}"
-    start = time.perf_counter()
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", command], check=True)
-    try:
-        while True:
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
-                                    capture_output=True, text=True).stdout
-            if marker in screen:
-                return time.perf_counter() - start
-            if time.perf_counter() - start > 30:
-                raise TimeoutError(f"{command} never drew {marker!r}")
-            time.sleep(0.005)
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    is on screen."""
+    with Terminal(command) as terminal:
+        terminal.wait(lambda screen: marker in screen, 30, f"{command} drawing {marker!r}")
+        return time.perf_counter() - terminal.started
 
 
 def machine() -> str:

@@ -41,6 +41,7 @@ sys.path.insert(0, str(HERE.parent))
 from bench_foundation import env, machine  # noqa: E402
 from corpora import TEXTUAL_DOCS  # noqa: E402
 from sections import write_section  # noqa: E402
+from terminal import Terminal  # noqa: E402
 
 ASSISTANT = str(Path(sys.executable).with_name("assistant"))
 CORPUS = TEXTUAL_DOCS / "docs"
@@ -75,34 +76,13 @@ def first_token(home: str, *args: str, states: bool = True) -> tuple[float, floa
 
 def time_to_input(command: str) -> tuple[float, float]:
     """(ms until the prompt is drawn, ms until a word typed then shows in it) for a TUI launched in
-    tmux, a real terminal: Textual waits for a terminal's answers to its queries."""
-    session = f"startup{os.getpid()}"
-    for _ in range(5):  # the server of the session just killed may still be exiting
-        start = time.perf_counter()
-        started = subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", command],
-                                 capture_output=True)
-        if started.returncode == 0:
-            break
-        time.sleep(0.2)
-    else:
-        raise RuntimeError(f"tmux could not start {command}: {started.stderr.decode()}")
-    drawn = None
-    try:
-        while True:
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
-                                    capture_output=True, text=True).stdout
-            now = time.perf_counter()
-            if drawn is None and MARKER in screen:
-                drawn = now
-                subprocess.run(["tmux", "send-keys", "-t", session, "-l", TYPED], check=True)
-            elif drawn is not None and TYPED in screen:
-                return (drawn - start) * 1000, (now - start) * 1000
-            if now - start > 60:
-                raise TimeoutError(f"{command} never {'echoed' if drawn else 'drew'} the prompt; "
-                                   f"the screen:\n{screen}")
-            time.sleep(0.005)
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    a real terminal."""
+    with Terminal(command) as terminal:
+        terminal.wait(lambda screen: MARKER in screen, 60, f"{command} drawing the prompt")
+        drawn = time.perf_counter()
+        terminal.type(TYPED)
+        terminal.wait(lambda screen: TYPED in screen, 60, f"{command} echoing what was typed")
+        return (drawn - terminal.started) * 1000, (time.perf_counter() - terminal.started) * 1000
 
 
 @contextlib.contextmanager

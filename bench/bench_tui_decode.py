@@ -34,6 +34,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from bench_foundation import env, machine  # noqa: E402
 from sections import write_section  # noqa: E402
+from terminal import Terminal  # noqa: E402
 
 PROMPT = "Write a long story about a dragon who guards a castle."
 ASSISTANT = str(Path(sys.executable).with_name("assistant"))
@@ -78,34 +79,22 @@ async def tui_rounds(rounds: int, max_tokens: int, home: Path) -> dict[str, list
 
 def terminal_round(max_tokens: int, extra_env: str = "") -> list[float]:
     """tok/s of 3 answers in the installed app in tmux, from its status bar (a new app each round)."""
-    session, home = f"tui-decode-{os.getpid()}", tempfile.mkdtemp(prefix="tui-decode-term-")
+    home = tempfile.mkdtemp(prefix="tui-decode-term-")
     command = (f"env HF_HUB_OFFLINE=1 ASSISTANT_HOME={home} ASSISTANT_STOP_LOOPS=false ASSISTANT_CACHE=false "
                f"ASSISTANT_MAX_TOKENS={max_tokens} {extra_env} {ASSISTANT}")
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "45", command], check=True)
-
-    def screen() -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
-
-    def wait(ready: object, timeout: float) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and not ready(screen()):  # type: ignore[operator]
-            time.sleep(0.1)
-
     speeds = []
-    try:
-        wait(lambda s: "Ask anything" in s, 30)
+    with Terminal(command, 160, 45) as terminal:
+        terminal.wait(lambda screen: "Ask anything" in screen, 30, "the app drawing its prompt")
         time.sleep(3)  # the engine and the model load after the first frame
         for n in range(3):
-            subprocess.run(["tmux", "send-keys", "-t", session, f"{PROMPT} Number {n}.", "Enter"], check=True)
+            terminal.type(f"{PROMPT} Number {n}.")
+            terminal.press("Enter")
             time.sleep(1)
-            wait(lambda s: "answering" not in s, 60)
+            terminal.wait(lambda screen: "answering" not in screen, 60, "the answer ending", every=0.1)
+            time.sleep(0.5)  # the status bar's figures follow the last piece
+            speeds.append(float(re.findall(r"([\d.]+) tok/s", terminal.screen())[-1]))
+            terminal.press("C-n")
             time.sleep(0.5)
-            found = re.findall(r"([\d.]+) tok/s", screen())
-            speeds.append(float(found[-1]))
-            subprocess.run(["tmux", "send-keys", "-t", session, "C-n"], check=True)
-            time.sleep(0.5)
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
     return speeds
 
 

@@ -12,11 +12,9 @@ The pure parts (schemas, validation, running one call) are in `engine.tools`.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from engine import prompts
@@ -158,23 +156,17 @@ def _calls(done: Completion) -> list[ToolCall]:
 
 
 async def _template_knows_tools(backend: Backend) -> bool:
-    """Whether a local model was trained for tools: its chat template mentions them."""
+    """Whether a local model was trained for tools: its chat template mentions them (the header is
+    read once per model file: `read_gguf` keeps it)."""
 
     def check() -> bool:
         path = resolve_model(backend.model, backend.models_dir)  # type: ignore[attr-defined]
-        stat = path.stat()
-        return _knows_tools(str(path), stat.st_size, stat.st_mtime_ns)
+        return "tools" in (read_gguf(path).metadata.get("tokenizer.chat_template") or "")
 
     try:
         return await asyncio.to_thread(check)
     except (AssistantError, AttributeError, OSError):
         return False
-
-
-@functools.lru_cache(maxsize=16)
-def _knows_tools(path: str, size: int, mtime_ns: int) -> bool:
-    """Read once per model file (its header holds the whole vocabulary: ~8 ms), not per question."""
-    return "tools" in (read_gguf(Path(path)).metadata.get("tokenizer.chat_template") or "")
 
 
 def _json_or_none(text: str) -> Any:

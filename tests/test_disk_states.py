@@ -401,3 +401,26 @@ async def test_ask_c_in_a_new_process_continues_from_disk_with_the_fresh_answer(
     assert continued == evaluated and continued.strip()
     assert await evaluated_tokens(home, monkeypatch, settings) < 40
     assert await evaluated_tokens(fresh, monkeypatch, settings) > 300
+
+
+def test_the_llama_cpp_build_is_told_apart_by_its_libraries_files(tmp_path: Path, monkeypatch) -> None:
+    """A reinstall (another build: CPU, CUDA) writes new library files: states from the old build
+    are then keyed apart, without reading the libraries' bytes on every load."""
+    import os
+    import types
+
+    from engine.backends import state_cache
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "libllama.so").write_bytes(b"x" * 100)
+    monkeypatch.setattr(state_cache, "llama_cpp", types.SimpleNamespace(__file__=str(tmp_path / "__init__.py"),
+                                                                         __version__="0.3.36"))
+    build = state_cache.llama_build.__wrapped__
+    before = build()
+    assert before.startswith("0.3.36+") and build() == before
+    (lib / "libllama.so").write_bytes(b"y" * 101)  # another build, another size
+    resized = build()
+    assert resized != before
+    os.utime(lib / "libllama.so", ns=(1, 1))  # the same size, written at another time
+    assert build() not in (before, resized)

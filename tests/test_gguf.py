@@ -68,3 +68,26 @@ def test_hostile_counts_fail_fast(tmp_path: Path) -> None:
     path.write_bytes(b"GGUF" + struct.pack("<IQQQ", 3, 0, 1, 2**60) + b"key")
     with pytest.raises(InvalidModelError, match="past the end"):
         read_gguf(path)
+
+
+def test_a_file_is_read_once_per_version_and_a_changed_one_again(model_path: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model load and the tool check read the same header at once: parsed once, not twice.
+    A file that changes (a download finishing, a copy over it) is read again."""
+    import shutil
+
+    from engine import gguf
+
+    copy = tmp_path / "model.gguf"
+    shutil.copyfile(model_path, copy)
+    parses: list[Path] = []
+    real = gguf._read
+    monkeypatch.setattr(gguf, "_read", lambda path: parses.append(path) or real(path))
+    first = read_gguf(copy)
+    assert read_gguf(copy) is first and len(parses) == 1
+    copy.write_bytes(copy.read_bytes()[:1000])  # truncated: another version of the file
+    with pytest.raises(InvalidModelError, match="truncated"):
+        read_gguf(copy)
+    with pytest.raises(InvalidModelError, match="truncated"):  # an error is never kept
+        read_gguf(copy)
+    assert len(parses) == 3
